@@ -1,0 +1,71 @@
+"""persist_to_disk: a persistent disk cache for expensive Python functions and notebook cells.
+
+    import persist_to_disk as ptd
+
+    @ptd.persistf(groupby=["dataset"], skip_kwargs=["device"])
+    def train(dataset, lr, epochs, device="cpu"): ...
+
+Results are stored under ``ptd.config.get_persist_path()`` in a tree laid out from
+the project's folders, keyed by the function's code and its arguments. In IPython
+or Jupyter, ``%load_ext persist_to_disk`` adds the ``%%persist`` cell magic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._state import config
+from .errors import CacheError, CacheWarning, NotCachedError, UnhashableArgumentError, UntrustedCacheError
+from .locks import clear_locks as _clear_locks
+from .manual import get_caller_cache_path, manual_cache
+from .persister import PersistedFunction, persistf
+from .store import ENOVAL
+from .switches import CACHE, CHECKONLY, NOCACHE, READONLY, RECACHE, Switch
+
+__version__ = "0.1.0"
+
+
+def clear_locks(clear: bool = False) -> list[str]:
+    """Lock files that no process holds now (deleted when ``clear=True``); held locks are never removed."""
+    roots = {config.get_persist_path(), config.get_persist_path(local=True)}
+    found: list[str] = []
+    for root in sorted(roots):
+        found.extend(_clear_locks(root, clear=clear))
+    return found
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext persist_to_disk``: the Jupyter layer lives in the ``ipython_ext`` package."""
+    import ipython_ext
+
+    ipython_ext.load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    import ipython_ext
+
+    ipython_ext.unload_ipython_extension(ipython)
+
+
+__all__ = [
+    "CACHE",
+    "CHECKONLY",
+    "ENOVAL",
+    "NOCACHE",
+    "READONLY",
+    "RECACHE",
+    "CacheError",
+    "CacheWarning",
+    "NotCachedError",
+    "PersistedFunction",
+    "Switch",
+    "UnhashableArgumentError",
+    "UntrustedCacheError",
+    "clear_locks",
+    "config",
+    "get_caller_cache_path",
+    "load_ipython_extension",
+    "manual_cache",
+    "persistf",
+    "unload_ipython_extension",
+]

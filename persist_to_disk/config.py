@@ -1,0 +1,310 @@
+"""Settings: where the cache lives and how it is laid out.
+
+Settings come from ``~/.cache/persist_to_disk/config.ini`` (written on first
+use, and by :meth:`Config.generate_config`), overridden in the process by the
+``set_*`` methods. Everything is read at call time, never at decoration time:
+in a notebook a user sets the persist path after defining the function.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+logger = logging.getLogger("persist_to_disk")
+
+SECTION = "global_settings"
+LOCK_GRANULARITIES = ("call", "func", "global")
+PROJECT_IDS_FILE = "project_to_pids.txt"
+_ID_SEP = "||"
+
+DEFAULTS: dict[str, str] = {
+    "persist_path": "",  # empty: <settings folder>/cache
+    "persist_path_local": "",  # empty: same as persist_path
+    "hashsize": "500",
+    "lock_granularity": "call",
+    "fsync": "false",
+}
+
+
+def settings_dir() -> Path:
+    """``~/.cache/persist_to_disk``: config.ini and the project registry live here."""
+    return Path(os.path.expanduser("~")) / ".cache" / "persist_to_disk"
+
+
+def validate_hashsize(value: Any, setting: str = "hashsize") -> int:
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{setting}={value!r} is not an integer; it must be a positive number of buckets") from None
+    if isinstance(value, bool) or size <= 0 or str(size) != str(value).strip():
+        raise ValueError(f"{setting}={value!r} must be a positive integer (the number of hash buckets)")
+    return size
+
+
+def validate_granularity(value: Any, setting: str = "lock_granularity") -> str:
+    if value not in LOCK_GRANULARITIES:
+        raise ValueError(f"{setting}={value!r} is not one of {', '.join(LOCK_GRANULARITIES)}")
+    return value
+
+
+def _parse_bool(value: str, setting: str) -> bool:
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{setting}={value!r} in config.ini is not a boolean (true/false)")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One consistent snapshot of the settings, taken at call time."""
+
+    persist_path: Path
+    persist_path_local: Path
+    project_path: Path | None  # None: found from the function's source file
+    hashsize: int
+    lock_granularity: str
+    fsync: bool
+    generation: int
+
+
+class Config:
+    """The process-wide settings object, ``ptd.config``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._file_values: dict[str, str] | None = None
+        self._overrides: dict[str, Any] = {}
+        self._generation = 0
+        self._snapshot: Settings | None = None
+        self._project_ids: dict[str, str] = {}
+        self.notebook_locator: Any = None  # set by the Jupyter layer; see ipython_ext
+
+    # -- files ----------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return settings_dir() / "config.ini"
+
+    def _read_file(self) -> dict[str, str]:
+        if self._file_values is None:
+            values = dict(DEFAULTS)
+            parser = configparser.ConfigParser()
+            path = self.config_path
+            if path.is_file():
+                try:
+                    parser.read(path, encoding="utf-8")
+                except configparser.Error as exc:
+                    raise ValueError(f"{path} is not a valid config.ini: {exc}") from exc
+                if parser.has_section(SECTION):
+                    values.update({k: v for k, v in parser.items(SECTION) if k in DEFAULTS})
+            else:
+                try:
+                    self._write_file(values)
+                except OSError as exc:
+                    logger.warning("could not write default settings to %s: %s", path, exc)
+            self._file_values = values
+        return self._file_values
+
+    def _write_file(self, values: dict[str, str]) -> Path:
+        path = self.config_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parser = configparser.ConfigParser()
+        parser[SECTION] = {k: values.get(k, v) for k, v in DEFAULTS.items()}
+        if not parser[SECTION]["persist_path"]:
+            parser[SECTION]["persist_path"] = str(settings_dir() / "cache")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("# persist_to_disk settings; see the README for each one.\n")
+            parser.write(fh)
+        os.replace(tmp, path)
+        return path
+
+    def generate_config(self) -> Path:
+        """Write config.ini with the current file settings (defaults filled in); return its path."""
+        with self._lock:
+            path = self._write_file(self._read_file())
+        print(f"Settings written to {path}")
+        return path
+
+    def reload(self) -> None:
+        """Forget the file settings read so far (the next call reads config.ini again)."""
+        with self._lock:
+            self._file_values = None
+            self._bump()
+
+    # -- setters (this process only) --------------------------------------------------------------
+    def _bump(self) -> None:
+        self._generation += 1
+        self._snapshot = None
+
+    def _set(self, name: str, value: Any) -> Any:
+        with self._lock:
+            self._overrides[name] = value
+            self._bump()
+        return value
+
+    def set_persist_path(self, path: str | os.PathLike) -> str:
+        return str(self._set("persist_path", _abspath(path, "persist_path")))
+
+    def set_persist_path_local(self, path: str | os.PathLike) -> str:
+        return str(self._set("persist_path_local", _abspath(path, "persist_path_local")))
+
+    def set_project_path(self, path: str | os.PathLike | None) -> str | None:
+        """Root the cache tree at this project folder; None goes back to finding it."""
+        if path is None:
+            self._set("project_path", None)
+            return None
+        return str(self._set("project_path", _abspath(path, "project_path")))
+
+    def set_hashsize(self, hashsize: int = 500) -> int:
+        return self._set("hashsize", validate_hashsize(hashsize))
+
+    def set_lock_granularity(self, granularity: str) -> str:
+        return self._set("lock_granularity", validate_granularity(granularity))
+
+    def set_fsync(self, enabled: bool) -> bool:
+        return self._set("fsync", bool(enabled))
+
+    # -- getters ------------------------------------------------------------------------------------
+    def settings(self) -> Settings:
+        """A snapshot of every setting; cheap when nothing changed."""
+        snap = self._snapshot
+        if snap is not None:
+            return snap
+        with self._lock:
+            values = self._read_file()
+            o = self._overrides
+            persist = o.get("persist_path") or _abspath(
+                values["persist_path"] or settings_dir() / "cache", "persist_path in config.ini"
+            )
+            local = o.get("persist_path_local") or (
+                _abspath(values["persist_path_local"], "persist_path_local in config.ini")
+                if values["persist_path_local"]
+                else persist
+            )
+            snap = Settings(
+                persist_path=Path(persist),
+                persist_path_local=Path(local),
+                project_path=Path(o["project_path"]) if o.get("project_path") else None,
+                hashsize=o.get("hashsize") or validate_hashsize(values["hashsize"], "hashsize in config.ini"),
+                lock_granularity=o.get("lock_granularity")
+                or validate_granularity(values["lock_granularity"], "lock_granularity in config.ini"),
+                fsync=o["fsync"] if "fsync" in o else _parse_bool(values["fsync"], "fsync"),
+                generation=self._generation,
+            )
+            self._snapshot = snap
+            return snap
+
+    def get_persist_path(self, local: bool = False) -> str:
+        s = self.settings()
+        return str(s.persist_path_local if local else s.persist_path)
+
+    def get_project_path(self) -> str:
+        """The explicit project path, else the one found for the running notebook or folder."""
+        explicit = self.settings().project_path
+        if explicit is not None:
+            return str(explicit)
+        from .layout import default_project_root
+
+        return str(default_project_root(None))
+
+    def get_hashsize(self) -> int:
+        return self.settings().hashsize
+
+    def get_lock_granularity(self) -> str:
+        return self.settings().lock_granularity
+
+    def get_project_persist_path(self, local: bool = False, project_path: str | os.PathLike | None = None) -> str:
+        """``<persist_path>/<project name>-<autoid>`` for a project folder (default: the current one)."""
+        project = Path(project_path) if project_path is not None else Path(self.get_project_path())
+        return str(Path(self.get_persist_path(local)) / self.project_folder_name(project))
+
+    # -- project ids ----------------------------------------------------------------------------------
+    def project_folder_name(self, project_path: Path) -> str:
+        """``<name>-<autoid>``; the id is given once per project path and kept for ever."""
+        key = os.path.normpath(str(project_path))
+        pid = self._project_ids.get(key)
+        if pid is None:
+            pid = _retrieve_project_id(settings_dir() / PROJECT_IDS_FILE, key)
+            self._project_ids[key] = pid
+        return f"{os.path.basename(key) or 'root'}-{pid}"
+
+    def describe(self) -> dict[str, Any]:
+        """Every setting and where the paths came from; the Jupyter layer adds the notebook."""
+        s = self.settings()
+        info: dict[str, Any] = {
+            "config_file": str(self.config_path),
+            "persist_path": str(s.persist_path),
+            "persist_path_local": str(s.persist_path_local),
+            "hashsize": s.hashsize,
+            "lock_granularity": s.lock_granularity,
+            "fsync": s.fsync,
+        }
+        if s.project_path is not None:
+            info["project_path"], info["project_path_how"] = str(s.project_path), "explicit"
+        else:
+            from .layout import default_project_root_with_reason
+
+            root, how = default_project_root_with_reason(None)
+            info["project_path"], info["project_path_how"] = str(root), how
+        locator = self.notebook_locator
+        if locator is not None:
+            try:
+                info.update(locator.describe())
+            except Exception as exc:  # reporting must never fail
+                info["notebook_error"] = repr(exc)
+        return info
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
+        return f"Config({items})"
+
+
+def _abspath(path: Any, setting: str) -> str:
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise ValueError(f"{setting}={path!r} is not a path") from None
+    if not text or "\x00" in text:
+        raise ValueError(f"{setting}={path!r} is not a usable path")
+    return os.path.normpath(os.path.abspath(os.path.expanduser(text)))
+
+
+def _retrieve_project_id(registry: Path, project_key: str) -> str:
+    """Read, or append under a file lock, the project's line in project_to_pids.txt."""
+    if _ID_SEP in project_key:
+        raise ValueError(f"project path {project_key!r} must not contain {_ID_SEP!r}")
+    registry.parent.mkdir(parents=True, exist_ok=True)
+
+    def lookup() -> tuple[dict[str, str], int]:
+        ids: dict[str, str] = {}
+        count = 0
+        if registry.is_file():
+            for line in registry.read_text(encoding="utf-8").splitlines():
+                path, sep, pid = line.rpartition(_ID_SEP)
+                if sep:
+                    ids.setdefault(path, pid)
+                    count += 1
+        return ids, count
+
+    ids, _ = lookup()
+    if project_key in ids:
+        return ids[project_key]
+    with FileLock(str(registry) + ".lock"):
+        ids, count = lookup()
+        if project_key not in ids:
+            ids[project_key] = str(count + 1)
+            with open(registry, "a", encoding="utf-8") as fh:
+                fh.write(f"{project_key}{_ID_SEP}{ids[project_key]}\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+    return ids[project_key]

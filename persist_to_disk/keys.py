@@ -1,0 +1,452 @@
+"""Canonical, fast and stable hashing of call arguments into cache keys.
+
+A key must be equal for equal arguments in every process and Python run: no
+``hash()`` (randomized per process), no dependence on dict or set order, no
+pickle byte streams (they differ between equal objects). Values are walked into
+a tagged byte stream fed to xxh3-128; numpy arrays and pandas objects feed their
+raw buffers straight in, so a 200 MB array hashes at memory speed.
+
+Changing what this module feeds the hasher changes every user's keys:
+``KEY_FORMAT`` is part of every digest and the golden test pins the output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import fractions
+import functools
+import json
+import math
+import pathlib
+import struct
+import sys
+import types
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import xxhash
+
+KEY_FORMAT = b"ptd-key-1"
+
+_CHUNK = 1 << 24  # bytes of a non-contiguous array copied at a time
+_pack_len = struct.Struct("<Q").pack
+_pack_float = struct.Struct("<d").pack
+
+
+class _Unhashable(TypeError):
+    """Raised inside the walk; turned into UnhashableArgumentError naming the argument."""
+
+
+def new_hasher() -> xxhash.xxh3_128:
+    return xxhash.xxh3_128()
+
+
+class CanonicalHasher:
+    """Feeds one value, recursively, into an xxh3-128 state.
+
+    Containers are remembered while being walked so a cycle becomes a
+    back-reference instead of endless recursion.
+    """
+
+    def __init__(self, hasher: xxhash.xxh3_128 | None = None, *, code_of: Callable[[Any], str] | None = None):
+        self.h = hasher if hasher is not None else new_hasher()
+        self._active: dict[int, int] = {}
+        self._code_of = code_of
+
+    def digest(self) -> str:
+        return self.h.hexdigest()
+
+    # -- the walk ---------------------------------------------------------------
+    def feed(self, obj: Any) -> None:
+        handler = _EXACT.get(type(obj))
+        if handler is not None:
+            handler(self, obj)
+            return
+        self._feed_other(obj)
+
+    def _tag(self, tag: bytes, payload: bytes = b"") -> None:
+        self.h.update(tag + _pack_len(len(payload)) + payload)
+
+    def _container(self, tag: bytes, obj: Any, items: Callable[[], None]) -> None:
+        key = id(obj)
+        if key in self._active:
+            self._tag(b"R", _pack_len(self._active[key]))
+            return
+        self._active[key] = len(self._active)
+        try:
+            self._tag(tag)
+            items()
+            self.h.update(b")")
+        finally:
+            del self._active[key]
+
+    def _sequence(self, tag: bytes, obj: Any) -> None:
+        def items() -> None:
+            self.h.update(_pack_len(len(obj)))
+            for item in obj:
+                self.feed(item)
+
+        self._container(tag, obj, items)
+
+    def _sub_digest(self, obj: Any) -> bytes:
+        sub = CanonicalHasher(code_of=self._code_of)
+        sub._active = self._active
+        sub.feed(obj)
+        return sub.h.digest()
+
+    def _mapping(self, tag: bytes, obj: Mapping) -> None:
+        def items() -> None:
+            pairs = sorted(((self._sub_digest(k), v) for k, v in obj.items()), key=lambda kv: kv[0])
+            self.h.update(_pack_len(len(pairs)))
+            for kd, v in pairs:
+                self.h.update(kd)
+                self.feed(v)
+
+        self._container(tag, obj, items)
+
+    def _set(self, tag: bytes, obj: Any) -> None:
+        def items() -> None:
+            digests = sorted(self._sub_digest(x) for x in obj)
+            self.h.update(_pack_len(len(digests)))
+            for d in digests:
+                self.h.update(d)
+
+        self._container(tag, obj, items)
+
+    def _feed_other(self, obj: Any) -> None:
+        hook = getattr(type(obj), "__ptd_hash__", None)
+        if hook is not None:
+            self._tag(b"H", _qualname(type(obj)).encode())
+            self.feed(hook(obj))
+            return
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            _feed_dataclass(self, obj)
+            return
+        module = type(obj).__module__
+        if module.startswith("numpy") and _feed_numpy(self, obj):
+            return
+        if module.startswith("pandas") and _feed_pandas(self, obj):
+            return
+        for cls, handler in _SUBCLASS:
+            if isinstance(obj, cls):
+                handler(self, obj)
+                return
+        self._feed_reduced(obj)
+
+    def _feed_reduced(self, obj: Any) -> None:
+        """Any other object hashes as its class plus the state pickle would save."""
+        try:
+            reduced = obj.__reduce_ex__(4)
+        except Exception as exc:  # objects that refuse pickling (locks, generators, files)
+            raise _Unhashable(f"{type(obj).__name__} cannot be pickled: {exc}") from exc
+        if isinstance(reduced, str):  # a global, pickled by name
+            self._tag(b"G", f"{type(obj).__module__}.{reduced}".encode())
+            return
+        self._tag(b"O", _qualname(type(obj)).encode())
+
+        def items() -> None:
+            callable_, args, *rest = tuple(reduced) + (None,) * (6 - len(reduced))
+            self.feed(_callable_name(callable_))
+            self.feed(args)
+            state, listitems, dictitems = rest[0], rest[1], rest[2]
+            self.feed(state)
+            self.feed(list(listitems) if listitems is not None else None)
+            self.feed(dict(dictitems) if dictitems is not None else None)
+
+        self._container(b"(", obj, items)
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', getattr(obj, '__name__', repr(obj)))}"
+
+
+def _callable_name(fn: Any) -> str:
+    if fn is None:
+        return "None"
+    return _qualname(fn)
+
+
+# -- handlers for exact builtin types ----------------------------------------------
+def _feed_int(h: CanonicalHasher, x: int) -> None:
+    h._tag(b"i", x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True))
+
+
+def _feed_float(h: CanonicalHasher, x: float) -> None:
+    h._tag(b"f", _pack_float(math.nan if x != x else x))
+
+
+def _feed_str(h: CanonicalHasher, x: str) -> None:
+    h._tag(b"s", x.encode("utf-8", "surrogatepass"))
+
+
+def _feed_function(h: CanonicalHasher, fn: Any) -> None:
+    """Functions count by name; those without an importable home also by their code."""
+    h._tag(b"F", _qualname(fn).encode())
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", "")
+    if h._code_of is not None and (module in (None, "__main__") or "<lambda>" in qualname or "<locals>" in qualname):
+        h._tag(b"c", h._code_of(fn).encode())
+
+
+_EXACT: dict[type, Callable[[CanonicalHasher, Any], None]] = {
+    type(None): lambda h, x: h._tag(b"N"),
+    bool: lambda h, x: h._tag(b"T" if x else b"B"),
+    int: _feed_int,
+    float: _feed_float,
+    complex: lambda h, x: h._tag(b"j", _pack_float(x.real) + _pack_float(x.imag)),
+    str: _feed_str,
+    bytes: lambda h, x: h._tag(b"b", x),
+    bytearray: lambda h, x: h._tag(b"y", bytes(x)),
+    tuple: lambda h, x: h._sequence(b"t", x),
+    list: lambda h, x: h._sequence(b"l", x),
+    dict: lambda h, x: h._mapping(b"d", x),
+    set: lambda h, x: h._set(b"S", x),
+    frozenset: lambda h, x: h._set(b"z", x),
+    range: lambda h, x: h._tag(b"r", f"{x.start},{x.stop},{x.step}".encode()),
+    slice: lambda h, x: (h._tag(b"_"), h.feed((x.start, x.stop, x.step))),
+    type: lambda h, x: h._tag(b"C", _qualname(x).encode()),
+    types.FunctionType: _feed_function,
+    types.BuiltinFunctionType: lambda h, x: h._tag(b"F", _qualname(x).encode()),
+    types.ModuleType: lambda h, x: h._tag(b"M", x.__name__.encode()),
+    _dt.datetime: lambda h, x: h._tag(b"D", x.isoformat().encode()),
+    _dt.date: lambda h, x: h._tag(b"a", x.isoformat().encode()),
+    _dt.time: lambda h, x: h._tag(b"e", x.isoformat().encode()),
+    _dt.timedelta: lambda h, x: h._tag(b"m", f"{x.days},{x.seconds},{x.microseconds}".encode()),
+    decimal.Decimal: lambda h, x: h._tag(b"q", str(x).encode()),
+    fractions.Fraction: lambda h, x: h._tag(b"Q", f"{x.numerator}/{x.denominator}".encode()),
+    uuid.UUID: lambda h, x: h._tag(b"u", x.bytes),
+    pathlib.PosixPath: lambda h, x: h._tag(b"P", str(x).encode()),
+    pathlib.PurePosixPath: lambda h, x: h._tag(b"P", str(x).encode()),
+    pathlib.WindowsPath: lambda h, x: h._tag(b"W", str(x).encode()),
+    pathlib.PureWindowsPath: lambda h, x: h._tag(b"W", str(x).encode()),
+}
+
+
+def _feed_dataclass(h: CanonicalHasher, obj: Any) -> None:
+    h._tag(b"K", _qualname(type(obj)).encode())
+    h._mapping(b"d", {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+
+
+def _feed_enum(h: CanonicalHasher, obj: enum.Enum) -> None:
+    h._tag(b"E", f"{_qualname(type(obj))}.{obj.name}".encode())
+
+
+def _feed_namespace(h: CanonicalHasher, obj: Any) -> None:
+    # argparse.Namespace and types.SimpleNamespace: equal attributes, equal key
+    h._tag(b"n", _qualname(type(obj)).encode())
+    h._mapping(b"d", vars(obj))
+
+
+def _feed_namedtuple(h: CanonicalHasher, obj: tuple) -> None:
+    h._tag(b"k", _qualname(type(obj)).encode())
+    h._sequence(b"t", tuple(obj))
+
+
+def _is_namedtuple(obj: Any) -> bool:
+    return isinstance(obj, tuple) and hasattr(type(obj), "_fields")
+
+
+_SUBCLASS: list[tuple[Any, Callable[[CanonicalHasher, Any], None]]] = []
+
+
+def _register_subclass_handlers() -> None:
+    import argparse  # a cheap import, but only needed here
+
+    _SUBCLASS.extend(
+        [
+            (enum.Enum, _feed_enum),
+            (argparse.Namespace, _feed_namespace),
+            (types.SimpleNamespace, _feed_namespace),
+            (bool, _EXACT[bool]),
+            (int, _feed_int_subclass),
+            (float, lambda h, x: (h._tag(b"X", _qualname(type(x)).encode()), _feed_float(h, float(x)))),
+            (str, lambda h, x: (h._tag(b"X", _qualname(type(x)).encode()), _feed_str(h, str(x)))),
+            (pathlib.PurePath, lambda h, x: h._tag(b"p", f"{_qualname(type(x))}:{x}".encode())),
+            (tuple, lambda h, x: _feed_namedtuple(h, x) if _is_namedtuple(x) else _feed_reduced_or_seq(h, x, b"t")),
+            (list, lambda h, x: _feed_reduced_or_seq(h, x, b"l")),
+            (dict, _feed_dict_subclass),
+            (types.MethodType, lambda h, x: (h._tag(b"b"), h.feed(x.__self__), h.feed(x.__func__))),
+            (functools.partial, lambda h, x: (h._tag(b"~"), h.feed((x.func, x.args, x.keywords)))),
+        ]
+    )
+
+
+def _feed_int_subclass(h: CanonicalHasher, x: int) -> None:
+    h._tag(b"X", _qualname(type(x)).encode())
+    _feed_int(h, int(x))
+
+
+def _feed_reduced_or_seq(h: CanonicalHasher, x: Any, tag: bytes) -> None:
+    h._tag(b"X", _qualname(type(x)).encode())
+    h._sequence(tag, x)
+    if getattr(x, "__dict__", None):
+        h.feed(vars(x))
+
+
+def _feed_dict_subclass(h: CanonicalHasher, x: dict) -> None:
+    h._tag(b"X", _qualname(type(x)).encode())
+    ordered = type(x).__name__ == "OrderedDict"
+    if ordered:  # order is part of an OrderedDict's equality
+        h._sequence(b"t", list(x.items()))
+    else:
+        h._mapping(b"d", x)
+
+
+_register_subclass_handlers()
+
+
+# -- numpy and pandas, detected lazily -------------------------------------------------
+def _feed_numpy(h: CanonicalHasher, obj: Any) -> bool:
+    np = sys.modules.get("numpy")
+    if np is None:
+        return False
+    if isinstance(obj, np.ndarray):
+        _feed_ndarray(h, obj, np)
+        return True
+    if isinstance(obj, np.generic):
+        h._tag(b"g", obj.dtype.str.encode() + b":" + obj.tobytes())
+        return True
+    if isinstance(obj, np.dtype):
+        h._tag(b"Y", str(obj.descr if obj.fields else obj.str).encode())
+        return True
+    return False
+
+
+def _feed_ndarray(h: CanonicalHasher, arr: Any, np: Any) -> None:
+    """Hash dtype, shape and the values in C order, straight from the buffer.
+
+    An F-ordered or strided array with the same values hashes the same, copied
+    a bounded chunk at a time.
+    """
+    if type(arr) is not np.ndarray:  # subclasses (matrix, masked) keep their class and state
+        h._tag(b"X", _qualname(type(arr)).encode())
+        if isinstance(arr, np.ma.MaskedArray):
+            h.feed(np.ma.getmaskarray(arr))
+            h.feed(arr.fill_value)
+        arr = np.asarray(arr)
+    descr = str(arr.dtype.descr) if arr.dtype.fields else arr.dtype.str
+    h._tag(b"A", f"{descr}|{arr.shape}".encode())
+    if arr.dtype.hasobject:
+        h._sequence(b"l", arr.ravel(order="C").tolist())
+        return
+    if arr.flags.c_contiguous:
+        h.h.update(memoryview(arr).cast("B") if arr.size else b"")
+        return
+    if arr.ndim == 0 or arr.size == 0:
+        h.h.update(arr.tobytes())
+        return
+    rows = max(1, _CHUNK // max(1, arr[0].nbytes))
+    for start in range(0, arr.shape[0], rows):
+        h.h.update(np.ascontiguousarray(arr[start : start + rows]).data.cast("B"))
+
+
+def _feed_pandas(h: CanonicalHasher, obj: Any) -> bool:
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return False
+    if isinstance(obj, pd.DataFrame):
+        h._tag(b"V", _qualname(type(obj)).encode())
+        _feed_index(h, obj.columns)
+        _feed_index(h, obj.index)
+        for i in range(obj.shape[1]):
+            _feed_series_values(h, obj.iloc[:, i])
+        return True
+    if isinstance(obj, pd.Series):
+        h._tag(b"v", _qualname(type(obj)).encode())
+        h.feed(obj.name)
+        _feed_index(h, obj.index)
+        _feed_series_values(h, obj)
+        return True
+    if isinstance(obj, pd.Index):
+        _feed_index(h, obj)
+        return True
+    return False
+
+
+def _feed_index(h: CanonicalHasher, index: Any) -> None:
+    h._tag(b"I", f"{type(index).__name__}|{index.dtype}".encode())
+    h.feed(list(index.names))
+    _feed_array_like(h, index)
+
+
+def _feed_series_values(h: CanonicalHasher, series: Any) -> None:
+    h._tag(b"w", str(series.dtype).encode())
+    _feed_array_like(h, series)
+
+
+def _feed_array_like(h: CanonicalHasher, values: Any) -> None:
+    np = sys.modules["numpy"]
+    array = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
+    _feed_ndarray(h, np.asarray(array), np)
+
+
+# -- public entry points ------------------------------------------------------------------------
+def hash_arguments(
+    named: Mapping[str, Any],
+    *,
+    prefix: bytes = b"",
+    code_of: Callable[[Any], str] | None = None,
+) -> str:
+    """Digest (32 hex chars) of named arguments, independent of their order.
+
+    A value that cannot be hashed raises UnhashableArgumentError naming the argument.
+    """
+    from .errors import UnhashableArgumentError
+
+    hasher = CanonicalHasher(code_of=code_of)
+    hasher.h.update(KEY_FORMAT)
+    hasher.feed(prefix)
+    for name in sorted(named):
+        hasher.feed(name)
+        try:
+            hasher.feed(named[name])
+        except _Unhashable as exc:
+            raise UnhashableArgumentError(
+                f"argument {name!r} of type {type(named[name]).__name__} cannot be hashed into a cache key "
+                f"({exc}); pass it in skip_kwargs, or give its class a __ptd_hash__ method returning "
+                "a hashable stand-in"
+            ) from exc
+        except RecursionError as exc:
+            raise UnhashableArgumentError(
+                f"argument {name!r} of type {type(named[name]).__name__} is nested too deeply to hash"
+            ) from exc
+    return hasher.digest()
+
+
+def hash_arguments_json(named: Mapping[str, Any], *, prefix: bytes = b"") -> str:
+    """The seed's ``hash_method='json'``: the key is the canonical JSON of the arguments."""
+    from .errors import UnhashableArgumentError
+
+    try:
+        text = json.dumps(
+            dict(named), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default
+        )
+    except (TypeError, ValueError) as exc:
+        raise UnhashableArgumentError(f"hash_method='json' needs JSON-serializable arguments: {exc}") from exc
+    h = new_hasher()
+    h.update(KEY_FORMAT + b"json" + prefix)
+    h.update(text.encode("utf-8"))
+    return h.hexdigest()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, type):
+        return _qualname(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def hash_value(obj: Any) -> str:
+    """Digest of one value (used for cell inputs and manual keys)."""
+    hasher = CanonicalHasher()
+    hasher.h.update(KEY_FORMAT)
+    try:
+        hasher.feed(obj)
+    except _Unhashable as exc:
+        from .errors import UnhashableArgumentError
+
+        raise UnhashableArgumentError(f"a value of type {type(obj).__name__} cannot be hashed: {exc}") from exc
+    return hasher.digest()

@@ -1,0 +1,489 @@
+"""The decorator: ``@ptd.persistf(...)`` turns a function into a disk-cached one.
+
+One straight line per call::
+
+    bind arguments -> key (function + code version + canonical arguments)
+    -> where (settings read now) -> store.load -> hit: return
+    -> miss: lock -> load again -> compute -> store.put -> unlock -> return
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import identity, keys, layout, locks
+from ._state import config
+from .errors import CacheWarning, NotCachedError
+from .readable import readable_arguments
+from .store import ENOVAL, EntryInfo, LocalStore
+from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
+
+logger = logging.getLogger("persist_to_disk")
+
+_VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+@dataclass(frozen=True)
+class Options:
+    """A persisted function's settings, checked once at decoration time."""
+
+    hashsize: int | None = None
+    skip_kwargs: tuple[str, ...] = ()
+    expand_dict_kwargs: tuple[str, ...] | str = ()
+    groupby: tuple[str | tuple[str, ...], ...] = ()
+    switch_kwarg: str = "cache_switch"
+    cache: Switch | None = None
+    lock_granularity: str | None = None
+    hash_method: str = "pickle"
+    local: bool = False
+    alt_dirs: tuple[str, ...] = ()
+    version: str | None = None
+
+
+@dataclass
+class Call:
+    """One call, resolved: where its entry lives and what the header will say."""
+
+    store: LocalStore
+    key: str
+    digest: str
+    persist_root: str
+    coarse_scope: str
+    named: dict[str, Any]
+    code_version: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.store.path_of(self.key))
+
+
+def _names(value: Any, setting: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise ValueError(f"{setting}={value!r} must be a list of argument names") from None
+    return names
+
+
+def _check_options(func: Callable, opts: Options) -> None:
+    """Fail at decoration time on settings that can never work, naming the setting."""
+    from .config import validate_granularity, validate_hashsize
+
+    if opts.hashsize is not None:
+        validate_hashsize(opts.hashsize)
+    if opts.lock_granularity is not None:
+        validate_granularity(opts.lock_granularity)
+    if opts.hash_method not in ("pickle", "json"):
+        raise ValueError(f"hash_method={opts.hash_method!r} must be 'pickle' or 'json'")
+    params = inspect.signature(func).parameters
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    group_names = [n for g in opts.groupby for n in ((g,) if isinstance(g, str) else g)]
+    expand = () if opts.expand_dict_kwargs == "all" else opts.expand_dict_kwargs
+    for setting, names in (("groupby", group_names), ("skip_kwargs", opts.skip_kwargs), ("expand_dict_kwargs", expand)):
+        for name in names:
+            if not isinstance(name, str):
+                raise ValueError(f"{setting} entries must be argument names (str), got {name!r}")
+            if name not in params and not takes_kwargs:
+                raise ValueError(
+                    f"{setting} names {name!r}, which is not a parameter of {identity.function_name(func)}"
+                    f"{inspect.signature(func)}"
+                )
+    overlap = set(group_names) & set(opts.skip_kwargs)
+    if overlap:
+        raise ValueError(f"{sorted(overlap)} cannot be both in groupby and in skip_kwargs")
+    if opts.switch_kwarg in params:
+        raise ValueError(
+            f"switch_kwarg={opts.switch_kwarg!r} is also a parameter of {identity.function_name(func)}; "
+            "pick another switch_kwarg"
+        )
+
+
+class PersistedFunction:
+    """A function whose results are cached on disk. ``f.cache`` browses and invalidates them."""
+
+    def __init__(self, func: Callable, options: Options) -> None:
+        _check_options(func, options)
+        functools.update_wrapper(self, func)
+        self.__wrapped__ = func
+        self._func = func
+        self._options = options
+        self._signature = inspect.signature(func)
+        self._is_async = inspect.iscoroutinefunction(func)
+        self._name = identity.function_name(func)
+        # the folder already names the source file; the key names the function, not its module,
+        # so `python -m pkg.mod` (module __main__) and `import pkg.mod` share entries
+        self._identity = self._name.encode()
+        self._source_file = _source_file(func)
+        self._pinned: tuple[str, tuple[str, ...]] | None = None  # (project root, source parts) when unpickled
+        self._where: dict[Any, tuple[LocalStore, str, str]] = {}
+        self.cache = CacheHandle(self)
+
+    # -- calling -------------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        switch = self._pop_switch(kwargs)
+        if self._is_async:
+            return self._call_async(switch, args, kwargs)
+        if switch is NOCACHE:
+            return self._func(*args, **kwargs)
+        call = self._resolve(args, kwargs)
+        if switch is not RECACHE:
+            value = self._lookup(call, switch)
+            if value is not ENOVAL:
+                return value
+        return self._compute(call, switch, lambda: self._func(*args, **kwargs))
+
+    async def _call_async(self, switch: Switch, args: tuple, kwargs: dict) -> Any:
+        if switch is NOCACHE:
+            return await self._func(*args, **kwargs)
+        call = self._resolve(args, kwargs)
+        if switch is not RECACHE:
+            value = self._lookup(call, switch)
+            if value is not ENOVAL:
+                return value
+        start = time.perf_counter()
+        value = await self._func(*args, **kwargs)
+        self._store(call, value, time.perf_counter() - start)
+        return value
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        """Methods: bind like a function, so ``self`` is an argument of the key."""
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+    def _pop_switch(self, kwargs: dict) -> Switch:
+        per_call = kwargs.pop(self._options.switch_kwarg, None)
+        if self._options.cache is not None:
+            return self._options.cache
+        if per_call is None:
+            return CACHE
+        return as_switch(per_call, setting=self._options.switch_kwarg)
+
+    def _lookup(self, call: Call, switch: Switch) -> Any:
+        entry = call.store.load(call.key)
+        if entry is not ENOVAL:
+            return entry.value  # type: ignore[union-attr]
+        for alt in self._options.alt_dirs:
+            alt_entry = LocalStore(alt).load(call.key)
+            if alt_entry is not ENOVAL:
+                self._put(call, alt_entry.value, dict(alt_entry.header))  # type: ignore[union-attr]
+                return alt_entry.value  # type: ignore[union-attr]
+        if switch is READONLY:
+            raise NotCachedError(
+                f"{self._name}: no cached result for this call (READONLY); expected at {call.path}"
+            )
+        return ENOVAL
+
+    def _compute(self, call: Call, switch: Switch, run: Callable[[], Any]) -> Any:
+        with contextlib.ExitStack() as stack:
+            try:
+                held = stack.enter_context(
+                    locks.compute_lock(call.persist_root, call.coarse_scope, f"{call.store.root}/{call.key}")
+                )
+            except OSError as exc:  # a read-only or vanished cache folder: still give the user a result
+                _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
+                return run()
+            if switch is not RECACHE:
+                entry = call.store.load(call.key)
+                if entry is not ENOVAL:  # another process computed it while we waited
+                    return entry.value  # type: ignore[union-attr]
+            start = time.perf_counter()
+            value = run()
+            if self._store(call, value, time.perf_counter() - start):
+                held.mark_stored()
+            return value
+
+    def _store(self, call: Call, value: Any, seconds: float) -> bool:
+        header = {
+            "func": self._name,
+            "module": getattr(self._func, "__module__", None),
+            "key": call.digest,
+            "args": readable_arguments(call.named),
+            "code_version": call.code_version,
+            "created": time.time(),
+            "compute_seconds": round(seconds, 6),
+        }
+        return self._put(call, value, header)
+
+    def _put(self, call: Call, value: Any, header: dict) -> bool:
+        try:
+            call.store.put(call.key, value, header)
+            return True
+        except Exception as exc:  # unpicklable result, disk full, read-only folder
+            _warn(f"result of {self._name} was not cached: {type(exc).__name__}: {exc}")
+            return False
+
+    # -- keys and places --------------------------------------------------------------------------
+    def _named_arguments(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        """Arguments by name, defaults applied, skipped ones removed."""
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self._name}(): {exc}") from None
+        bound.apply_defaults()
+        named = dict(bound.arguments)
+        skip = self._options.skip_kwargs
+        for name, param in self._signature.parameters.items():
+            if param.kind is inspect.Parameter.VAR_KEYWORD and skip:
+                named[name] = {k: v for k, v in named[name].items() if k not in skip}
+        for name in skip:
+            named.pop(name, None)
+        return named
+
+    def code_version(self) -> str:
+        pinned = self._options.version
+        return f"pinned:{pinned}" if pinned is not None else identity.code_version(self._func)
+
+    def _resolve(self, args: tuple, kwargs: dict) -> Call:
+        named = self._named_arguments(args, kwargs)
+        version = self.code_version()
+        prefix = self._identity + b"\x00" + version.encode()
+        if self._options.hash_method == "json":
+            digest = keys.hash_arguments_json(named, prefix=prefix)
+        else:
+            digest = keys.hash_arguments(named, prefix=prefix, code_of=identity.code_version)
+        settings = config.settings()
+        store, persist_root, folder = self._folder(settings)
+        groups = self._group_folders(named)
+        hashsize = self._options.hashsize or settings.hashsize
+        bucket = layout.bucket_of(digest, hashsize)
+        key = layout.entry_relpath(groups, bucket, digest)
+        granularity = self._options.lock_granularity or settings.lock_granularity
+        coarse = {
+            "call": f"{folder}/{'/'.join(groups)}/{bucket}",
+            "func": folder,
+            "global": persist_root,
+        }[granularity]
+        return Call(store, key, digest, persist_root, coarse, named, version)
+
+    def _group_folders(self, named: dict[str, Any]) -> list[str]:
+        folders = []
+        for group in self._options.groupby:
+            names = (group,) if isinstance(group, str) else group
+            values = []
+            for name in names:
+                value = named[name] if name in named else _from_var_keyword(self._signature, named, name)
+                values.append(value)
+            text = "$$".join(str(v) for v in values)
+            folders.append(layout.safe_folder_name(text, setting=f"groupby value of {'+'.join(names)}"))
+        return folders
+
+    def _folder(self, settings: Any) -> tuple[LocalStore, str, str]:
+        """(store, persist root, function folder), memoized until a setting or the cwd changes."""
+        memo_key = (settings.generation, os.getcwd() if settings.project_path is None else None)
+        found = self._where.get(memo_key)
+        if found is None:
+            persist_root = settings.persist_path_local if self._options.local else settings.persist_path
+            project_root, parts = self.location(settings)
+            folder = Path(persist_root) / config.project_folder_name(project_root) / Path(*parts) / self._name
+            found = (LocalStore(folder, fsync=settings.fsync), str(persist_root), str(folder))
+            self._where = {memo_key: found}
+        return found
+
+    def location(self, settings: Any = None) -> tuple[Path, tuple[str, ...]]:
+        """(project root, source path parts): where in the tree this function's folder hangs."""
+        if self._pinned is not None and (settings is None or settings.project_path is None):
+            return Path(self._pinned[0]), self._pinned[1]
+        settings = settings or config.settings()
+        if settings.project_path is not None:
+            root = settings.project_path
+        else:
+            root = layout.default_project_root(self._source_file)
+        return root, layout.source_parts(self._source_file, getattr(self._func, "__module__", None), root)
+
+    def folder(self) -> Path:
+        """This function's cache folder under the current settings."""
+        return Path(self._folder(config.settings())[2])
+
+    # -- pickling (multiprocessing, joblib, Dask) ---------------------------------------------------
+    def __reduce__(self) -> Any:
+        module = sys.modules.get(getattr(self._func, "__module__", "") or "")
+        if module is not None and module.__name__ != "__main__" and getattr(module, self.__qualname__, None) is self:
+            return (_import_by_name, (module.__name__, self.__qualname__))
+        root, parts = self.location()
+        return (_rebuild, (_dump_function(self._func), self._options, (str(root), parts)))
+
+    def __repr__(self) -> str:
+        return f"<persisted function {self._name}>"
+
+
+def _from_var_keyword(signature: inspect.Signature, named: dict, name: str) -> Any:
+    for pname, param in signature.parameters.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD and name in named.get(pname, {}):
+            return named[pname][name]
+    raise ValueError(f"groupby names {name!r}, which this call did not pass")
+
+
+def _source_file(func: Callable) -> str | None:
+    try:
+        return inspect.getsourcefile(identity.unwrap(func)) or inspect.getfile(func)
+    except TypeError:
+        return None
+
+
+def _dump_function(func: Callable) -> bytes | Callable:
+    """By reference when importable, else by value through cloudpickle (notebook functions)."""
+    module = getattr(func, "__module__", None)
+    if module not in (None, "__main__") and "<locals>" not in func.__qualname__:
+        return func
+    import cloudpickle
+
+    return cloudpickle.dumps(func)
+
+
+def _import_by_name(module: str, qualname: str) -> Any:
+    import importlib
+
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _rebuild(func: bytes | Callable, options: Options, pinned: tuple[str, tuple[str, ...]]) -> PersistedFunction:
+    import pickle
+
+    if isinstance(func, bytes):
+        func = pickle.loads(func)
+    rebuilt = PersistedFunction(func, options)
+    rebuilt._pinned = (pinned[0], tuple(pinned[1]))
+    return rebuilt
+
+
+def _warn(message: str) -> None:
+    logger.warning(message)
+    warnings.warn(message, CacheWarning, stacklevel=4)
+
+
+class CacheHandle:
+    """``f.cache``: look at and invalidate one function's entries without running it."""
+
+    def __init__(self, owner: PersistedFunction) -> None:
+        self._owner = owner
+
+    @property
+    def folder(self) -> Path:
+        return self._owner.folder()
+
+    def _call(self, args: tuple, kwargs: dict) -> Call:
+        kwargs = dict(kwargs)
+        kwargs.pop(self._owner._options.switch_kwarg, None)
+        return self._owner._resolve(args, kwargs)
+
+    def path(self, *args: Any, **kwargs: Any) -> Path:
+        """The file the entry of this call lives (or would live) in."""
+        return self._call(args, kwargs).path
+
+    def contains(self, *args: Any, **kwargs: Any) -> bool:
+        """Whether this call is cached under the current code version (nothing is run)."""
+        call = self._call(args, kwargs)
+        return call.store.contains(call.key)
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """The cached value of this call; NotCachedError when there is none."""
+        call = self._call(args, kwargs)
+        entry = call.store.load(call.key)
+        if entry is ENOVAL:
+            raise NotCachedError(f"{self._owner._name}: this call is not cached (expected at {call.path})")
+        return entry.value  # type: ignore[union-attr]
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete this call's entry; the next call recomputes. True if there was one."""
+        call = self._call(args, kwargs)
+        return call.store.delete(call.key) > 0
+
+    def entries(self) -> list[EntryInfo]:
+        """Every entry of this function (all code versions), with readable arguments, values not loaded."""
+        current = self._owner.code_version()
+        found = []
+        store = self._owner._folder(config.settings())[0]
+        for info in store.iter_entries():
+            info.extra["current_version"] = bool(info.header and info.header.get("code_version") == current)
+            found.append(info)
+        return found
+
+    def clear(self, *, older_versions_only: bool = False) -> int:
+        """Delete every entry (or those of older code versions); return how many went."""
+        removed = 0
+        store = self._owner._folder(config.settings())[0]
+        for info in self.entries():
+            if older_versions_only and info.extra.get("current_version"):
+                continue
+            if store.delete(info.key):
+                removed += 1
+        return removed
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    def __repr__(self) -> str:
+        return f"<cache of {self._owner._name} at {self.folder}>"
+
+
+def persistf(
+    freq: Callable | None = None,
+    hashsize: int | None = None,
+    skip_kwargs: Sequence[str] | None = None,
+    expand_dict_kwargs: Sequence[str] | str | None = None,
+    groupby: Sequence[str | Sequence[str]] | None = None,
+    switch_kwarg: str = "cache_switch",
+    cache: int | None = None,
+    lock_granularity: str | None = None,
+    hash_method: str = "pickle",
+    local: bool = False,
+    alt_dirs: Iterable[str | os.PathLike] | None = None,
+    *,
+    version: str | None = None,
+) -> Any:
+    """Cache a function's results on disk, keyed by its code and its arguments.
+
+    Use as ``@persistf`` or ``@persistf(...)``. See the README for each option;
+    ``version="v2"`` pins the code version instead of deriving it from the source.
+    """
+    if expand_dict_kwargs is not None and not isinstance(expand_dict_kwargs, str):
+        expand: tuple[str, ...] | str = _names(expand_dict_kwargs, "expand_dict_kwargs")
+    elif expand_dict_kwargs not in (None, "all"):
+        raise ValueError(f"expand_dict_kwargs={expand_dict_kwargs!r} must be a list of names or 'all'")
+    else:
+        expand = expand_dict_kwargs or ()
+    options = Options(
+        hashsize=hashsize,
+        skip_kwargs=_names(skip_kwargs, "skip_kwargs"),
+        expand_dict_kwargs=expand,
+        groupby=tuple(g if isinstance(g, str) else tuple(g) for g in (groupby or ())),
+        switch_kwarg=switch_kwarg,
+        cache=None if cache is None else as_switch(cache, setting="cache"),
+        lock_granularity=lock_granularity,
+        hash_method=hash_method,
+        local=bool(local),
+        alt_dirs=tuple(os.path.abspath(os.fspath(d)) for d in (alt_dirs or ())),
+        version=None if version is None else str(version),
+    )
+    if isinstance(groupby, str):
+        raise ValueError(f"groupby={groupby!r} must be a list of argument names, e.g. groupby=[{groupby!r}]")
+    if callable(freq):  # bare @persistf
+        return PersistedFunction(freq, options)
+    if freq is not None:
+        raise ValueError("freq is not supported; pass options by keyword, e.g. persistf(groupby=[...])")
+
+    def decorate(func: Callable) -> PersistedFunction:
+        if not callable(func):
+            raise TypeError(f"persistf decorates functions, not {type(func).__name__}")
+        return PersistedFunction(func, options)
+
+    return decorate
