@@ -141,6 +141,14 @@ class Config:
             self._file_values = None
             self._bump()
 
+    def reset(self) -> None:
+        """Drop every in-process setting and re-read config.ini (tests, and a notebook starting over)."""
+        with self._lock:
+            self._overrides.clear()
+            self._project_ids.clear()
+            self._file_values = None
+            self._bump()
+
     # -- setters (this process only) --------------------------------------------------------------
     def _bump(self) -> None:
         self._generation += 1

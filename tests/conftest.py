@@ -1,0 +1,39 @@
+"""Every test runs with HOME in a temp folder: nothing touches the real home or cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))
+    for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        monkeypatch.setenv(var, str(home / var.lower()))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    # subprocesses import the checkout, whether or not it is installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    import persist_to_disk as ptd
+
+    ptd.config.reset()
+    yield home
+    ptd.config.reset()
+
+
+@pytest.fixture
+def cache_root(isolated_home: Path) -> Path:
+    """The default persist path under the temp HOME."""
+    return isolated_home / ".cache" / "persist_to_disk" / "cache"
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
