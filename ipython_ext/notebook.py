@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
+from persist_to_disk.layout import PROJECT_MARKERS, find_marker_root  # one definition of a project root
+
 __all__ = [
     "PROJECT_MARKERS",
     "NotebookLocation",
@@ -40,9 +42,6 @@ __all__ = [
 
 log = logging.getLogger("persist_to_disk")
 
-#: Files or folders whose presence marks a project root, checked in this order
-#: within each folder (so ``.git`` wins over ``pyproject.toml`` in the same folder).
-PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
 
 #: Largest ``/api/sessions`` answer we are willing to read (bytes).
 _MAX_RESPONSE = 8 * 1024 * 1024
@@ -119,11 +118,8 @@ def find_project_root(start: "str | os.PathLike[str]") -> Tuple[Path, str]:
     except Exception as exc:  # pragma: no cover - defensive
         log.debug("find_project_root(%r) failed: %r", start, exc)
         folder = _cwd()
-    for candidate in (folder, *folder.parents):
-        for marker in PROJECT_MARKERS:
-            if _exists(candidate / marker):
-                return candidate, f"marker:{marker}"
-    return folder, "notebook-folder"
+    found = find_marker_root(folder)
+    return found if found is not None else (folder, "notebook-folder")
 
 
 # ------------------------------------------------------------------ simple sources
