@@ -31,6 +31,8 @@ DEFAULTS: dict[str, str] = {
     "hashsize": "500",
     "lock_granularity": "call",
     "fsync": "false",
+    "shared_group": "false",  # true: files 0660 and folders 2770, and entries other group members wrote are loaded
+    "trust_shared": "false",  # true: load entries whoever can write them (see trust.py before setting it)
 }
 
 
@@ -61,7 +63,7 @@ def _parse_bool(value: str, setting: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError(f"{setting}={value!r} in config.ini is not a boolean (true/false)")
+    raise ValueError(f"{setting}={value!r} is not a boolean (true/false)")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class Settings:
     lock_granularity: str
     fsync: bool
     generation: int
+    shared_group: bool = False
+    trust_shared: bool = False
+    notebook_path: Path | None = None  # set by hand when the kernel cannot find its notebook
 
 
 class Config:
@@ -182,6 +187,21 @@ class Config:
     def set_fsync(self, enabled: bool) -> bool:
         return self._set("fsync", bool(enabled))
 
+    def set_shared_group(self, enabled: bool) -> bool:
+        """A team cache: create files 0660 and folders 2770, and load entries other group members wrote."""
+        return self._set("shared_group", bool(enabled))
+
+    def set_trust_shared(self, enabled: bool) -> bool:
+        """Load entries whoever can write them: only for a cache where you trust every account that can."""
+        return self._set("trust_shared", bool(enabled))
+
+    def set_notebook_path(self, path: str | os.PathLike | None) -> str | None:
+        """Tell a kernel which notebook it runs (when it cannot find out); None: find it again."""
+        if path is None:
+            self._set("notebook_path", None)
+            return None
+        return str(self._set("notebook_path", _abspath(path, "notebook_path")))
+
     # -- getters ------------------------------------------------------------------------------------
     def settings(self) -> Settings:
         """A snapshot of every setting; cheap when nothing changed."""
@@ -191,26 +211,40 @@ class Config:
         with self._lock:
             values = self._read_file()
             o = self._overrides
-            persist = o.get("persist_path") or _abspath(
-                values["persist_path"] or settings_dir() / "cache", "persist_path in config.ini"
-            )
-            local = o.get("persist_path_local") or (
-                _abspath(values["persist_path_local"], "persist_path_local in config.ini")
-                if values["persist_path_local"]
-                else persist
-            )
-            snap = Settings(
-                persist_path=Path(persist),
-                persist_path_local=Path(local),
-                project_path=Path(o["project_path"]) if o.get("project_path") else None,
-                hashsize=o.get("hashsize") or validate_hashsize(values["hashsize"], "hashsize in config.ini"),
-                lock_granularity=o.get("lock_granularity")
-                or validate_granularity(values["lock_granularity"], "lock_granularity in config.ini"),
-                fsync=o["fsync"] if "fsync" in o else _parse_bool(values["fsync"], "fsync"),
-                generation=self._generation,
-            )
+            src = "in config.ini"
+            try:
+                snap = self._build(values, o, src)
+            except ValueError as exc:  # overrides were checked when set: the file is at fault
+                raise ValueError(f"{exc} (file: {self.config_path}, section [{SECTION}])") from None
             self._snapshot = snap
             return snap
+
+    def _build(self, values: dict[str, str], o: dict[str, Any], src: str) -> Settings:
+        persist = o.get("persist_path") or _abspath(
+            values["persist_path"] or settings_dir() / "cache", f"persist_path {src}"
+        )
+        local = o.get("persist_path_local") or (
+            _abspath(values["persist_path_local"], f"persist_path_local {src}")
+            if values["persist_path_local"]
+            else persist
+        )
+        return Settings(
+            persist_path=Path(persist),
+            persist_path_local=Path(local),
+            project_path=Path(o["project_path"]) if o.get("project_path") else None,
+            notebook_path=Path(o["notebook_path"]) if o.get("notebook_path") else None,
+            hashsize=o.get("hashsize") or validate_hashsize(values["hashsize"], f"hashsize {src}"),
+            lock_granularity=o.get("lock_granularity")
+            or validate_granularity(values["lock_granularity"], f"lock_granularity {src}"),
+            fsync=o["fsync"] if "fsync" in o else _parse_bool(values["fsync"], f"fsync {src}"),
+            generation=self._generation,
+            shared_group=o["shared_group"]
+            if "shared_group" in o
+            else _parse_bool(values["shared_group"], f"shared_group {src}"),
+            trust_shared=o["trust_shared"]
+            if "trust_shared" in o
+            else _parse_bool(values["trust_shared"], f"trust_shared {src}"),
+        )
 
     def get_persist_path(self, local: bool = False) -> str:
         s = self.settings()
@@ -256,6 +290,8 @@ class Config:
             "hashsize": s.hashsize,
             "lock_granularity": s.lock_granularity,
             "fsync": s.fsync,
+            "shared_group": s.shared_group,
+            "trust_shared": s.trust_shared,
         }
         if s.project_path is not None:
             info["project_path"], info["project_path_how"] = str(s.project_path), "explicit"

@@ -190,6 +190,23 @@ def _feed_function(h: CanonicalHasher, fn: Any) -> None:
     qualname = getattr(fn, "__qualname__", "")
     if h._code_of is not None and (module in (None, "__main__") or "<lambda>" in qualname or "<locals>" in qualname):
         h._tag(b"c", h._code_of(fn).encode())
+        # the same code makes different functions through defaults and closures
+        # (`lambda x, n=n: ...` in a loop, a factory's inner function): they count too
+        h._container(b"V", fn, lambda: _feed_function_state(h, fn))
+
+
+def _feed_function_state(h: CanonicalHasher, fn: Any) -> None:
+    h.feed(fn.__defaults__)
+    h.feed(fn.__kwdefaults__)
+    cells = fn.__closure__ or ()
+    h.h.update(_pack_len(len(cells)))
+    for cell in cells:
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            h._tag(b"0")
+            continue
+        h.feed(contents)
 
 
 _EXACT: dict[type, Callable[[CanonicalHasher, Any], None]] = {

@@ -128,9 +128,11 @@ def safe_folder_name(value: Any, *, setting: str) -> str:
     if ".." in parts or text.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", text):
         raise ValueError(f"{setting}={value!r} would escape the cache folder (it is a path with '..' or absolute)")
     clean = _SAFE_NAME.sub("_", text)
-    if clean != text or len(clean) > MAX_NAME or clean.startswith("."):
+    # MAX_NAME counts UTF-8 bytes: file systems limit a name to 255 bytes, not characters
+    if clean != text or len(clean.encode("utf-8", "surrogatepass")) > MAX_NAME or clean.startswith("."):
         digest = xxhash.xxh3_64_hexdigest(text.encode("utf-8", "surrogatepass"))[:8]
-        clean = f"{clean.lstrip('.')[: MAX_NAME - 10]}-{digest}"
+        head = clean.lstrip(".").encode("utf-8", "surrogatepass")[: MAX_NAME - 10].decode("utf-8", "ignore")
+        clean = f"{head}-{digest}"
     return clean
 
 

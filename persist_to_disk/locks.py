@@ -25,6 +25,8 @@ from collections.abc import Iterator
 import xxhash
 from filelock import FileLock
 
+from . import trust
+
 LOCK_DIR = ".locks"
 
 _held = threading.local()
@@ -60,8 +62,9 @@ def _acquire(path: str, timeout: float, held_state: Held | None = None) -> Itera
     if path in held:  # re-entered by this thread (recursion on the same key)
         yield
         return
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    lock = FileLock(path, timeout=timeout, thread_local=False)
+    policy = trust.current_policy()
+    trust.makedirs(os.path.dirname(path), policy)
+    lock = FileLock(path, timeout=timeout, thread_local=False, mode=policy.file_mode)
     with lock:
         held.append(path)
         try:

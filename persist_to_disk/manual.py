@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import layout
+from . import layout, trust
 from ._state import config
 from .store import ENOVAL, LocalStore
 
@@ -47,7 +47,7 @@ def get_caller_cache_path(make_if_necessary: bool = True, *, stacklevel: int = 1
     """The cache folder of the calling function, for files you manage yourself."""
     folder = _caller_folder(_frame(stacklevel), local)
     if make_if_necessary:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        trust.makedirs(str(folder), trust.current_policy())
     return str(folder)
 
 
@@ -70,7 +70,9 @@ def manual_cache(
         raise ValueError("manual_cache: write=True and checkonly=True cannot be used together")
     name = layout.safe_folder_name(key, setting="manual_cache key") + layout.ENTRY_SUFFIX
     folder = Path(alt_root) if alt_root is not None else _caller_folder(_frame(stacklevel), local)
-    store = LocalStore(folder, fsync=config.settings().fsync)
+    settings = config.settings()
+    top = folder if alt_root is not None else (settings.persist_path_local if local else settings.persist_path)
+    store = LocalStore(folder, fsync=settings.fsync, trust_root=top)
     if write:
         header = {"func": folder.name, "key": key, "args": {"key": repr(key)}, "manual": True, "created": time.time()}
         store.put(name, obj, header)

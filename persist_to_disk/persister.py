@@ -125,6 +125,10 @@ class PersistedFunction:
         self._signature = inspect.signature(func)
         self._is_async = inspect.iscoroutinefunction(func)
         self._name = identity.function_name(func)
+        if options.version is None:
+            # read the source now, while it is the code that runs: an edit saved to the file later
+            # (without a re-import) must not label this code's results with the edited version
+            identity.code_version(func)
         # the folder already names the source file; the key names the function, not its module,
         # so `python -m pkg.mod` (module __main__) and `import pkg.mod` share entries
         self._identity = self._name.encode()
@@ -217,8 +221,15 @@ class PersistedFunction:
             "code_version": call.code_version,
             "created": time.time(),
             "compute_seconds": round(seconds, 6),
+            # [[groupby argument(s), folder], ...]: where the function folder ends (for the browser and CLI)
+            "groupby": self._groupby_header(call),
         }
         return self._put(call, value, header)
+
+    def _groupby_header(self, call: Call) -> list[list[str]]:
+        folders = call.key.split("/")[:-2]  # key: <groupby folders...>/<bucket>/<digest>.ptd
+        labels = ["+".join((g,) if isinstance(g, str) else g) for g in self._options.groupby]
+        return [[label, folder] for label, folder in zip(labels, folders)]
 
     def _put(self, call: Call, value: Any, header: dict) -> bool:
         try:
@@ -291,7 +302,8 @@ class PersistedFunction:
             persist_root = settings.persist_path_local if self._options.local else settings.persist_path
             project_root, parts = self.location(settings)
             folder = Path(persist_root) / config.project_folder_name(project_root) / Path(*parts) / self._name
-            found = (LocalStore(folder, fsync=settings.fsync), str(persist_root), str(folder))
+            store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
+            found = (store, str(persist_root), str(folder))
             self._where = {memo_key: found}
         return found
 

@@ -21,6 +21,8 @@ magic, the browser and the CLI all go through this module.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -37,7 +39,8 @@ from typing import Any
 
 import xxhash
 
-from .errors import CacheWarning
+from . import trust
+from .errors import CacheWarning, UntrustedCacheError
 
 logger = logging.getLogger("persist_to_disk")
 
@@ -51,6 +54,14 @@ _PREFIX = struct.Struct("<4sHHII")
 _HEADER_PEEK = 8192
 _TOUCH_AFTER = 60.0  # seconds: how stale "last read" (the file's mtime) may get
 _HOST = socket.gethostname().replace(".", "_")
+_STALE_TMP_AGE = 86400.0  # seconds: a temp file not touched for a day belongs to a dead writer
+_SWEEP_EVERY = 600.0  # seconds: how often one process looks for stale temp files in one folder
+_swept: dict[str, float] = {}  # folder -> time.monotonic() of its last sweep by this process
+
+# Test-only fault injection, used by tests/reliability: PTD_TEST_FAULT=<point>:<action> makes a writer
+# pause (to be SIGKILLed), kill itself or fail with ENOSPC at a named point of put(). Unset in normal use;
+# read once at import, so the write path pays one `is None` test.
+_FAULT = os.environ.get("PTD_TEST_FAULT") or None
 
 
 class _Missing:
@@ -169,10 +180,16 @@ def _parse_header(blob: bytes | bytearray | memoryview, hlen: int, hsum: int) ->
     return header
 
 
-def decode(blob: bytearray) -> Entry:
-    """Check and unpickle a whole entry read into one writable buffer."""
+def decode(blob: bytearray, name: str | None = None) -> Entry:
+    """Check and unpickle a whole entry read into one writable buffer.
+
+    ``name``: the file name it was read from; an entry written under another name
+    (a file moved or copied by hand) is refused before its payload is touched.
+    """
     hlen, hsum = _parse_prefix(blob)
     header = _parse_header(blob, hlen, hsum)
+    if name is not None and header.get("file", name) != name:
+        raise CorruptEntry(f"it holds the entry written as {header.get('file')!r}, not this one (moved or copied?)")
     start = _PREFIX.size + hlen
     start += _pad(start)
     try:
@@ -190,9 +207,11 @@ def decode(blob: bytearray) -> Entry:
     return Entry(value, header)
 
 
-def _read_all(path: str) -> tuple[bytearray, os.stat_result]:
+def _read_all(path: str, check: Any = None) -> tuple[bytearray, os.stat_result]:
     with open(path, "rb", buffering=0) as fh:
         st = os.fstat(fh.fileno())
+        if check is not None:  # before reading a byte: an untrusted file is not even read
+            check(path, st)
         blob = bytearray(st.st_size)
         view = memoryview(blob)
         got = 0
@@ -225,10 +244,28 @@ class LocalStore:
     addition with the same methods.
     """
 
-    def __init__(self, root: str | os.PathLike, *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        fsync: bool = False,
+        policy: trust.Policy | None = None,
+        trust_root: str | os.PathLike | None = None,
+    ) -> None:
+        """``policy``: file modes and which files may be loaded (default: the current settings);
+        ``trust_root``: the folder up to which a load checks that no other account can write (default: root)."""
         self.root = os.fspath(root)
         self.fsync = fsync
+        self._policy = policy
+        self.trust_root = os.path.normpath(os.path.abspath(os.fspath(trust_root if trust_root is not None else root)))
         self._reported: set[str] = set()
+
+    @property
+    def policy(self) -> trust.Policy:
+        return self._policy if self._policy is not None else trust.current_policy()
+
+    def _check_trust(self, path: str, st: os.stat_result) -> None:
+        trust.check_entry(os.path.abspath(path), st, self.trust_root, self.policy)
 
     def path_of(self, key: str) -> str:
         return os.path.join(self.root, key)
@@ -238,14 +275,16 @@ class LocalStore:
         """The entry at key, or ENOVAL when absent or unreadable (a bad entry warns once)."""
         path = self.path_of(key)
         try:
-            blob, st = _read_all(path)
-        except FileNotFoundError:
+            blob, st = _read_all(path, self._check_trust)
+        except (FileNotFoundError, NotADirectoryError):  # not there, or a file where a folder should be
             return ENOVAL
+        except UntrustedCacheError:
+            raise
         except OSError as exc:
             self._report(path, f"cannot be read ({exc})")
             return ENOVAL
         try:
-            entry = decode(blob)
+            entry = decode(blob, os.path.basename(path))
         except CorruptEntry as exc:
             self._report(path, str(exc))
             return ENOVAL
@@ -289,20 +328,28 @@ class LocalStore:
     # -- writes ------------------------------------------------------------------------------------
     def put(self, key: str, value: Any, header: dict[str, Any]) -> dict[str, Any]:
         """Write atomically; return the header written. Pickling errors propagate."""
-        head, chunks, header = encode(value, header)
+        head, chunks, header = encode(value, {**header, "file": os.path.basename(key)})
         path = self.path_of(key)
         folder = os.path.dirname(path)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+        policy = self.policy
+        trust.makedirs(folder, policy)
+        self._sweep(folder)
         tmp = os.path.join(folder, f".{os.path.basename(path)}.{_HOST}-{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         try:
             with open(fd, "wb", closefd=True) as fh:
-                fh.write(head)
-                for chunk in chunks:
-                    fh.write(chunk)
+                trust.set_file_mode(fd, policy)
+                if _FAULT is None:
+                    fh.write(head)
+                    for chunk in chunks:
+                        fh.write(chunk)
+                else:
+                    _write_with_faults(fh, tmp, [head, *chunks])
                 if self.fsync:
                     fh.flush()
                     os.fsync(fh.fileno())
+            if _FAULT is not None:
+                _fault("written", tmp)
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -314,6 +361,37 @@ class LocalStore:
             _fsync_dir(folder)
         self._reported.discard(path)
         return header
+
+    def _sweep(self, folder: str) -> None:
+        """Remove dead writers' temp files from a folder we write to (each folder every few minutes)."""
+        now = time.monotonic()
+        last = _swept.get(folder)
+        if last is not None and now - last < _SWEEP_EVERY:
+            return
+        if len(_swept) > 10_000:
+            _swept.clear()
+        _swept[folder] = now
+        for tmp in stale_temp_files(folder):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+                logger.info("removed %s, left by a writer that died", tmp)
+
+    def remove_stale_temps(self, prefix: str = "") -> list[str]:
+        """Remove, under prefix, the temp files of writers that died mid-write; return their paths.
+
+        A temp file goes when its writer ran on this host and its process is gone, or
+        (another host's) when nobody touched it for a day. A live writer's is never touched.
+        """
+        top = os.path.join(self.root, prefix) if prefix else self.root
+        removed = []
+        for folder, _dirs, _files in os.walk(top):
+            for tmp in stale_temp_files(folder):
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    continue
+                removed.append(tmp)
+        return removed
 
     def delete(self, key: str) -> int:
         """Remove an entry; return the bytes freed (0 if it was already gone)."""
@@ -352,6 +430,91 @@ class LocalStore:
             except (OSError, CorruptEntry) as exc:
                 info.error = f"corrupt: {exc}"
         return info
+
+
+def stale_temp_files(folder: str) -> list[str]:
+    """Temp files of put() in folder whose writer is dead (see LocalStore.remove_stale_temps)."""
+    try:
+        scan = os.scandir(folder)
+    except OSError:
+        return []
+    found = []
+    now = time.time()
+    with scan:
+        for item in scan:
+            if item.name.startswith(".") and item.name.endswith(TMP_SUFFIX) and _temp_is_stale(item, now):
+                found.append(item.path)
+    return found
+
+
+def _temp_is_stale(item: os.DirEntry, now: float) -> bool:
+    """``.<entry>.<host>-<pid>-<8 hex>.tmp``: stale if that pid is gone on this host, or untouched for a day."""
+    writer = item.name[1 : -len(TMP_SUFFIX)].rpartition(".")[2]
+    rest = writer.split("-")
+    if len(rest) < 3 or len(rest[-1]) != 8 or not rest[-2].isdigit():
+        return False  # not one of ours: leave it alone
+    host, pid = "-".join(rest[:-2]), int(rest[-2])
+    if host == _HOST and not sys.platform.startswith("win"):
+        return pid != os.getpid() and not _pid_alive(pid)  # a live writer's file is never stale
+    try:
+        return now - item.stat(follow_symlinks=False).st_mtime > _STALE_TMP_AGE
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def _fault(point: str, tmp: str) -> None:
+    """Test-only (PTD_TEST_FAULT=<point>:<action>): pause, kill or fail with ENOSPC at a point of put().
+
+    Points: ``opened`` (temp file created, empty), ``middle`` (half the bytes written),
+    ``written`` (temp file complete and closed, just before the rename). When
+    PTD_TEST_FAULT_READY names a file, the temp file's path is written there first.
+    """
+    where, _, action = (_FAULT or "").partition(":")
+    if where != point:
+        return
+    ready = os.environ.get("PTD_TEST_FAULT_READY")
+    if ready:
+        with open(ready + ".part", "w", encoding="utf-8") as fh:
+            fh.write(tmp)
+        os.replace(ready + ".part", ready)
+    if action == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp)
+    if action == "kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "pause":  # wait to be SIGKILLed by the test, never for ever
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        os._exit(75)
+
+
+def _write_with_faults(fh: Any, tmp: str, parts: list[Any]) -> None:
+    """Test-only: put()'s writes, with the fault points ``opened`` and ``middle``."""
+    _fault("opened", tmp)
+    views = [memoryview(part).cast("B") for part in parts]
+    half, done = sum(len(v) for v in views) // 2, 0
+    for view in views:
+        if done <= half < done + len(view):
+            cut = half - done
+            fh.write(view[:cut])
+            fh.flush()
+            _fault("middle", tmp)
+            fh.write(view[cut:])
+        else:
+            fh.write(view)
+        done += len(view)
 
 
 def _fsync_dir(folder: str) -> None:

@@ -1,0 +1,255 @@
+"""The markdown table, the targets check and the chart, from one results JSON.
+
+    bench/.venv/bin/python bench/report.py bench/results/results-<date>.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ORDER = ["ptd", "ptd007", "joblib", "diskcache", "cachier", "persist_cache"]
+
+
+def _get(d, *path, default=None):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+def _num(x, fmt="{:,.0f}"):
+    return "–" if x is None else fmt.format(x)
+
+
+def _us(x):
+    if x is None:
+        return "–"
+    return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def _failed(part) -> str | None:
+    if isinstance(part, dict) and "failed" in part:
+        text = part["failed"]
+        if "cannot" in text or "Unhashable" in text or "TypeError" in text or "PicklingError" in text:
+            return "fails"
+        if "timed out" in text:
+            return "timed out"
+        return "fails"
+    return None
+
+
+def _cells(r: dict) -> list[str]:
+    a, b = r.get("a", {}), r.get("b", {})
+    ca = (_failed(a) or f"{_us(a.get('median_us'))} / {_us(a.get('p99_us'))}") if a else "–"
+    cb = (_failed(b) or f"{_us(b.get('median_us'))} / {_us(b.get('p99_us'))}") if b else "–"
+    c = r.get("c", {})
+    fill, hit = c.get("fill", {}), c.get("hit", {})
+    if not fill:
+        cfill, chit = "–", "–"
+    elif _failed(fill):
+        cfill, chit = _failed(fill), "–"
+    else:
+        cfill = f"{_num(fill.get('first_1000_per_s'))} → {_num(fill.get('last_1000_per_s'))}"
+        if not fill.get("complete"):
+            cfill += f" (only {fill.get('filled'):,} in {fill.get('fill_s', 0):.0f} s)"
+        chit = _failed(hit) or _us(hit.get("median_us"))
+    d = r.get("d", {})
+    cd = _failed(d) or _num(d.get("hash_mb_s"))
+    e = r.get("e", {})
+    st, ld = e.get("store", {}), e.get("load", {})
+    ce = f"{_failed(st) or _num(st.get('store_mb_s'))} / {_failed(ld) or _num(ld.get('load_mb_s'))}" if e else "–"
+    f = r.get("f", {})
+    if _failed(f):
+        cf = _failed(f)
+    elif f:
+        cf = f"{f.get('executions')} / {f.get('errors')} / {f.get('hangs')}"
+        if f.get("wrong"):
+            cf += f" ({f['wrong']} wrong)"
+    else:
+        cf = "–"
+    g = r.get("g", {})
+    if _failed(g):
+        cg = "not measured: " + g["failed"][:60]
+    elif g:
+        t = g.get("torn", {})
+        if t.get("error"):
+            torn = "torn key raises: " + t["error"].split(":")[0]
+        elif t.get("recomputed") and t.get("correct"):
+            torn = "torn key recomputed"
+        elif t.get("correct"):
+            torn = "torn key served"
+        else:
+            torn = "torn key WRONG value"
+        lost = g.get("earlier_lost", 0) + g.get("earlier_errors", 0)
+        cg = f"{lost} lost; {torn}; {g.get('left_behind_mb', 0):g} MB left behind"
+        if g.get("earlier_wrong"):
+            cg += f"; {g['earlier_wrong']} wrong values"
+    else:
+        cg = "–"
+    h = r.get("h", {})
+    if "na" in h:
+        ch = "n/a"
+    elif _failed(h) or "not_measured" in h:
+        ch = "not measured"
+    elif h:
+        ch = f"{h.get('hit_s', 0):.3f} s (cell {h.get('miss_s', 0):.2f} s)"
+    else:
+        ch = "–"
+    return [ca, cb, cfill, chit, cd, ce, cf, cg, ch]
+
+
+HEAD = [
+    "a miss µs (median / p99)",
+    "b hit µs (median / p99)",
+    "c fill calls/s (first → last 1k)",
+    "c hit at 20k µs",
+    "d hash MB/s",
+    "e store / load MB/s",
+    "f executions / errors / hangs",
+    "g crash: earlier lost; torn key",
+    "h `%%persist` hit",
+]
+
+
+def table(res: dict) -> str:
+    peers = [p for p in ORDER if p in res["results"]] + [p for p in res["results"] if p not in ORDER]
+    m = res.get("machine", {})
+    lines = [
+        f"Measured {res.get('date')} on {m.get('cpus')} cores ({m.get('cpu', '?')}), {m.get('memory_gb', '?')} GB, "
+        f"Python {m.get('python')}; one run of `bash bench/run.sh` ({res.get('wall_s', '?')} s), page cache warm.",
+        "",
+        "| peer | " + " | ".join(HEAD) + " |",
+        "| --- | " + " | ".join("---" for _ in HEAD) + " |",
+    ]
+    for p in peers:
+        info = res.get("peers", {}).get(p, {})
+        name = f"{info.get('label', p)} {info.get('version', '')}".strip()
+        lines.append(f"| {name} | " + " | ".join(_cells(res["results"][p])) + " |")
+    lines.append("")
+    lines.append("Targets (ratios in this run):")
+    lines.append("")
+    lines.append("| target | figure | met |")
+    lines.append("| --- | --- | --- |")
+    for target, figure, met in targets(res):
+        lines.append(f"| {target} | {figure} | {'yes' if met else ('–' if met is None else 'no')} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def targets(res: dict) -> list[tuple[str, str, bool | None]]:
+    R = res["results"]
+    ptd, dc, jl = R.get("ptd", {}), R.get("diskcache", {}), R.get("joblib", {})
+    out = []
+
+    def ratio(x, y):
+        return None if not x or not y else x / y
+
+    b_r = ratio(_get(ptd, "b", "median_us"), _get(dc, "b", "median_us"))
+    out.append(("b: hit ≤ diskcache's", f"{_fmt(_get(ptd, 'b', 'median_us'))} vs {_fmt(_get(dc, 'b', 'median_us'))} µs "
+                f"(ratio {_fmt(b_r, '{:.2f}')})", None if b_r is None else b_r <= 1.0))
+    c_r = ratio(_get(ptd, "c", "hit", "median_us"), _get(dc, "c", "hit", "median_us"))
+    out.append(("c: hit at 20k ≤ diskcache's", f"{_fmt(_get(ptd, 'c', 'hit', 'median_us'))} vs "
+                f"{_fmt(_get(dc, 'c', 'hit', 'median_us'))} µs (ratio {_fmt(c_r, '{:.2f}')})",
+                None if c_r is None else c_r <= 1.0))
+    flat = ratio(_get(ptd, "c", "hit", "median_us"), _get(ptd, "b", "median_us"))
+    out.append(("b→c: hit flat from 2k to 20k entries", f"20k/2k = {_fmt(flat, '{:.2f}')}",
+                None if flat is None else flat <= 1.25))
+    a_r = ratio(_get(ptd, "a", "median_us"), _get(dc, "a", "median_us"))
+    out.append(("a: miss within 2x of diskcache's", f"{_fmt(_get(ptd, 'a', 'median_us'))} vs "
+                f"{_fmt(_get(dc, 'a', 'median_us'))} µs (ratio {_fmt(a_r, '{:.2f}')})",
+                None if a_r is None else a_r <= 2.0))
+    d_r = ratio(_get(ptd, "d", "hash_mb_s"), _get(jl, "d", "hash_mb_s"))
+    out.append(("d: hashing ≥ 10x joblib", f"{_fmt(_get(ptd, 'd', 'hash_mb_s'), '{:,.0f}')} vs "
+                f"{_fmt(_get(jl, 'd', 'hash_mb_s'), '{:,.0f}')} MB/s ({_fmt(d_r, '{:.1f}')}x)",
+                None if d_r is None else d_r >= 10))
+    es = ratio(_get(ptd, "e", "store", "store_mb_s"), _get(jl, "e", "store", "store_mb_s"))
+    out.append(("e: store ≥ joblib", f"{_fmt(_get(ptd, 'e', 'store', 'store_mb_s'), '{:,.0f}')} vs "
+                f"{_fmt(_get(jl, 'e', 'store', 'store_mb_s'), '{:,.0f}')} MB/s ({_fmt(es, '{:.2f}')}x)",
+                None if es is None else es >= 1.0))
+    el = ratio(_get(ptd, "e", "load", "load_mb_s"), _get(jl, "e", "load", "load_mb_s"))
+    out.append(("e: load ≥ joblib", f"{_fmt(_get(ptd, 'e', 'load', 'load_mb_s'), '{:,.0f}')} vs "
+                f"{_fmt(_get(jl, 'e', 'load', 'load_mb_s'), '{:,.0f}')} MB/s ({_fmt(el, '{:.2f}')}x)",
+                None if el is None else el >= 1.0))
+    f = ptd.get("f", {})
+    out.append(("f: 50 executions, 0 errors, 0 hangs",
+                f"{f.get('executions')} / {f.get('errors')} / {f.get('hangs')}" if f else "–",
+                None if not f or "failed" in f else (f.get("executions") == 50 and not f.get("errors")
+                                                     and not f.get("hangs") and not f.get("wrong"))))
+    g = ptd.get("g", {})
+    out.append(("g: 0 earlier entries lost", f"{g.get('earlier_lost')} lost, torn key {g.get('torn')}" if g else "–",
+                None if not g or "failed" in g else (g.get("earlier_lost") == 0 and not g.get("earlier_errors")
+                                                     and g.get("torn", {}).get("correct"))))
+    h = ptd.get("h", {})
+    if h and "hit_s" in h:
+        out.append(("h: %%persist hit well under 1 s", f"{h['hit_s']:.3f} s vs {h.get('miss_s', 0):.2f} s cell",
+                    h["hit_s"] < 0.5))
+    else:
+        out.append(("h: %%persist hit well under 1 s", "not measured: " + str(h.get("not_measured", h.get("failed", "")))[:80],
+                    None))
+    return out
+
+
+def _fmt(x, fmt="{:.1f}"):
+    return "–" if x is None else fmt.format(x)
+
+
+def chart(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    R = res["results"]
+    peers = [p for p in ORDER if p in R]
+    labels = [res.get("peers", {}).get(p, {}).get("label", p).replace(" (this checkout)", "\n(this checkout)")
+              .replace(" (Cache.memoize)", "") for p in peers]
+    colors = ["#d62728" if p == "ptd" else "#7f7f7f" for p in peers]
+    panels = [
+        ("a: miss, µs per call (lower is better)", lambda r: _get(r, "a", "median_us"), True),
+        ("b: hit, µs per call (lower is better)", lambda r: _get(r, "b", "median_us"), True),
+        ("c: hit at 20k entries, µs (lower is better)", lambda r: _get(r, "c", "hit", "median_us"), True),
+        ("d: hashing a 200 MB argument, MB/s (higher is better)", lambda r: _get(r, "d", "hash_mb_s"), True),
+        ("e: storing a 200 MB result, MB/s (higher is better)", lambda r: _get(r, "e", "store", "store_mb_s"), True),
+        ("e: loading a 200 MB result, MB/s (higher is better)", lambda r: _get(r, "e", "load", "load_mb_s"), True),
+        ("f: executions by 8 processes, 50 keys (ideal 50)", lambda r: _get(r, "f", "executions"), False),
+        ("g: earlier entries lost after SIGKILL (ideal 0)",
+         lambda r: None if "failed" in r.get("g", {"failed": 1}) else
+         _get(r, "g", "earlier_lost", default=0) + _get(r, "g", "earlier_errors", default=0), False),
+    ]
+    fig, axes = plt.subplots(4, 2, figsize=(13, 15))
+    for ax, (title, get, log) in zip(axes.flat, panels):
+        vals = [get(R[p]) for p in peers]
+        ys = [v if v is not None else 0 for v in vals]
+        bars = ax.barh(range(len(peers)), [max(y, 1e-9) if log else y for y in ys], color=colors)
+        ax.set_yticks(range(len(peers)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        if log and any(y > 0 for y in ys):
+            ax.set_xscale("log")
+        for bar, v, p in zip(bars, vals, peers):
+            extra = ""
+            if title.startswith("f") and R[p].get("f", {}).get("hangs"):
+                extra = f" ({R[p]['f']['hangs']} hung)"
+            text = "fails / n.a." if v is None else (f"{v:,.1f}" if v < 100 else f"{v:,.0f}") + extra
+            ax.text(bar.get_width() if v else ax.get_xlim()[0], bar.get_y() + bar.get_height() / 2, " " + text,
+                    va="center", fontsize=8)
+        if title.startswith("f"):
+            ax.axvline(50, color="k", lw=0.8, ls="--")
+    m = res.get("machine", {})
+    fig.suptitle(f"persist_to_disk vs peers — {res.get('date')}, {m.get('cpus')} cores, {m.get('cpu', '')}",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    data = json.loads(Path(sys.argv[1]).read_text())
+    out = Path(sys.argv[1]).parent
+    text = table(data)
+    (out / "table.md").write_text(text)
+    chart(data, out / "chart.png")
+    print(text)

@@ -1,0 +1,426 @@
+"""Benchmark persist_to_disk against the caches people use, in one run, on the same work.
+
+    bash bench/run.sh                 # everything (installs the venv first)
+    bench/.venv/bin/python bench/run.py --peers ptd,diskcache --scenarios a,b
+
+Every phase runs in a fresh process (worker.py) on a fresh temp cache, with an
+isolated HOME. Results: bench/results/results-<date>.json, table.md, chart.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import adapters  # noqa: E402
+
+PY = sys.executable
+MB = 1 << 20
+PEERS = ["ptd", "ptd007", "joblib", "diskcache", "cachier", "persist_cache"]
+SCENARIOS = list("abcdefgh")
+
+# sizes and repeats (stated in the README and the JSON)
+P = {
+    "a_n": 2000,
+    "c_n": 20000,
+    "c_hits": 2000,
+    "c_budget_s": 45.0,  # a peer that cannot fill 20,000 entries in this time reports how many it filled
+    "d_repeats": 3,
+    "e_repeats": 3,
+    "f_procs": 8,
+    "f_keys": 50,
+    "f_timeout_s": 60.0,
+    "g_small": 1000,
+    "h_cost_s": 1.0,
+    "phase_timeout_s": 240.0,
+}
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+class Scratch:
+    """A fresh temp cache + HOME for one peer in one scenario; removed afterwards."""
+
+    def __init__(self, root: Path, peer: str, scenario: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{peer}-{scenario}-", dir=root))
+        self.cache = self.dir / "cache"
+        self.home = self.dir / "home"
+        self.home.mkdir()
+        self.counter = self.dir / "counter.txt"
+        self.mark = self.dir / "mark.txt"
+
+    def env(self, peer: str) -> dict:
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        env.update(adapters.worker_env(peer))
+        env["HOME"] = str(self.home)
+        env["BENCH_COUNTER"] = str(self.counter)
+        env["BENCH_MARK"] = str(self.mark)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return {"failed": "no result", "output": text[-1500:]}
+
+
+def run_phase(peer: str, phase: str, s: Scratch, params: dict | None = None, timeout: float | None = None) -> dict:
+    cmd = [PY, str(BENCH / "worker.py"), peer, phase, str(s.cache), json.dumps(params or {})]
+    try:
+        proc = subprocess.run(
+            cmd, env=s.env(peer), cwd=str(BENCH), capture_output=True, text=True,
+            timeout=timeout or P["phase_timeout_s"],
+        )
+    except subprocess.TimeoutExpired:
+        return {"failed": f"timed out after {timeout or P['phase_timeout_s']} s"}
+    out = _last_json(proc.stdout)
+    if proc.returncode and "failed" not in out:
+        out["failed"] = f"exit {proc.returncode}: {proc.stderr[-800:]}"
+    if "failed" in out and proc.stderr:
+        out.setdefault("stderr", proc.stderr[-1500:])
+    return out
+
+
+def count_lines(path: Path) -> int:
+    try:
+        return sum(1 for _ in open(path))
+    except FileNotFoundError:
+        return 0
+
+
+def du(path: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# -- scenarios ---------------------------------------------------------------------------------------
+def scen_ab(peer: str, root: Path) -> dict:
+    s = Scratch(root, peer, "ab")
+    try:
+        a = run_phase(peer, "a", s, {"n": P["a_n"]})
+        b = run_phase(peer, "b", s, {"n": P["a_n"]}) if "failed" not in a else {"failed": "a failed"}
+        return {"a": a, "b": b}
+    finally:
+        s.cleanup()
+
+
+def scen_c(peer: str, root: Path) -> dict:
+    s = Scratch(root, peer, "c")
+    try:
+        fill = run_phase(peer, "c_fill", s, {"n": P["c_n"], "budget_s": P["c_budget_s"]}, timeout=P["c_budget_s"] + 120)
+        if "failed" in fill or not fill.get("filled"):
+            return {"fill": fill, "hit": {"failed": "fill failed"}}
+        hit = run_phase(peer, "c_hit", s, {"n": P["c_hits"], "filled": fill["filled"]})
+        return {"fill": fill, "hit": hit}
+    finally:
+        s.cleanup()
+
+
+def scen_d(peer: str, root: Path) -> dict:
+    s = Scratch(root, peer, "d")
+    try:
+        return run_phase(peer, "d", s, {"repeats": P["d_repeats"]})
+    finally:
+        s.cleanup()
+
+
+def scen_e(peer: str, root: Path) -> dict:
+    s = Scratch(root, peer, "e")
+    try:
+        store = run_phase(peer, "e_store", s, {"repeats": P["e_repeats"]})
+        if "failed" in store:
+            return {"store": store, "load": {"failed": "store failed"}}
+        before = count_lines(s.counter)
+        load = run_phase(peer, "e_load", s, {"repeats": P["e_repeats"]})
+        if "executions" in load:
+            load["recomputed"] = load.pop("executions") - before
+        return {"store": store, "load": load}
+    finally:
+        s.cleanup()
+
+
+def scen_f(peer: str, root: Path) -> dict:
+    s = Scratch(root, peer, "f")
+    try:
+        n = P["f_procs"]
+        start_at = time.time() + 4.0  # every process imported and ready before the first call
+        procs = []
+        for i in range(n):
+            params = {"keys": P["f_keys"], "seed": 1000 + i, "start_at": start_at}
+            cmd = [PY, str(BENCH / "worker.py"), peer, "f_child", str(s.cache), json.dumps(params)]
+            procs.append(subprocess.Popen(cmd, env=s.env(peer), cwd=str(BENCH), stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, start_new_session=True))
+        deadline = start_at + P["f_timeout_s"]
+        errors, wrong, hangs, crashed, messages = 0, 0, 0, 0, []
+        for proc in procs:
+            try:
+                out, err = proc.communicate(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                hangs += 1
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                continue
+            res = _last_json(out)
+            if "failed" in res:
+                crashed += 1
+                messages.append(res["failed"][:200])
+                continue
+            errors += res["errors"]
+            wrong += res["wrong"]
+            messages.extend(res["messages"])
+        wall = time.time() - start_at
+        return {
+            "executions": count_lines(s.counter),
+            "ideal": P["f_keys"],
+            "errors": errors + crashed,
+            "wrong": wrong,
+            "hangs": hangs,
+            "wall_s": wall,
+            "messages": sorted(set(messages))[:5],
+        }
+    finally:
+        s.cleanup()
+
+
+def _open_files_under(pid: int, folder: str) -> list[tuple[str, int]]:
+    found = []
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith(folder):
+                found.append((target, os.stat(f"/proc/{pid}/fd/{fd}").st_size))
+        except OSError:
+            continue
+    return found
+
+
+def scen_g(peer: str, root: Path) -> dict:
+    """1,000 small entries, then SIGKILL while a 100 MB result is being written; then check."""
+    attempts = []
+    for attempt in range(3):
+        s = Scratch(root, peer, "g")
+        try:
+            params = {"n": P["g_small"]}
+            cmd = [PY, "-u", str(BENCH / "worker.py"), peer, "g_fill", str(s.cache), json.dumps(params)]
+            proc = subprocess.Popen(cmd, env=s.env(peer), cwd=str(BENCH), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            line = proc.stdout.readline()  # {"filled": 1000} once the small entries are in
+            while line and not line.startswith("{"):  # a peer's own chatter (0.0.7 prints folder creations)
+                line = proc.stdout.readline()
+            if not line.startswith("{"):
+                proc.kill()
+                out, err = proc.communicate()
+                return {"failed": f"fill failed: {line}{out[-300:]}{err[-800:]}"}
+            du_before = du(s.cache)
+            # wait for the 100 MB value to be computed, then for a file under the cache to grow past 8 MB
+            folder = str(s.cache.resolve())
+            killed_at, deadline = None, time.time() + 60
+            while time.time() < deadline and proc.poll() is None:
+                if s.mark.exists():
+                    growing = [(p, n) for p, n in _open_files_under(proc.pid, folder) if n >= 8 * MB]
+                    if growing:
+                        proc.send_signal(signal.SIGKILL)
+                        killed_at = growing[0]
+                        break
+                time.sleep(0.0005)
+            proc.communicate()
+            if killed_at is None:
+                attempts.append("write finished before the kill")
+                continue
+            du_killed = du(s.cache)
+            check = run_phase(peer, "g_check", s, params)
+            du_after = du(s.cache)
+            stored = check.get("torn", {}).get("correct") and check.get("torn", {}).get("second_call") == "hit"
+            check.update({
+                "killed_with_mb_written": round(killed_at[1] / MB, 1),
+                "killed_file": os.path.relpath(killed_at[0], folder),
+                "partial_mb_after_kill": round((du_killed - du_before) / MB, 1),
+                # bytes on disk beyond the earlier entries and (when it was stored again) the torn value
+                "left_behind_mb": round((du_after - du_before - (100 * MB if stored else 0)) / MB, 1),
+                "attempts": attempt + 1,
+            })
+            return check
+        finally:
+            s.cleanup()
+    return {"failed": "; ".join(attempts)}
+
+
+def scen_h(peer: str, root: Path) -> dict:
+    if peer != "ptd":
+        return {"na": "no cell magic"}
+    s = Scratch(root, peer, "h")
+    try:
+        miss = run_phase(peer, "h", s, {"cost_s": P["h_cost_s"]})
+        if "miss_s" not in miss:
+            return miss
+        hit = run_phase(peer, "h_hit", s, {"cost_s": P["h_cost_s"]})  # a new kernel, same cache
+        return {**miss, **hit, "miss_correct": miss.get("correct")}
+    finally:
+        s.cleanup()
+
+
+RUNNERS = {"ab": scen_ab, "c": scen_c, "d": scen_d, "e": scen_e, "f": scen_f, "g": scen_g, "h": scen_h}
+
+
+# -- machine ------------------------------------------------------------------------------------------
+def warm_memory(gb: float) -> float:
+    """Touch gb of fresh memory once, so no peer pays this VM's first-touch cost (~0.45 s per 200 MB)."""
+    code = (
+        "import numpy as np, time\n"
+        f"n = int({gb} * 1024)\n"
+        "t = time.perf_counter(); keep = [np.ones(64 << 20, np.uint8) for _ in range(n // 64)]\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True)
+    try:
+        return float(out.stdout.strip())
+    except ValueError:
+        return -1.0
+
+
+def machine() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                info["memory_gb"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+                break
+    except OSError:
+        pass
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--scenarios", default="abcdefgh", help="letters, e.g. abc")
+    ap.add_argument("--out", default=str(BENCH / "results"))
+    ap.add_argument("--warm-gb", type=float, default=6.0)
+    ap.add_argument("--tmp", default=None, help="where temp caches go (default: the system temp folder)")
+    args = ap.parse_args()
+    peers = [p for p in args.peers.split(",") if p]
+    letters = [c for c in args.scenarios if c in SCENARIOS]
+    groups = []
+    for c in letters:
+        g = "ab" if c in "ab" else c
+        if g not in groups:
+            groups.append(g)
+
+    t_start = time.time()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="ptd-bench-", dir=args.tmp))
+    results: dict = {
+        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "params": P,
+        "peers": {},
+        "results": {p: {} for p in peers},
+    }
+    log(f"bench: peers {peers}, scenarios {''.join(letters)}, temp {root}")
+    if args.warm_gb > 0:
+        log(f"warming {args.warm_gb} GB of memory: {warm_memory(args.warm_gb):.1f} s")
+    try:
+        for g in groups:
+            order = peers[:]
+            random.Random(g).shuffle(order)  # no peer always goes first
+            for peer in order:
+                t0 = time.time()
+                res = RUNNERS[g](peer, root)
+                if g == "ab":
+                    results["results"][peer].update(res)
+                else:
+                    results["results"][peer][g] = res
+                log(f"  {g:>2} {peer:<14} {time.time() - t0:6.1f} s  {_brief(g, res)}")
+                if g == "g":
+                    log(f"       {json.dumps(res)[:400]}")
+                for part in res.values() if g in ("ab", "c", "e") else [res]:
+                    if isinstance(part, dict) and part.get("version"):
+                        results["peers"][peer] = {"version": part["version"], "label": adapters.ADAPTERS[peer].label}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    results["wall_s"] = round(time.time() - t_start, 1)
+    for peer in peers:
+        results["peers"].setdefault(peer, {"version": "?", "label": adapters.ADAPTERS[peer].label})
+
+    import report
+
+    day = dt.date.today().isoformat()
+    json_path = out_dir / f"results-{day}.json"
+    json_path.write_text(json.dumps(results, indent=1, default=str))
+    table = report.table(results)
+    (out_dir / "table.md").write_text(table)
+    report.chart(results, out_dir / "chart.png")
+    print(table)
+    log(f"wrote {json_path}, {out_dir / 'table.md'}, {out_dir / 'chart.png'} in {results['wall_s']} s")
+
+
+def _brief(g: str, res: dict) -> str:
+    try:
+        if g == "ab":
+            return f"miss {res['a'].get('median_us', 0):.0f} us, hit {res['b'].get('median_us', 0):.1f} us"
+        if g == "c":
+            return f"filled {res['fill'].get('filled')}, hit {res['hit'].get('median_us', 0):.1f} us"
+        if g == "d":
+            return f"hash {res.get('hash_mb_s', 0):.0f} MB/s" if "failed" not in res else res["failed"][:80]
+        if g == "e":
+            return f"store {res['store'].get('store_mb_s', 0):.0f} / load {res['load'].get('load_mb_s', 0):.0f} MB/s"
+        if g == "f":
+            return f"exec {res.get('executions')}, errors {res.get('errors')}, hangs {res.get('hangs')}"
+        if g == "g":
+            return (f"lost {res.get('earlier_lost')}, torn {res.get('torn')}" if "failed" not in res
+                    else res["failed"][:80])
+        if g == "h":
+            return json.dumps(res)[:120]
+    except Exception as exc:  # a summary line never stops the run
+        return repr(exc)
+    return ""
+
+
+if __name__ == "__main__":
+    main()

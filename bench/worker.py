@@ -1,0 +1,300 @@
+"""One phase of one scenario for one peer, in a process of its own.
+
+    python bench/worker.py PEER PHASE CACHE_DIR [JSON_PARAMS]
+
+Prints one JSON object on its last stdout line. The orchestrator (run.py)
+starts a fresh process for every phase that a real user would run in a new
+process (hits after misses, loads after stores), so no in-process memo helps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+import adapters  # noqa: E402
+import workloads  # noqa: E402
+
+MB = workloads.MB
+perf = time.perf_counter
+
+
+def _stats_us(samples: list[float]) -> dict:
+    arr = np.asarray(samples) * 1e6
+    if arr.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(arr.size),
+        "median_us": float(np.median(arr)),
+        "p99_us": float(np.percentile(arr, 99)),
+        "mean_us": float(arr.mean()),
+    }
+
+
+def _timed_calls(fn, xs) -> tuple[list[float], int]:
+    """Per-call seconds; errors counts calls that raised or returned a wrong value."""
+    times, errors = [], 0
+    for x in xs:
+        t0 = perf()
+        try:
+            r = fn(x)
+        except Exception:
+            r = None
+        times.append(perf() - t0)
+        errors += r != x + 1
+    return times, errors
+
+
+def _count_lines(path: str) -> int:
+    try:
+        with open(path) as fh:
+            return sum(1 for _ in fh)
+    except FileNotFoundError:
+        return 0
+
+
+# -- phases ---------------------------------------------------------------------------------------
+def phase_a(ad, p):  # 2,000 misses
+    fn = ad.wrap(workloads.inc)
+    times, errors = _timed_calls(fn, range(p["n"]))
+    return {**_stats_us(times), "errors": errors}
+
+
+def phase_b(ad, p):  # the same calls again, new process: hits
+    fn = ad.wrap(workloads.inc)
+    times, errors = _timed_calls(fn, range(p["n"]))
+    return {**_stats_us(times), "errors": errors}
+
+
+def phase_c_fill(ad, p):  # fill up to 20,000 entries within a time budget
+    fn = ad.wrap(workloads.inc)
+    budget, n = p["budget_s"], p["n"]
+    times = []
+    start = perf()
+    for x in range(n):
+        t0 = perf()
+        fn(x)
+        times.append(perf() - t0)
+        if perf() - start > budget:
+            break
+    filled = len(times)
+    first = sum(times[:1000])
+    last = sum(times[-1000:])
+    return {
+        "filled": filled,
+        "complete": filled == n,
+        "fill_s": perf() - start,
+        "first_1000_per_s": 1000 / first if filled >= 1000 else None,
+        "last_1000_per_s": 1000 / last if filled >= 1000 else None,
+        "first_1000_median_us": _stats_us(times[:1000]).get("median_us"),
+        "last_1000_median_us": _stats_us(times[-1000:]).get("median_us"),
+    }
+
+
+def phase_c_hit(ad, p):  # 2,000 random hits among the filled keys, new process
+    fn = ad.wrap(workloads.inc)
+    rng = random.Random(7)
+    xs = [rng.randrange(p["filled"]) for _ in range(p["n"])]
+    times, errors = _timed_calls(fn, xs)
+    return {**_stats_us(times), "errors": errors}
+
+
+def phase_d(ad, p):  # a 200 MB argument: miss once, then hits dominated by hashing
+    a = np.random.default_rng(0).random(workloads.BIG_BYTES // 8)
+    fn = ad.wrap(workloads.total)
+    expect = workloads.total(a)
+    t0 = perf()
+    r = fn(a)
+    miss = perf() - t0
+    assert r == expect, (r, expect)
+    hits = []
+    for _ in range(p["repeats"]):
+        t0 = perf()
+        r = fn(a)
+        hits.append(perf() - t0)
+        assert r == expect
+    mb = a.nbytes / MB
+    best = min(hits)
+    return {
+        "mb": mb,
+        "miss_s": miss,
+        "hit_s": hits,
+        "hash_mb_s": mb / float(np.median(hits)),
+        "hash_mb_s_best": mb / best,
+    }
+
+
+def phase_e_store(ad, p):  # a 200 MB result: each miss stores it
+    arr = workloads.big_result_array()
+    fn = ad.wrap(workloads.big_result)
+    times = []
+    for i in range(p["repeats"]):
+        t0 = perf()
+        r = fn(i)
+        times.append(perf() - t0)
+        assert r is arr or np.array_equal(r, arr)
+    mb = arr.nbytes / MB
+    return {"mb": mb, "store_s": times, "store_mb_s": mb / float(np.median(times))}
+
+
+def phase_e_load(ad, p):  # new process: each hit loads it
+    fn = ad.wrap(workloads.big_result)
+    times = []
+    results = []
+    for i in range(p["repeats"]):
+        t0 = perf()
+        r = fn(i)
+        times.append(perf() - t0)
+        results.append(r)
+        del r
+    arr = workloads.big_result_array()
+    ok = all(isinstance(r, np.ndarray) and np.array_equal(r, arr) for r in results)
+    writable = all(getattr(r, "flags", None) is not None and r.flags.writeable for r in results)
+    mb = arr.nbytes / MB
+    return {
+        "mb": mb,
+        "load_s": times,
+        "load_mb_s": mb / float(np.median(times)),
+        "correct": ok,
+        "writable": writable,
+        "executions": _count_lines(os.environ.get("BENCH_COUNTER", "")),
+    }
+
+
+def phase_f_child(ad, p):  # one of 8 processes: keys 0..49 shuffled, 0.2 s each
+    fn = ad.wrap(workloads.slow)
+    keys = list(range(p["keys"]))
+    random.Random(p["seed"]).shuffle(keys)
+    delay = p["start_at"] - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    errors, wrong, messages = 0, 0, []
+    for k in keys:
+        try:
+            if fn(k) != 2 * k:
+                wrong += 1
+        except Exception as exc:
+            errors += 1
+            if len(messages) < 3:
+                messages.append(f"{type(exc).__name__}: {exc}"[:300])
+    return {"errors": errors, "wrong": wrong, "messages": messages}
+
+
+def phase_g_fill(ad, p):  # 1,000 small entries, then a 100 MB result of the same function, killed mid-write
+    fn = ad.wrap(workloads.small_or_torn)
+    for x in range(p["n"]):
+        fn(x)
+    print(json.dumps({"filled": p["n"]}), flush=True)
+    fn("torn")
+    return {"survived_kill": True}
+
+
+def phase_g_check(ad, p):  # after the kill: what survived, and does the torn key recompute
+    counter = os.environ["BENCH_COUNTER"]
+    fn = ad.wrap(workloads.small_or_torn)
+    before = _count_lines(counter)
+    errors, wrong = 0, 0
+    for x in range(p["n"]):
+        try:
+            if fn(x) != x + 1:
+                wrong += 1
+        except Exception:
+            errors += 1
+    lost = _count_lines(counter) - before
+    before = _count_lines(counter)
+    try:
+        r = fn("torn")
+        torn = {
+            "correct": bool(isinstance(r, np.ndarray) and np.array_equal(r, workloads.torn_array())),
+            "recomputed": _count_lines(counter) - before == 1,
+            "error": None,
+        }
+        del r
+    except Exception as exc:
+        torn = {"correct": False, "recomputed": _count_lines(counter) - before == 1,
+                "error": f"{type(exc).__name__}: {exc}"[:300]}
+    before = _count_lines(counter)
+    try:  # a second call: a hit now, or still failing?
+        fn("torn")
+        torn["second_call"] = "recomputed" if _count_lines(counter) > before else "hit"
+    except Exception as exc:
+        torn["second_call"] = f"error {type(exc).__name__}"
+    return {"earlier_lost": lost, "earlier_errors": errors, "earlier_wrong": wrong, "torn": torn}
+
+
+H_CELL = """%%persist
+import time
+import numpy as np
+time.sleep({cost_s})
+big = np.random.default_rng(3).random({n})
+"""
+
+
+def _shell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    res = shell.run_line_magic("load_ext", "persist_to_disk")
+    cell_magics = shell.magics_manager.magics.get("cell", {})
+    if "persist" not in cell_magics:
+        return None, f"%load_ext persist_to_disk registered no %%persist ({res!r})"
+    return shell, None
+
+
+def _run_cell(shell, cost_s):
+    cell = H_CELL.format(cost_s=cost_s, n=workloads.TORN_BYTES // 8)
+    t0 = perf()
+    result = shell.run_cell(cell)
+    elapsed = perf() - t0
+    if not result.success:
+        raise RuntimeError(f"cell failed: {result.error_in_exec or result.error_before_exec!r}")
+    big = shell.user_ns.get("big")
+    ok = isinstance(big, np.ndarray) and np.array_equal(big, np.random.default_rng(3).random(workloads.TORN_BYTES // 8))
+    return elapsed, ok
+
+
+def phase_h(ad, p):  # %%persist cell assigning 100 MB: run it (miss) here, then hit it in a new kernel
+    try:
+        shell, why = _shell()
+    except Exception as exc:
+        return {"not_measured": f"{type(exc).__name__}: {exc}"[:300]}
+    if shell is None:
+        return {"not_measured": why}
+    miss, ok_miss = _run_cell(shell, p["cost_s"])
+    return {"miss_s": miss, "correct": ok_miss}
+
+
+def phase_h_hit(ad, p):
+    shell, why = _shell()
+    if shell is None:
+        return {"not_measured": why}
+    hit, ok = _run_cell(shell, p["cost_s"])
+    return {"hit_s": hit, "correct": ok}
+
+
+PHASES = {name[6:]: fn for name, fn in list(globals().items()) if name.startswith("phase_")}
+
+
+def main() -> None:
+    peer, phase, cache_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    params = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    ad = adapters.get(peer)
+    try:
+        ad.setup(cache_dir)
+        out = PHASES[phase](ad, params)
+        out["version"] = ad.version()
+    except Exception as exc:
+        out = {"failed": f"{type(exc).__name__}: {exc}"[:500], "trace": traceback.format_exc()[-2000:]}
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""What a cell showed: recorded while it runs (the user still sees it live) and replayed on a hit.
+
+Recorded, in the order they happened:
+
+* ``("stream", "stdout" | "stderr", text)``: what was written to ``sys.stdout`` / ``sys.stderr``
+  (consecutive writes to one stream are merged);
+* ``("display", data, metadata, transient, update)``: every rich output published through the
+  shell's display publisher (``display()``, ``IPython.display.*``, matplotlib's inline figures);
+* ``("clear", wait)``: ``clear_output()``.
+
+Replaying publishes the same mime bundles again, so a notebook shows the same HTML,
+Markdown, PNG or JSON. Widget views are not recorded: the widget's model lives in the
+kernel that made it and a replayed view would point at nothing.
+
+Not seen: output written straight to file descriptor 1 or 2 by C code or subprocesses
+that bypass ``sys.stdout`` (``!cmd`` output is seen: IPython prints it), and logging
+handlers that hold the original stream.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+__all__ = ["OutputRecorder", "replay"]
+
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+class _Tee:
+    """A text stream that forwards every write and keeps a copy."""
+
+    def __init__(self, inner: Any, name: str, recorder: OutputRecorder) -> None:
+        self._inner = inner
+        self._name = name
+        self._recorder = recorder
+
+    def write(self, text: str) -> int:
+        n = self._inner.write(text)
+        if isinstance(text, str) and text:
+            self._recorder._stream(self._name, text)
+        return n if n is not None else len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class OutputRecorder:
+    """Context manager: tee stdout, stderr and rich displays of the shell into ``self.items``."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.items: list[tuple] = []
+        self._lock = threading.Lock()
+        self._saved: dict[str, Any] = {}
+
+    # -- recording ---------------------------------------------------------------------------------------
+    def _stream(self, name: str, text: str) -> None:
+        with self._lock:
+            last = self.items[-1] if self.items else None
+            if last is not None and last[0] == "stream" and last[1] == name:
+                self.items[-1] = ("stream", name, last[2] + text)
+            else:
+                self.items.append(("stream", name, text))
+
+    def _display(self, data: Any, metadata: Any, transient: Any, update: bool) -> None:
+        if not isinstance(data, dict):
+            return
+        if _WIDGET_VIEW in data:  # a live widget: nothing to show again without its kernel-side model
+            return
+        with self._lock:
+            self.items.append(("display", dict(data), dict(metadata or {}), transient or None, bool(update)))
+
+    def _clear(self, wait: bool) -> None:
+        with self._lock:
+            self.items.append(("clear", bool(wait)))
+
+    # -- patching ----------------------------------------------------------------------------------------
+    def __enter__(self) -> OutputRecorder:
+        self._saved["stdout"], self._saved["stderr"] = sys.stdout, sys.stderr
+        sys.stdout = _Tee(sys.stdout, "stdout", self)
+        sys.stderr = _Tee(sys.stderr, "stderr", self)
+        pub = self.shell.display_pub
+        self._saved["pub"] = pub
+        # patch the publisher object itself (not a proxy): others keep finding the real one
+        for attr in ("publish", "clear_output"):
+            self._saved[attr] = pub.__dict__.get(attr, _MISSING)
+        publish, clear_output = pub.publish, pub.clear_output
+        recorder = self
+
+        def recording_publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
+            recorder._display(data, metadata, kwargs.get("transient"), kwargs.get("update", False))
+            return publish(data, metadata, *args, **kwargs)
+
+        def recording_clear_output(wait: bool = False) -> Any:
+            recorder._clear(wait)
+            return clear_output(wait)
+
+        pub.publish = recording_publish
+        pub.clear_output = recording_clear_output
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.flush_figures()
+        for name in ("stdout", "stderr"):
+            try:
+                getattr(sys, name).flush()
+            except Exception:
+                pass
+            setattr(sys, name, self._saved[name])
+        pub = self._saved["pub"]
+        for attr in ("publish", "clear_output"):
+            saved = self._saved[attr]
+            if saved is _MISSING:
+                pub.__dict__.pop(attr, None)
+            else:
+                setattr(pub, attr, saved)
+
+    def flush_figures(self) -> None:
+        """Show open matplotlib inline figures now, inside the recording.
+
+        The inline backend shows them after the cell, from a post-execute hook, which
+        would be too late to record them. Only when the inline backend is in use.
+        """
+        backend = sys.modules.get("matplotlib_inline.backend_inline")
+        mpl = sys.modules.get("matplotlib")
+        if backend is None or mpl is None:
+            return
+        try:
+            if "inline" not in str(mpl.get_backend()):
+                return
+            backend.flush_figures()
+        except Exception:  # showing a figure must never cost the cell its result
+            pass
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def replay(items: list[tuple]) -> None:
+    """Show recorded outputs again, in order."""
+    from IPython.display import clear_output, publish_display_data
+
+    for item in items:
+        kind = item[0]
+        if kind == "stream":
+            stream = sys.stderr if item[1] == "stderr" else sys.stdout
+            stream.write(item[2])
+            stream.flush()
+        elif kind == "display":
+            _, data, metadata, transient, update = item
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            kwargs: dict[str, Any] = {"update": update}
+            if transient:
+                kwargs["transient"] = transient
+            publish_display_data(data, metadata=metadata or None, **kwargs)
+        elif kind == "clear":
+            clear_output(wait=item[1])

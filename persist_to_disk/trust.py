@@ -1,0 +1,172 @@
+"""Who may write what the cache loads: modes on write, ownership checks on load.
+
+Loading an entry unpickles it, and unpickling can run any code. So an entry is
+only as trustworthy as every account that could have written it, or could have
+swapped it, or a folder above it, for its own. The trust model:
+
+- **private** (the default): files are created ``0600`` and folders ``0700``. An
+  entry is loaded only if the file, and every folder from it up to the cache root,
+  is owned by this account (or root) and writable by no other account (a folder
+  with the sticky bit, like ``/tmp``, counts as safe: others cannot replace what
+  is ours in it).
+- ``shared_group = true`` (config.ini): a team cache. Files are created ``0660`` and
+  folders ``2770`` (the setgid bit hands the folder's group down), and entries
+  written by other accounts, or writable by one of *our* groups, are loaded.
+  Anything writable by every account, or by a group we are not in, is still refused.
+- ``trust_shared = true``: no check at all (for a file system that shows every
+  file as writable by all, such as some network mounts). You vouch for everyone
+  who can write there.
+
+The check costs one ``fstat`` of the file already open for reading, plus one
+``stat`` per folder the first time this process loads from it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+from dataclasses import dataclass
+
+from .errors import UntrustedCacheError
+
+_POSIX = not sys.platform.startswith("win") and hasattr(os, "geteuid")
+
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+GROUP_FILE_MODE = 0o660
+GROUP_DIR_MODE = 0o2770
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How files are created and which ones may be loaded (from config.ini)."""
+
+    shared_group: bool = False
+    trust_shared: bool = False
+
+    @property
+    def file_mode(self) -> int:
+        return GROUP_FILE_MODE if self.shared_group else PRIVATE_FILE_MODE
+
+    @property
+    def dir_mode(self) -> int:
+        return GROUP_DIR_MODE if self.shared_group else PRIVATE_DIR_MODE
+
+
+def current_policy() -> Policy:
+    """The policy of the current settings (``shared_group``, ``trust_shared``)."""
+    from ._state import config
+
+    s = config.settings()
+    return Policy(shared_group=s.shared_group, trust_shared=s.trust_shared)
+
+
+# -- creating ---------------------------------------------------------------------------------------
+def makedirs(path: str, policy: Policy) -> None:
+    """``os.makedirs(path, exist_ok=True)``, but every folder it creates gets the policy's mode.
+
+    (``os.makedirs`` gives the mode to the last folder only, and the umask trims it.)
+    """
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path and not os.path.isdir(parent):
+        makedirs(parent, policy)
+    try:
+        os.mkdir(path, policy.dir_mode & 0o777)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way of a cache folder", path) from None
+        return
+    if policy.shared_group and _POSIX:  # the umask took the group bits; setgid needs chmod anyway
+        os.chmod(path, policy.dir_mode)
+
+
+def set_file_mode(fd: int, policy: Policy) -> None:
+    """Give a file we just created the policy's mode (files are opened 0600; the umask can only narrow it)."""
+    if policy.shared_group and _POSIX:
+        os.fchmod(fd, policy.file_mode)
+
+
+# -- loading ----------------------------------------------------------------------------------------
+_trusted: set[tuple[str, str, bool]] = set()  # (entry folder, top, shared_group) already checked up to top
+
+
+def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None:
+    """Raise UntrustedCacheError unless the entry file (its ``fstat``) and its folders up to ``top`` are safe."""
+    if policy.trust_shared or not _POSIX:
+        return
+    why = _why_untrusted(st, policy, is_dir=False)
+    if why:
+        raise UntrustedCacheError(_message(path, path, why, policy))
+    folder = os.path.dirname(path)
+    memo = (folder, top, policy.shared_group)
+    if memo in _trusted:
+        return
+    current = folder
+    while True:
+        try:
+            fst = os.stat(current)
+        except OSError:
+            return  # vanished while we looked: nothing was loaded from it
+        why = _why_untrusted(fst, policy, is_dir=True)
+        if why:
+            raise UntrustedCacheError(_message(path, current, why, policy))
+        parent = os.path.dirname(current)
+        if current == top or parent == current or not _is_under(parent, top):
+            break
+        current = parent
+    if len(_trusted) > 100_000:
+        _trusted.clear()
+    _trusted.add(memo)
+
+
+def forget() -> None:
+    """Check every folder again on the next load (tests; after changing permissions by hand)."""
+    _trusted.clear()
+
+
+def _is_under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _why_untrusted(st: os.stat_result, policy: Policy, *, is_dir: bool) -> str | None:
+    mode = st.st_mode
+    sticky = is_dir and bool(mode & stat.S_ISVTX)
+    if mode & stat.S_IWOTH and not sticky:
+        return "is writable by every account"
+    if policy.shared_group:
+        if mode & stat.S_IWGRP and not sticky and st.st_gid not in _my_groups():
+            return f"is writable by group {st.st_gid}, which this account is not in"
+        return None
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        return f"is owned by another account (uid {st.st_uid}; this process runs as uid {me})"
+    if mode & stat.S_IWGRP and not sticky:
+        return f"is writable by its group (gid {st.st_gid})"
+    return None
+
+
+def _my_groups() -> set[int]:
+    return {os.getegid(), *os.getgroups()}
+
+
+def _message(entry: str, culprit: str, why: str, policy: Policy) -> str:
+    from .config import settings_dir
+
+    what = "it" if culprit == entry else f"the folder {culprit}"
+    fix = "chmod o-w" if "every account" in why else "chmod go-w"
+    optin = (
+        "set `trust_shared = true`"
+        if policy.shared_group
+        else "set `shared_group = true` (a team cache: trust your groups) or `trust_shared = true` (trust anyone "
+        "who can write there)"
+    )
+    return (
+        f"persist_to_disk refuses to load the cache entry {entry}: {what} {why}. Loading an entry unpickles it, "
+        f"which can run code, so by default entries are loaded only from files and folders no other account can "
+        f"write. If you trust every account that can write there, {optin} in [global_settings] of "
+        f"{settings_dir() / 'config.ini'}; otherwise fix it (`{fix} {culprit}`, or delete the entry)."
+    )

@@ -1,0 +1,400 @@
+"""Canonical keys: equal arguments give equal digests in every process; different ones differ.
+
+A cache key is only useful if it is the same for the same call tomorrow, in another
+process, after the dict was built in another order; and different whenever the
+result could differ. These tests pin both halves, and pin the digests themselves
+(``test_digests_stay_the_same``) so that a change of key format is a deliberate act.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import persist_to_disk as ptd
+from persist_to_disk import identity, keys
+
+
+def H(value, name="x"):
+    """The digest the decorator would use for one argument (functions hashed with their code)."""
+    return keys.hash_arguments({name: value}, code_of=identity.code_version)
+
+
+# -- order does not matter ------------------------------------------------------------------------
+def test_dicts_in_different_insertion_order_hash_equal():
+    a = {"lr": 0.1, "epochs": 3, "name": "mnist", "nested": {"b": 2, "a": 1}}
+    b = {"nested": {"a": 1, "b": 2}, "name": "mnist", "epochs": 3, "lr": 0.1}
+    assert list(a) != list(b)
+    assert H(a) == H(b)
+    assert H(a) != H({**a, "epochs": 4})
+
+
+def test_sets_in_different_insertion_order_hash_equal():
+    words = [f"w{i}" for i in range(50)]
+    s1, s2 = set(words), set(reversed(words))
+    assert H(s1) == H(s2)
+    assert H(frozenset(words)) == H(frozenset(reversed(words)))
+    assert H(s1) != H(set(words[:-1]))
+    assert H(s1) != H(frozenset(words)), "a set and a frozenset are different types"
+
+
+def test_argument_names_order_does_not_matter_but_names_do():
+    assert keys.hash_arguments({"a": 1, "b": 2}) == keys.hash_arguments({"b": 2, "a": 1})
+    assert keys.hash_arguments({"a": 1, "b": 2}) != keys.hash_arguments({"a": 2, "b": 1})
+
+
+def test_namespace_attribute_order_is_irrelevant():
+    n1 = argparse.Namespace(lr=0.1, epochs=3, data="mnist")
+    n2 = argparse.Namespace(data="mnist", epochs=3, lr=0.1)
+    assert list(vars(n1)) != list(vars(n2))
+    assert H(n1) == H(n2)
+    assert H(n1) != H(argparse.Namespace(data="mnist", epochs=4, lr=0.1))
+
+
+_SEED_SCRIPT = r"""
+import json, argparse
+from persist_to_disk import keys, identity
+values = {
+    "set_of_str": {"alpha", "beta", "gamma", "delta", "epsilon"},
+    "frozenset_of_tuples": frozenset({("a", 1), ("b", 2), ("c", 3)}),
+    "dict_str_keys": {"zeta": 1, "eta": [1, 2], "theta": {"x", "y"}},
+    "dict_mixed_keys": {1: "one", "1": "string one", (1, 2): "tuple", None: 0},
+    "namespace": argparse.Namespace(b=2, a="x", c={"k", "j"}),
+}
+print(json.dumps({k: keys.hash_arguments({"v": v}, code_of=identity.code_version) for k, v in values.items()}))
+"""
+
+
+def test_digests_equal_across_processes_with_different_hash_seeds(tmp_path):
+    """str hashes are randomized per process (PYTHONHASHSEED): sets and dicts must not depend on that."""
+    script = tmp_path / "seeds.py"
+    script.write_text(_SEED_SCRIPT)
+    outputs = []
+    for seed in ("0", "1", "4242"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(json.loads(proc.stdout))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert len(set(outputs[0].values())) == len(outputs[0]), "different values must have different digests"
+
+
+# -- numbers and types ----------------------------------------------------------------------------
+def test_int_float_and_bool_are_different_keys():
+    digests = {H(1), H(1.0), H(True), H("1"), H(b"1")}
+    assert len(digests) == 5
+    assert H([1, 0]) != H([True, False])
+    assert H({"a": 1}) != H({"a": 1.0})
+    assert H(0) != H(False)
+
+
+def test_tuple_list_and_nesting_are_different_keys():
+    assert H((1, 2)) != H([1, 2])
+    assert H([[1], [2]]) != H([[1, 2]])
+    assert H(["ab"]) != H(["a", "b"])
+    assert H(None) != H("None")
+    assert H(float("nan")) == H(float("nan")), "a NaN argument should be able to hit the cache"
+
+
+def test_common_value_types_hash_by_value():
+    assert H(dt.datetime(2024, 1, 2, 3, 4, 5)) == H(dt.datetime(2024, 1, 2, 3, 4, 5))
+    assert H(dt.datetime(2024, 1, 2, 3, 4, 5)) != H(dt.datetime(2024, 1, 2, 3, 4, 6))
+    assert H(Path("/a/b")) == H(Path("/a/b")) != H(Path("/a/c"))
+    od1 = collections.OrderedDict([("a", 1), ("b", 2)])
+    od2 = collections.OrderedDict([("b", 2), ("a", 1)])
+    assert H(od1) != H(od2), "an OrderedDict's order is part of its equality"
+
+
+# -- numpy --------------------------------------------------------------------------------------------
+def test_c_and_fortran_order_arrays_with_equal_content_hash_equal():
+    c = np.arange(3 * 4 * 5, dtype=np.float64).reshape(3, 4, 5)
+    f = np.asfortranarray(c)
+    assert f.flags.f_contiguous and not f.flags.c_contiguous
+    assert np.array_equal(c, f)
+    assert H(c) == H(f)
+    strided = np.arange(200).reshape(10, 20)[::2, ::3]
+    assert not strided.flags.c_contiguous
+    assert H(strided) == H(np.ascontiguousarray(strided))
+    assert H(c.T) == H(np.ascontiguousarray(c.T))
+
+
+def test_arrays_with_different_dtype_shape_or_content_hash_different():
+    a = np.arange(12, dtype=np.int64).reshape(3, 4)
+    assert H(a) != H(a.astype(np.int32))
+    assert H(a) != H(a.astype(np.float64))
+    assert H(a) != H(a.reshape(4, 3)), "same bytes, different shape"
+    assert H(a) != H(a.ravel())
+    b = a.copy()
+    b[2, 3] += 1
+    assert H(a) != H(b)
+    assert H(np.zeros((0, 3))) != H(np.zeros((3, 0)))
+    assert H(a) == H(a.copy())
+
+
+def test_large_array_hashes_and_differs_in_last_byte():
+    big = np.zeros(2_000_000, dtype=np.uint8)
+    other = big.copy()
+    other[-1] = 1
+    assert H(big) != H(other)
+    assert H(np.asfortranarray(big.reshape(1000, 2000))) == H(big.reshape(1000, 2000))
+
+
+# -- pandas -------------------------------------------------------------------------------------------
+def _frame():
+    return pd.DataFrame(
+        {"a": [1, 2, 3], "b": [0.5, 1.5, 2.5], "c": ["x", "y", "z"]},
+        index=pd.Index([10, 20, 30], name="id"),
+    )
+
+
+def test_equal_dataframes_hash_equal_and_one_changed_cell_differs():
+    df = _frame()
+    assert H(df) == H(_frame())
+    assert H(df) == H(df.copy(deep=True))
+    changed = df.copy()
+    changed.loc[20, "b"] = 9.5
+    assert H(df) != H(changed)
+    renamed = df.rename(columns={"c": "d"})
+    assert H(df) != H(renamed)
+    reindexed = df.set_axis([10, 20, 31])
+    assert H(df) != H(reindexed)
+    as_float = df.astype({"a": "float64"})
+    assert H(df) != H(as_float), "same numbers, different dtype"
+
+
+def test_equal_series_hash_equal_and_one_changed_value_differs():
+    s = pd.Series([1.0, 2.0, 3.0], index=["a", "b", "c"], name="s")
+    assert H(s) == H(pd.Series([1.0, 2.0, 3.0], index=["a", "b", "c"], name="s"))
+    t = s.copy()
+    t["c"] = 4.0
+    assert H(s) != H(t)
+    assert H(s) != H(s.rename("other"))
+
+
+# -- classes and functions ----------------------------------------------------------------------------
+class Alpha:
+    pass
+
+
+class Beta:
+    pass
+
+
+def module_function(x):
+    return x + 1
+
+
+def other_module_function(x):
+    return x + 1
+
+
+def test_classes_hash_by_qualified_name():
+    assert H(Alpha) == H(Alpha)
+    assert H(Alpha) != H(Beta)
+    assert H(json.JSONDecoder) != H(json.JSONEncoder)
+    assert H(collections.OrderedDict) == H(collections.OrderedDict)
+
+
+def test_module_functions_hash_by_qualified_name_not_by_code():
+    assert H(module_function) != H(other_module_function), "same code, different names"
+    assert H(json.dumps) != H(json.loads)
+    before = H(module_function)
+    saved = module_function.__code__
+    try:
+        module_function.__code__ = (lambda x: x * 100).__code__  # an importable function is its name
+        assert H(module_function) == before
+    finally:
+        module_function.__code__ = saved
+
+
+def test_lambdas_and_local_functions_hash_by_their_code():
+    inc = lambda x: x + 1  # noqa: E731
+    dbl = lambda x: x * 2  # noqa: E731
+    assert H(inc) == H(inc)
+    assert H(inc) != H(dbl)
+
+    def make_local_a():
+        def g(x):
+            return x + 1
+
+        return g
+
+    def make_local_b():
+        def g(x):
+            return x - 1
+
+        return g
+
+    assert H(make_local_a()) == H(make_local_a()), "a fresh function object with the same code hits"
+    assert H(make_local_a()) != H(make_local_b())
+
+
+def test_local_functions_differing_only_in_defaults_or_closure_hash_different():
+    adders = [lambda x, n=n: x + n for n in range(3)]
+    assert len({H(f) for f in adders}) == 3
+
+    def make(n):
+        def add(x):
+            return x + n
+
+        return add
+
+    assert H(make(1)) == H(make(1))
+    assert H(make(1)) != H(make(2))
+
+
+def test_recursive_local_function_does_not_recurse_forever():
+    def outer():
+        def fact(n):
+            return 1 if n <= 1 else n * fact(n - 1)
+
+        return fact
+
+    assert H(outer()) == H(outer())
+
+
+# -- cycles -------------------------------------------------------------------------------------------
+class Node:
+    def __init__(self, value):
+        self.value = value
+        self.next = None
+
+
+def test_cyclic_structures_hash_without_endless_recursion():
+    l1 = [1]
+    l1.append(l1)
+    l2 = [1]
+    l2.append(l2)
+    assert H(l1) == H(l2)
+    l3 = [2]
+    l3.append(l3)
+    assert H(l1) != H(l3)
+
+    d = {"a": 1}
+    d["self"] = d
+    assert H(d) == H(d)
+
+    a, b = Node(1), Node(2)
+    a.next, b.next = b, a
+    c, e = Node(1), Node(2)
+    c.next, e.next = e, c
+    assert H(a) == H(c)
+    e.value = 3
+    assert H(a) != H(c)
+
+
+def test_shared_but_acyclic_references_are_not_confused_with_cycles():
+    inner = [1, 2]
+    shared = [inner, inner]
+    copied = [[1, 2], [1, 2]]
+    assert H(shared) == H(copied)
+
+
+# -- what cannot be hashed --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make, type_name",
+    [
+        (threading.Lock, "lock"),
+        (lambda: (i for i in range(3)), "generator"),
+        (lambda: open(os.devnull), "TextIOWrapper"),
+    ],
+    ids=["lock", "generator", "open-file"],
+)
+def test_unhashable_argument_raises_type_error_naming_argument_and_type(make, type_name):
+    value = make()
+    try:
+        with pytest.raises(ptd.UnhashableArgumentError) as info:
+            keys.hash_arguments({"dataset": 1, "resource": value})
+        assert isinstance(info.value, TypeError)
+        message = str(info.value)
+        assert "'resource'" in message
+        assert type_name in message
+    finally:
+        if hasattr(value, "close"):
+            value.close()
+
+
+def test_unhashable_argument_through_the_decorator(cache_root):
+    ran = []
+
+    @ptd.persistf
+    def use(handle, n):
+        ran.append(n)
+        return n
+
+    with pytest.raises(TypeError) as info:
+        use(threading.Lock(), 1)
+    assert "'handle'" in str(info.value) and "lock" in str(info.value)
+    assert ran == [], "the function must not run when its key cannot be made"
+    # the argument can be skipped, then the call caches normally
+    use_skipping = ptd.persistf(skip_kwargs=["handle"])(use.__wrapped__)
+    assert use_skipping(threading.Lock(), 2) == 2
+    assert use_skipping(threading.Lock(), 2) == 2
+    assert ran == [2]
+
+
+# -- golden digests: the key format changes only on purpose -----------------------------------------
+GOLDEN_VALUES = {
+    "none": None,
+    "int": 12345678901234567890,
+    "negative": -7,
+    "float": 0.1,
+    "bool": True,
+    "str": "héllo wörld",
+    "bytes": b"\x00\x01binary",
+    "tuple": (1, "a", None, 2.5),
+    "list": [1, [2, [3, []]]],
+    "dict": {"b": 2, "a": [1, 2], "c": {"z": None}},
+    "set": {3, 1, 2},
+    "namespace": argparse.Namespace(lr=0.001, epochs=30, dataset="MNIST"),
+    "array": np.arange(12, dtype="<i8").reshape(3, 4),
+    "farray": np.asfortranarray(np.arange(6, dtype="<f4").reshape(2, 3)),
+    "series": pd.Series(np.arange(4, dtype="<i8")),
+    "date": dt.date(2024, 2, 29),
+}
+
+# Computed once from the code as it stood when the key format was set (KEY_FORMAT ptd-key-1).
+# If this test fails, every user's cache is about to be orphaned: bump KEY_FORMAT on purpose
+# and update these, or restore the old behaviour.
+GOLDEN_DIGESTS = {
+    "none": "b12e3a69082c65dbccd92c1a785d7de1",
+    "int": "c5c8cd97852105105d9f3dc7dc0e9b8f",
+    "negative": "326bbc308041563922017b982c0c77c1",
+    "float": "f09cd77b10407913b5748e845562e80b",
+    "bool": "c2bd1251d2230859d05459e7b425e810",
+    "str": "b3dea3b17a0b25c0dcc92bd393313009",
+    "bytes": "8e73cd4561a4d11da5799dd56d486242",
+    "tuple": "98386e1b0f917b6697b48296488bee8c",
+    "list": "cda46f548005e4258a2aec4a3ec141d1",
+    "dict": "0ca36ff07926e22606473754d7b2e5bf",
+    "set": "dac80565aae0914daa96c202c1378d79",
+    "namespace": "33a893522cd5567e01eaeca76204e6c9",
+    "array": "abeabad465edd107382c414563e67b00",
+    "farray": "056723bb7dede471f4582f4c31a53be5",
+    "series": "9fd81493b08ab9a5c32bd835edbca4f9",
+    "date": "6af5e48dab2abbe5a13a3103b770873b",
+}
+
+GOLDEN_CALL_DIGEST = "b1e09afbb11b26bdb477c9e1e7bb71d6"
+
+
+def test_digests_stay_the_same():
+    got = {name: keys.hash_value(value) for name, value in GOLDEN_VALUES.items()}
+    assert got == GOLDEN_DIGESTS
+
+
+def test_call_digest_stays_the_same():
+    named = {"dataset": "MNIST", "lr": 1e-3, "epochs": 30, "model_kwargs": {"hidden": 128, "act": "relu"}}
+    assert keys.hash_arguments(named, prefix=b"train_a_model\x00pinned:v1") == GOLDEN_CALL_DIGEST
+    assert keys.KEY_FORMAT == b"ptd-key-1"
