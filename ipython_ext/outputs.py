@@ -58,9 +58,12 @@ class OutputRecorder:
         self.items: list[tuple] = []
         self._lock = threading.Lock()
         self._saved: dict[str, Any] = {}
+        self._inside = threading.local()  # set while a display is being published by this thread
 
     # -- recording ---------------------------------------------------------------------------------------
     def _stream(self, name: str, text: str) -> None:
+        if getattr(self._inside, "publishing", False):  # a terminal publisher printing the display
+            return
         with self._lock:
             last = self.items[-1] if self.items else None
             if last is not None and last[0] == "stream" and last[1] == name:
@@ -95,7 +98,11 @@ class OutputRecorder:
 
         def recording_publish(data: Any, metadata: Any = None, *args: Any, **kwargs: Any) -> Any:
             recorder._display(data, metadata, kwargs.get("transient"), kwargs.get("update", False))
-            return publish(data, metadata, *args, **kwargs)
+            recorder._inside.publishing = True
+            try:
+                return publish(data, metadata, *args, **kwargs)
+            finally:
+                recorder._inside.publishing = False
 
         def recording_clear_output(wait: bool = False) -> Any:
             recorder._clear(wait)

@@ -34,6 +34,17 @@ def clear_locks(clear: bool = False) -> list[str]:
     return found
 
 
+def browse(*args: Any, **kwargs: Any) -> Any:
+    """The cache browser panel (an ipywidgets widget); see ``ipython_ext.browser.browse`` for the options.
+
+    ``ptd.browse()`` shows the current project, ``ptd.browse(notebook=True)`` this notebook,
+    ``ptd.browse(func=f)`` one function, ``ptd.browse("other-3")`` another project.
+    """
+    from ipython_ext.browser import browse as _browse  # ipywidgets is imported only now
+
+    return _browse(*args, **kwargs)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext persist_to_disk``: the Jupyter layer lives in the ``ipython_ext`` package."""
     import ipython_ext
@@ -61,6 +72,7 @@ __all__ = [
     "Switch",
     "UnhashableArgumentError",
     "UntrustedCacheError",
+    "browse",
     "clear_locks",
     "config",
     "get_caller_cache_path",

@@ -506,12 +506,13 @@ class Catalog:
             if not key.endswith(ENTRY_SUFFIX) or path.name.startswith("."):
                 result.failed.append((path, "not a cache entry file"))
                 continue
+            existed = os.path.lexists(path)
             try:
                 freed = self.store.delete(key)
             except OSError as exc:
                 result.failed.append((path, exc.strerror or str(exc)))
                 continue
-            if freed or path.exists():
+            if freed or existed:
                 result.entries += 1
                 result.bytes += freed
                 result.deleted.append(path)

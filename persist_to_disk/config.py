@@ -330,23 +330,24 @@ def _retrieve_project_id(registry: Path, project_key: str) -> str:
     registry.parent.mkdir(parents=True, exist_ok=True)
 
     def lookup() -> tuple[dict[str, str], int]:
+        """(ids by project path, the largest id given so far): a deleted line never frees an id."""
         ids: dict[str, str] = {}
-        count = 0
+        largest = 0
         if registry.is_file():
             for line in registry.read_text(encoding="utf-8").splitlines():
                 path, sep, pid = line.rpartition(_ID_SEP)
                 if sep:
                     ids.setdefault(path, pid)
-                    count += 1
-        return ids, count
+                    largest = max(largest, int(pid) if pid.isdigit() else 0)
+        return ids, largest
 
     ids, _ = lookup()
     if project_key in ids:
         return ids[project_key]
     with FileLock(str(registry) + ".lock"):
-        ids, count = lookup()
+        ids, largest = lookup()
         if project_key not in ids:
-            ids[project_key] = str(count + 1)
+            ids[project_key] = str(largest + 1)
             with open(registry, "a", encoding="utf-8") as fh:
                 fh.write(f"{project_key}{_ID_SEP}{ids[project_key]}\n")
                 fh.flush()

@@ -30,6 +30,8 @@ from typing import Any
 
 import xxhash
 
+from .errors import UnhashableArgumentError
+
 KEY_FORMAT = b"ptd-key-1"
 
 _CHUNK = 1 << 24  # bytes of a non-contiguous array copied at a time
@@ -412,8 +414,6 @@ def hash_arguments(
 
     A value that cannot be hashed raises UnhashableArgumentError naming the argument.
     """
-    from .errors import UnhashableArgumentError
-
     hasher = CanonicalHasher(code_of=code_of)
     hasher.h.update(KEY_FORMAT)
     hasher.feed(prefix)
@@ -457,8 +457,10 @@ def _json_default(obj: Any) -> Any:
 
 
 def hash_value(obj: Any) -> str:
-    """Digest of one value (used for cell inputs and manual keys)."""
-    hasher = CanonicalHasher()
+    """Digest of one value (used for cell inputs and manual keys); functions count by their code."""
+    from .identity import code_version
+
+    hasher = CanonicalHasher(code_of=code_version)
     hasher.h.update(KEY_FORMAT)
     try:
         hasher.feed(obj)

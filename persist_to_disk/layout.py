@@ -125,7 +125,7 @@ def safe_folder_name(value: Any, *, setting: str) -> str:
     if text.strip() in ("", ".", ".."):
         raise ValueError(f"{setting}={value!r} cannot name a cache folder")
     parts = re.split(r"[\\/]", text)
-    if ".." in parts or text.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", text):
+    if ".." in parts or text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", text):
         raise ValueError(f"{setting}={value!r} would escape the cache folder (it is a path with '..' or absolute)")
     clean = _SAFE_NAME.sub("_", text)
     # MAX_NAME counts UTF-8 bytes: file systems limit a name to 255 bytes, not characters

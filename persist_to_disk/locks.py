@@ -20,10 +20,17 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import xxhash
-from filelock import FileLock
+from filelock import FileLock, Timeout
+
+try:
+    import fcntl
+except ImportError:  # Windows: filelock's msvcrt lock
+    fcntl = None  # type: ignore[assignment]
 
 from . import trust
 
@@ -56,6 +63,71 @@ class Held:
         self.stored = True
 
 
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_FILELOCK = FileLock
+
+
+class _Flock:
+    """An exclusive ``flock`` on a lock file: what filelock's UnixFileLock does, without its
+    per-call bookkeeping (~90 µs a lock with filelock 4.x, ~3 µs here; two locks on every miss).
+
+    Same semantics: the file is created with ``mode`` (fchmod past the umask) if missing and
+    left in place on release; a lock taken on a file that its previous holder unlinked
+    (``st_nlink == 0``) is dropped and taken again on the file now at the path. A negative
+    timeout blocks in the kernel (woken as soon as the holder releases or dies); otherwise
+    it polls and raises ``filelock.Timeout``.
+    """
+
+    __slots__ = ("path", "timeout", "mode", "fd")
+
+    def __init__(self, path: str, timeout: float, mode: int) -> None:
+        self.path, self.timeout, self.mode, self.fd = path, timeout, mode, -1
+
+    def __enter__(self) -> _Flock:
+        deadline = None if self.timeout is None or self.timeout < 0 else time.monotonic() + self.timeout
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, self.mode)
+                created = True
+            except FileExistsError:
+                try:
+                    fd = os.open(self.path, os.O_RDWR | _O_NOFOLLOW)
+                except FileNotFoundError:  # unlinked between the two opens: start over
+                    continue
+                created = False
+            try:
+                if created:
+                    with contextlib.suppress(PermissionError):
+                        os.fchmod(fd, self.mode)
+                if deadline is None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    locked = True
+                else:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        locked = True
+                    except BlockingIOError:
+                        locked = False
+                if locked and os.fstat(fd).st_nlink > 0:
+                    self.fd = fd
+                    return self
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # busy, or its previous holder removed it: try the file now at the path
+            if not locked:
+                if time.monotonic() >= deadline:  # type: ignore[operator]
+                    raise Timeout(self.path)
+                time.sleep(0.01)
+
+    def __exit__(self, *exc: Any) -> None:
+        fd, self.fd = self.fd, -1
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def _acquire(path: str, timeout: float, held_state: Held | None = None) -> Iterator[None]:
     held = _held_paths()
@@ -64,7 +136,10 @@ def _acquire(path: str, timeout: float, held_state: Held | None = None) -> Itera
         return
     policy = trust.current_policy()
     trust.makedirs(os.path.dirname(path), policy)
-    lock = FileLock(path, timeout=timeout, thread_local=False, mode=policy.file_mode)
+    if fcntl is not None and FileLock is _FILELOCK:  # (a test may swap FileLock for another lock: then use it)
+        lock: Any = _Flock(path, timeout, policy.file_mode)
+    else:
+        lock = FileLock(path, timeout=timeout, thread_local=False, mode=policy.file_mode)
     with lock:
         held.append(path)
         try:

@@ -123,6 +123,7 @@ class PersistedFunction:
         self._func = func
         self._options = options
         self._signature = inspect.signature(func)
+        self._simple = _simple_parameters(self._signature)
         self._is_async = inspect.iscoroutinefunction(func)
         self._name = identity.function_name(func)
         if options.version is None:
@@ -134,6 +135,9 @@ class PersistedFunction:
         self._identity = self._name.encode()
         self._source_file = _source_file(func)
         self._pinned: tuple[str, tuple[str, ...]] | None = None  # (project root, source parts) when unpickled
+        # when unpickled by value: the code version where the source was readable (a worker has no
+        # notebook cell source to read, so it would derive another version and miss every entry)
+        self._carried_version: str | None = None
         self._where: dict[Any, tuple[LocalStore, str, str]] = {}
         self.cache = CacheHandle(self)
 
@@ -242,12 +246,14 @@ class PersistedFunction:
     # -- keys and places --------------------------------------------------------------------------
     def _named_arguments(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         """Arguments by name, defaults applied, skipped ones removed."""
-        try:
-            bound = self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self._name}(): {exc}") from None
-        bound.apply_defaults()
-        named = dict(bound.arguments)
+        named = _bind_simple(self._simple, args, kwargs) if self._simple is not None else None
+        if named is None:  # not a plain signature, or a call that binding must explain (TypeError)
+            try:
+                bound = self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{self._name}(): {exc}") from None
+            bound.apply_defaults()
+            named = dict(bound.arguments)
         skip = self._options.skip_kwargs
         for name, param in self._signature.parameters.items():
             if param.kind is inspect.Parameter.VAR_KEYWORD and skip:
@@ -258,7 +264,9 @@ class PersistedFunction:
 
     def code_version(self) -> str:
         pinned = self._options.version
-        return f"pinned:{pinned}" if pinned is not None else identity.code_version(self._func)
+        if pinned is not None:
+            return f"pinned:{pinned}"
+        return self._carried_version or identity.code_version(self._func)
 
     def _resolve(self, args: tuple, kwargs: dict) -> Call:
         named = self._named_arguments(args, kwargs)
@@ -275,11 +283,14 @@ class PersistedFunction:
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)
         granularity = self._options.lock_granularity or settings.lock_granularity
-        coarse = {
-            "call": f"{folder}/{'/'.join(groups)}/{bucket}",
-            "func": folder,
-            "global": persist_root,
-        }[granularity]
+        if granularity == "call":
+            coarse = f"{folder}/{'/'.join(groups)}/{bucket}"
+        elif granularity == "func":
+            coarse = folder
+        elif granularity == "global":
+            coarse = persist_root
+        else:
+            raise KeyError(granularity)
         return Call(store, key, digest, persist_root, coarse, named, version)
 
     def _group_folders(self, named: dict[str, Any]) -> list[str]:
@@ -328,10 +339,41 @@ class PersistedFunction:
         if module is not None and module.__name__ != "__main__" and getattr(module, self.__qualname__, None) is self:
             return (_import_by_name, (module.__name__, self.__qualname__))
         root, parts = self.location()
-        return (_rebuild, (_dump_function(self._func), self._options, (str(root), parts)))
+        return (_rebuild, (_dump_function(self._func), self._options, (str(root), parts), self.code_version()))
 
     def __repr__(self) -> str:
         return f"<persisted function {self._name}>"
+
+
+def _simple_parameters(signature: inspect.Signature) -> tuple[tuple[str, Any], ...] | None:
+    """((name, default), ...) when every parameter is positional-or-keyword (the common case), else None."""
+    params = tuple(signature.parameters.values())
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
+        return None
+    return tuple((p.name, p.default) for p in params)
+
+
+def _bind_simple(simple: tuple[tuple[str, Any], ...], args: tuple, kwargs: dict) -> dict[str, Any] | None:
+    """What ``signature.bind(*args, **kwargs)`` + ``apply_defaults()`` gives for a plain signature, in
+    the same order, ~4x faster; None for any call it would reject (the slow path then raises its TypeError)."""
+    n = len(args)
+    if n > len(simple):
+        return None
+    named: dict[str, Any] = {}
+    used = 0
+    for i, (name, default) in enumerate(simple):
+        if name in kwargs:
+            if i < n:
+                return None  # given twice
+            named[name] = kwargs[name]
+            used += 1
+        elif i < n:
+            named[name] = args[i]
+        elif default is not inspect.Parameter.empty:
+            named[name] = default
+        else:
+            return None  # missing
+    return named if used == len(kwargs) else None  # else an unexpected keyword
 
 
 def _from_var_keyword(signature: inspect.Signature, named: dict, name: str) -> Any:
@@ -367,13 +409,17 @@ def _import_by_name(module: str, qualname: str) -> Any:
     return obj
 
 
-def _rebuild(func: bytes | Callable, options: Options, pinned: tuple[str, tuple[str, ...]]) -> PersistedFunction:
+def _rebuild(
+    func: bytes | Callable, options: Options, pinned: tuple[str, tuple[str, ...]], version: str | None = None
+) -> PersistedFunction:
     import pickle
 
     if isinstance(func, bytes):
         func = pickle.loads(func)
     rebuilt = PersistedFunction(func, options)
     rebuilt._pinned = (pinned[0], tuple(pinned[1]))
+    if options.version is None:
+        rebuilt._carried_version = version
     return rebuilt
 
 

@@ -24,7 +24,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import json.decoder
+import json.scanner
 import logging
+import mmap
 import os
 import pickle
 import socket
@@ -32,7 +35,7 @@ import struct
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,7 @@ _PREFIX = struct.Struct("<4sHHII")
 _HEADER_PEEK = 8192
 _TOUCH_AFTER = 60.0  # seconds: how stale "last read" (the file's mtime) may get
 _HOST = socket.gethostname().replace(".", "_")
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _STALE_TMP_AGE = 86400.0  # seconds: a temp file not touched for a day belongs to a dead writer
 _SWEEP_EVERY = 600.0  # seconds: how often one process looks for stale temp files in one folder
 _swept: dict[str, float] = {}  # folder -> time.monotonic() of its last sweep by this process
@@ -120,10 +124,16 @@ def _pad(n: int) -> int:
     return (-n) % ALIGN
 
 
-def encode(value: Any, header: dict[str, Any]) -> tuple[bytes, list[memoryview | bytes], dict[str, Any]]:
-    """Pickle a value; return (prefix+header+padding, payload chunks, the final header)."""
+def encode(
+    value: Any, header: dict[str, Any], dumps: Callable[..., bytes] = pickle.dumps
+) -> tuple[bytes, list[memoryview | bytes], dict[str, Any]]:
+    """Pickle a value; return (prefix+header+padding, payload chunks, the final header).
+
+    ``dumps``: ``pickle.dumps`` or a stand-in taking ``protocol`` and ``buffer_callback``
+    (the cell magic pickles notebook functions by value); what it writes loads with ``pickle``.
+    """
     buffers: list[pickle.PickleBuffer] = []
-    main = pickle.dumps(value, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append)
+    main = dumps(value, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append)
     chunks: list[memoryview | bytes] = [main]
     layout: list[list[int]] = []
     offset = len(main)
@@ -166,13 +176,21 @@ def _parse_prefix(blob: bytes | bytearray | memoryview) -> tuple[int, int]:
     return hlen, hsum
 
 
+_scan_json = json.scanner.make_scanner(json.decoder.JSONDecoder())
+
+
 def _parse_header(blob: bytes | bytearray | memoryview, hlen: int, hsum: int) -> dict[str, Any]:
     start = _PREFIX.size
     raw = bytes(blob[start : start + hlen])
     if len(raw) != hlen or xxhash.xxh32_intdigest(raw) != hsum:
         raise CorruptEntry("header checksum mismatch")
     try:
-        header = json.loads(raw)
+        text = raw.decode("utf-8")
+        header, end = _scan_json(text, 0)  # json.loads without its type checks and whitespace regexes
+        if end != len(text):
+            raise ValueError(f"extra data at {end}")
+    except StopIteration as exc:
+        raise CorruptEntry(f"header is not JSON: no value at {exc.value}") from None
     except ValueError as exc:
         raise CorruptEntry(f"header is not JSON: {exc}") from None
     if not isinstance(header, dict):
@@ -207,23 +225,47 @@ def decode(blob: bytearray, name: str | None = None) -> Entry:
     return Entry(value, header)
 
 
+_SMALL_READ = 1 << 16  # entries up to this size are read with one os.read (no file object, no zeroed buffer)
+_MMAP_MIN = 1 << 20  # entries from this size are memory-mapped (POSIX; Windows cannot replace a mapped file)
+_mmap: Any = mmap if os.name == "posix" else None
+
+
 def _read_all(path: str, check: Any = None) -> tuple[bytearray, os.stat_result]:
-    with open(path, "rb", buffering=0) as fh:
-        st = os.fstat(fh.fileno())
+    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
         if check is not None:  # before reading a byte: an untrusted file is not even read
             check(path, st)
-        blob = bytearray(st.st_size)
+        size = st.st_size
+        if size <= _SMALL_READ:
+            data = os.read(fd, size)
+            while len(data) < size:
+                more = os.read(fd, size - len(data))
+                if not more:
+                    break
+                data += more
+            return bytearray(data), st
+        if size >= _MMAP_MIN and _mmap is not None:
+            # a large entry is mapped, not copied: its arrays are pages of the page cache (copy-on-write,
+            # so writable and never written back). Safe because entry files are never changed in place:
+            # a new entry is a new file renamed over the old one, and the old inode lives while mapped.
+            with contextlib.suppress(OSError, ValueError):  # a file system that cannot map: read it
+                return _mmap.mmap(fd, size, flags=_mmap.MAP_PRIVATE, prot=_mmap.PROT_READ | _mmap.PROT_WRITE), st
+        blob = bytearray(size)
         view = memoryview(blob)
         got = 0
-        while got < st.st_size:
-            n = fh.readinto(view[got:])
-            if not n:
-                break
-            got += n
-        if got != st.st_size:
+        with open(fd, "rb", buffering=0, closefd=False) as fh:
+            while got < size:
+                n = fh.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        if got != size:
             del view
             del blob[got:]
-    return blob, st
+        return blob, st
+    finally:
+        os.close(fd)
 
 
 def read_header_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -265,7 +307,7 @@ class LocalStore:
         return self._policy if self._policy is not None else trust.current_policy()
 
     def _check_trust(self, path: str, st: os.stat_result) -> None:
-        trust.check_entry(os.path.abspath(path), st, self.trust_root, self.policy)
+        trust.check_entry(path if os.path.isabs(path) else os.path.abspath(path), st, self.trust_root, self.policy)
 
     def path_of(self, key: str) -> str:
         return os.path.join(self.root, key)
@@ -326,16 +368,23 @@ class LocalStore:
         warnings.warn(message, CacheWarning, stacklevel=4)
 
     # -- writes ------------------------------------------------------------------------------------
-    def put(self, key: str, value: Any, header: dict[str, Any]) -> dict[str, Any]:
-        """Write atomically; return the header written. Pickling errors propagate."""
-        head, chunks, header = encode(value, {**header, "file": os.path.basename(key)})
+    def put(
+        self, key: str, value: Any, header: dict[str, Any], *, dumps: Callable[..., bytes] = pickle.dumps
+    ) -> dict[str, Any]:
+        """Write atomically; return the header written. Pickling errors propagate (``dumps``: see encode)."""
+        head, chunks, header = encode(value, {**header, "file": os.path.basename(key)}, dumps)
         path = self.path_of(key)
         folder = os.path.dirname(path)
         policy = self.policy
         trust.makedirs(folder, policy)
         self._sweep(folder)
         tmp = os.path.join(folder, f".{os.path.basename(path)}.{_HOST}-{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileNotFoundError:  # a concurrent delete removed the folder once it was empty: make it again
+            trust.makedirs(folder, policy)
+            fd = os.open(tmp, flags, 0o600)
         try:
             with open(fd, "wb", closefd=True) as fh:
                 trust.set_file_mode(fd, policy)

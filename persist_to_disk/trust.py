@@ -55,12 +55,21 @@ class Policy:
         return GROUP_DIR_MODE if self.shared_group else PRIVATE_DIR_MODE
 
 
+_last: tuple[object, Policy] | None = None  # (settings snapshot, its policy): the hit path asks every time
+
+
 def current_policy() -> Policy:
     """The policy of the current settings (``shared_group``, ``trust_shared``)."""
+    global _last
     from ._state import config
 
     s = config.settings()
-    return Policy(shared_group=s.shared_group, trust_shared=s.trust_shared)
+    last = _last
+    if last is not None and last[0] is s:
+        return last[1]
+    policy = Policy(shared_group=s.shared_group, trust_shared=s.trust_shared)
+    _last = (s, policy)
+    return policy
 
 
 # -- creating ---------------------------------------------------------------------------------------

@@ -362,6 +362,8 @@ GOLDEN_VALUES = {
     "farray": np.asfortranarray(np.arange(6, dtype="<f4").reshape(2, 3)),
     "series": pd.Series(np.arange(4, dtype="<i8")),
     "date": dt.date(2024, 2, 29),
+    "class": collections.OrderedDict,
+    "function": json.dumps,
 }
 
 # Computed once from the code as it stood when the key format was set (KEY_FORMAT ptd-key-1).
@@ -384,6 +386,8 @@ GOLDEN_DIGESTS = {
     "farray": "056723bb7dede471f4582f4c31a53be5",
     "series": "9fd81493b08ab9a5c32bd835edbca4f9",
     "date": "6af5e48dab2abbe5a13a3103b770873b",
+    "class": "ddc3d44101898e57702a4894be10d3a8",
+    "function": "70aff85930d851ad0bab32549b0d59c9",
 }
 
 GOLDEN_CALL_DIGEST = "b1e09afbb11b26bdb477c9e1e7bb71d6"

@@ -28,6 +28,11 @@ from persist_to_disk import locks
 from persist_to_disk import store as ptd_store
 from persist_to_disk.store import ENOVAL, Entry, LocalStore
 
+try:  # the browser's and the CLI's delete path, when this checkout has it
+    from persist_to_disk import catalog as _catalog
+except ImportError:  # pragma: no cover
+    _catalog = None
+
 
 # -- values everyone agrees on ----------------------------------------------------------------------
 def expected_value(key: str, size: int) -> bytes:
@@ -178,6 +183,10 @@ def _setup(a: dict[str, Any]) -> None:
             yield locks.Held()
 
         locks.compute_lock = no_lock
+    if a.get("lock_timeout"):  # honesty checks: a lock wait that gives up (and the caller then computes)
+        import functools
+
+        locks.compute_lock = functools.partial(locks.compute_lock, timeout=a["lock_timeout"])
     if a.get("naive_lock"):
         locks.FileLock = NaiveLock
     if a.get("warp"):
@@ -276,15 +285,15 @@ def mode_stress(a: dict[str, Any]) -> dict[str, Any]:
                 if r < 0.08:  # the decorator's own delete path
                     rel_stress.cache.invalidate(rng.choice(volatile))
                     counts["invalidations"] += 1
-                elif r < 0.16:  # what the browser and the CLI do: the store's delete
+                elif r < 0.16:  # what the browser and the CLI do: the catalog's delete (LocalStore.delete)
                     key = rng.choice(volatile)
-                    path = rel_stress.cache.path(key)
-                    folder = rel_stress.cache.folder
-                    store = make_store(a.get("design", "ours"), str(folder))
-                    if isinstance(store, SeedBucketStore):
+                    if a.get("design") == "seed":
                         rel_stress.cache.invalidate(key)
+                    elif _catalog is not None and rng.random() < 0.5:
+                        _catalog.Catalog(a["persist"]).delete([rel_stress.cache.path(key)])
                     else:
-                        store.delete(path.relative_to(folder).as_posix())
+                        folder = rel_stress.cache.folder
+                        LocalStore(folder).delete(rel_stress.cache.path(key).relative_to(folder).as_posix())
                     counts["deletes"] += 1
                 elif r < 0.24:
                     key = rng.choice(volatile)

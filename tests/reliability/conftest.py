@@ -93,6 +93,16 @@ def kill(proc: subprocess.Popen) -> None:
     proc.communicate(timeout=30)
 
 
+def assert_still_running(proc: subprocess.Popen, seconds: float) -> None:
+    """A bounded look at a process that must be blocked: it must not exit within ``seconds``."""
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return
+    out, err = proc.communicate()
+    raise AssertionError(f"the process should still be waiting but exited {proc.returncode}:\n{out}\n{err[-3000:]}")
+
+
 def tree_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
@@ -108,6 +118,7 @@ def rel() -> Any:
 
     return SimpleNamespace(
         count=count, wait_for=wait_for, start=start, finish=finish, run=run, kill=kill,
+        assert_still_running=assert_still_running,
         tree_files=tree_files, temp_files=temp_files, worker=load_worker(), figures=FIGURES,
     )
 

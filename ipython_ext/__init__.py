@@ -1,0 +1,58 @@
+"""The Jupyter layer of persist_to_disk: ``%load_ext persist_to_disk``.
+
+* :mod:`ipython_ext.notebook`: which notebook a kernel runs, and its project root;
+* :mod:`ipython_ext.location`: maps code typed into cells to that notebook for the core's cache tree;
+* :mod:`ipython_ext.cells`: what a cell reads and assigns (static analysis);
+* :mod:`ipython_ext.magics`: the ``%%persist`` cell magic (with :mod:`~ipython_ext.namespace`
+  and :mod:`~ipython_ext.outputs`);
+* :mod:`ipython_ext.browser`: the cache browser panel, when present.
+
+Importing this package imports no IPython; loading the extension does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+
+log = logging.getLogger("persist_to_disk")
+
+
+def _browser() -> Any:
+    """The browser module when it exists and offers its own magics, else None."""
+    try:
+        module = importlib.import_module("ipython_ext.browser")
+    except ImportError as exc:
+        if getattr(exc, "name", None) not in ("ipython_ext.browser", None):
+            log.warning("persist_to_disk: the cache browser is unavailable: %s", exc)
+        return None
+    return module if hasattr(module, "load_ipython_extension") else None
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%%persist`` (and the browser's magics); loading again is harmless."""
+    from . import location
+    from .magics import PersistMagics
+
+    location.install()
+    ipython.register_magics(PersistMagics)
+    browser = _browser()
+    if browser is not None:
+        browser.load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the magics this extension registered (``%unload_ext`` and ``%reload_ext``)."""
+    from .magics import PersistMagics
+
+    manager = ipython.magics_manager
+    for kind, names in PersistMagics.magics.items():
+        for name in names:
+            manager.magics[kind].pop(name, None)
+    manager.registry.pop(PersistMagics.__name__, None)
+    browser = _browser()
+    if browser is not None and hasattr(browser, "unload_ipython_extension"):
+        browser.unload_ipython_extension(ipython)

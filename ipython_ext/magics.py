@@ -1,0 +1,374 @@
+"""The ``%%persist`` cell magic: a notebook cell cached on disk like a persisted function.
+
+::
+
+    %%persist [NAME] [--recache | --readonly | --nocache]
+
+A cell goes the decorator's way (see DESIGN.md): its "function" is the cell (NAME, or a
+short digest of its normalized code), its "arguments" the values of the names it reads,
+its "value" the names it assigns plus what it printed and displayed::
+
+    parse -> key: normalized source + digests of the names read -> digest
+          -> where: <persist_path>/<project>-<id>/<notebook parts>/<NAME or cell-xxxxxxxx>/<bucket>/<digest>.ptd
+          -> hit: restore names, replay outputs, one status line, return the last value
+          -> miss: lock -> look again -> run the cell (outputs shown live and recorded) -> store -> unlock
+
+An exception in the cell propagates as without the magic and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xxhash
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, magics_class, output_can_be_silenced
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from persist_to_disk import keys, layout, locks
+from persist_to_disk._state import config
+from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
+from persist_to_disk.store import ENOVAL, Entry, LocalStore
+from persist_to_disk.switches import CACHE, NOCACHE, READONLY, RECACHE, Switch
+
+from . import cells, namespace
+from .outputs import OutputRecorder, replay
+
+__all__ = ["PersistMagics", "cell_code_version", "cell_digest"]
+
+logger = logging.getLogger("persist_to_disk")
+
+PAYLOAD_VERSION = 1
+STATUS_PREFIX = "[persist]"
+_SOURCE_IN_HEADER = 2000  # characters of the cell kept in the entry header (for the browser)
+
+
+# ------------------------------------------------------------------------------ keys
+
+
+def cell_code_version(cell: str) -> str:
+    """16 hex chars naming the cell's code; comments, formatting and docstrings do not count."""
+    return xxhash.xxh3_64_hexdigest(cells.normalized_source(cell).encode("utf-8"))
+
+
+def cell_digest(name: str | None, code_version: str, input_digests: dict[str, str]) -> str:
+    """The entry digest of a cell: its name, its code version and the digests of its inputs."""
+    prefix = b"ptd-cell\x00" + (name or "").encode("utf-8") + b"\x00" + code_version.encode()
+    return keys.hash_arguments(input_digests, prefix=prefix)
+
+
+# ------------------------------------------------------------------------------ running the code
+
+
+class _CellCode:
+    """The cell body compiled as IPython would, under a file name linecache and tracebacks know."""
+
+    def __init__(self, shell: Any, cell: str) -> None:
+        self.shell = shell
+        self.cell = cell
+        self.python = shell.transform_cell(cell)
+        self.filename = shell.compile.cache(self.python, shell.execution_count, raw_code=cell)
+        self.tree = shell.transform_ast(shell.compile.ast_parse(self.python, filename=self.filename))
+
+    def execute(self) -> Any:
+        """Run the cell in the user namespace; return its last expression's value (None after ``;``)."""
+        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        shell = self.shell
+        body = list(self.tree.body)
+        last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
+        try:
+            code = shell.compile(ast.Module(body=body, type_ignores=[]), self.filename, "exec") if body else None
+            expr = shell.compile(ast.Expression(body=last.value), self.filename, "eval") if last else None
+        except SyntaxError as exc:
+            if "await" in str(exc) or "async" in str(exc):
+                raise UsageError(
+                    "%%persist cannot run top-level await; put the awaiting code in a function and call "
+                    "asyncio.run(...) (or drop %%persist for this cell)"
+                ) from None
+            raise
+        if code is not None:
+            exec(code, shell.user_global_ns, shell.user_ns)
+        if expr is None:
+            return None
+        value = eval(expr, shell.user_global_ns, shell.user_ns)
+        return None if _silenced(self.cell) else value
+
+
+def _silenced(cell: str) -> bool:
+    from IPython.core.displayhook import DisplayHook
+
+    try:
+        return bool(DisplayHook.semicolon_at_end_of_expression(cell))
+    except Exception:
+        return False
+
+
+# ------------------------------------------------------------------------------ one cell run
+
+
+@dataclass
+class _Plan:
+    """Where a cell's entry lives and what its header says."""
+
+    label: str  # how messages name the cell
+    store: LocalStore
+    key: str
+    digest: str
+    persist_root: str
+    coarse_scope: str
+    code_version: str
+    analysis: cells.CellNames
+    readable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.store.path_of(self.key))
+
+
+class _CellRun:
+    def __init__(self, shell: Any, cell: str, name: str | None, switch: Switch) -> None:
+        self.shell = shell
+        self.cell = cell
+        self.name = name
+        self.switch = switch
+        self.ns = shell.user_ns
+
+    def run(self) -> Any:
+        __tracebackhide__ = True  # noqa: F841
+        code = _CellCode(self.shell, self.cell)  # a SyntaxError shows as without the magic
+        if self.switch is NOCACHE:
+            return code.execute()
+        try:
+            plan = self._plan(code)
+        except UnhashableArgumentError as exc:
+            self._warn(f"%%persist {self._label(None)}: {exc}; the cell runs without the cache", code.filename)
+            return code.execute()
+        if self.switch is not RECACHE:
+            entry = self._load(plan)
+            if entry is not ENOVAL:
+                return self._restore(plan, entry)  # type: ignore[arg-type]
+            if self.switch is READONLY:
+                raise NotCachedError(
+                    f"%%persist {plan.label}: nothing cached for this code and these inputs (--readonly); "
+                    f"expected at {plan.path}"
+                )
+        with contextlib.ExitStack() as stack:
+            try:
+                held = stack.enter_context(
+                    locks.compute_lock(plan.persist_root, plan.coarse_scope, f"{plan.store.root}/{plan.key}")
+                )
+            except OSError as exc:
+                self._warn(f"%%persist {plan.label}: cannot lock in {plan.persist_root} ({exc}); "
+                           "the cell runs without the cache", code.filename)
+                return code.execute()
+            if self.switch is not RECACHE:
+                entry = self._load(plan)
+                if entry is not ENOVAL:  # another kernel ran it while we waited
+                    return self._restore(plan, entry)  # type: ignore[arg-type]
+            return self._compute(plan, code, held)
+
+    # -- where -------------------------------------------------------------------------------------------
+    def _label(self, code_version: str | None) -> str:
+        if self.name:
+            return self.name
+        return f"cell-{code_version[:8]}" if code_version else "cell"
+
+    def _plan(self, code: _CellCode) -> _Plan:
+        analysis = cells.analyze_cell(self.cell)
+        version = cell_code_version(self.cell)
+        hidden = getattr(self.shell, "user_ns_hidden", {})
+        digests = namespace.input_digests(analysis.reads, self.ns, hidden)
+        digest = cell_digest(self.name, version, digests)
+        settings = config.settings()
+        folder_name = self._label(version)
+        if self.name is None:
+            folder_name = layout.safe_folder_name(folder_name, setting="cell folder")
+        root = settings.project_path or layout.default_project_root(code.filename)
+        parts = layout.source_parts(code.filename, "__main__", root)
+        persist_root = settings.persist_path
+        folder = Path(persist_root) / config.project_folder_name(Path(root)) / Path(*parts) / folder_name
+        store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
+        bucket = layout.bucket_of(digest, settings.hashsize)
+        key = layout.entry_relpath((), bucket, digest)
+        coarse = {"call": f"{folder}//{bucket}", "func": str(folder), "global": str(persist_root)}[
+            settings.lock_granularity
+        ]
+        readable = namespace.readable_inputs(analysis.reads, self.ns, hidden)
+        return _Plan(self._label(version), store, key, digest, str(persist_root), coarse, version, analysis, readable)
+
+    # -- hit ---------------------------------------------------------------------------------------------
+    def _load(self, plan: _Plan) -> Entry | Any:
+        with namespace.loading_into(self.ns):
+            entry = plan.store.load(plan.key)
+        if entry is ENOVAL:
+            return ENOVAL
+        payload = entry.value  # type: ignore[union-attr]
+        if not isinstance(payload, dict) or payload.get("ptd_cell") != PAYLOAD_VERSION:
+            return ENOVAL
+        return entry
+
+    def _restore(self, plan: _Plan, entry: Entry) -> Any:
+        payload, header = entry.value, entry.header
+        self.ns.update(payload["names"])
+        for name in payload.get("deleted", ()):
+            self.ns.pop(name, None)
+        print(_status_line(header, payload.get("unpicklable", ())))
+        replay(payload["outputs"])
+        return payload["result"] if payload.get("has_result") else None
+
+    # -- miss --------------------------------------------------------------------------------------------
+    def _compute(self, plan: _Plan, code: _CellCode, held: locks.Held) -> Any:
+        __tracebackhide__ = True  # noqa: F841
+        with OutputRecorder(self.shell) as recorder:
+            start = time.perf_counter()
+            result = code.execute()  # an exception leaves here: nothing is stored
+            seconds = time.perf_counter() - start
+        names = {n: self.ns[n] for n in plan.analysis.assigns if n in self.ns}
+        deleted = sorted(n for n in plan.analysis.deletes if n not in self.ns)
+        if self._store(plan, code, names, deleted, result, recorder.items, seconds):
+            held.mark_stored()
+        return result
+
+    def _store(self, plan: _Plan, code: _CellCode, names: dict[str, Any], deleted: list[str], result: Any,
+               outputs: list[tuple], seconds: float) -> bool:
+        payload: dict[str, Any] = {
+            "ptd_cell": PAYLOAD_VERSION,
+            # first: unpickling it registers the cell's source before the names' functions are rebuilt
+            "source": namespace.SourceFile(code.filename, code.python),
+            "names": names,
+            "deleted": deleted,
+            "result": result,
+            "has_result": result is not None,
+            "outputs": outputs,
+            "unpicklable": [],
+        }
+        header = {
+            "func": Path(plan.store.root).name,
+            "kind": "cell",
+            "module": "__main__",
+            "key": plan.digest,
+            "args": plan.readable,
+            "code_version": plan.code_version,
+            "created": time.time(),
+            "compute_seconds": round(seconds, 6),
+            "names": sorted(names),
+            "source": self.cell[:_SOURCE_IN_HEADER],
+        }
+        cell_names = set(plan.analysis.assigns)
+
+        def dumps(value: Any, **kwargs: Any) -> bytes:
+            return namespace.dumps(value, namespace=self.ns, cell_names=cell_names, **kwargs)
+
+        try:
+            plan.store.put(plan.key, payload, header, dumps=dumps)
+            return True
+        except OSError as exc:
+            self._warn(f"%%persist {plan.label}: the cell's results were not cached: {exc}", code.filename)
+            return False
+        except Exception:
+            pass  # something cannot be pickled: find out what, and cache the rest
+        values = dict(names)
+        if result is not None:
+            values["<the cell's value>"] = result
+        bad = namespace.unpicklable_names(values, namespace=self.ns, cell_names=cell_names)
+        for name, why in bad.items():
+            value = values[name]
+            what = "the cell's last value" if name.startswith("<") else f"variable {name!r}"
+            self._warn(
+                f"%%persist {plan.label}: {what} ({type(value).__name__}) cannot be pickled and is not cached "
+                f"({why}); the cell's other results are cached", code.filename
+            )
+        payload["names"] = {n: v for n, v in names.items() if n not in bad}
+        payload["unpicklable"] = sorted(n for n in bad if not n.startswith("<"))
+        header["names"] = sorted(payload["names"])
+        header["unpicklable"] = payload["unpicklable"]
+        if "<the cell's value>" in bad:  # show it again as it looked
+            payload["result"], payload["has_result"] = None, False
+            with contextlib.suppress(Exception):
+                data, metadata = self.shell.display_formatter.format(result)
+                if data:
+                    payload["outputs"] = [*outputs, ("display", data, metadata, None, False)]
+        try:
+            plan.store.put(plan.key, payload, header, dumps=dumps)
+            return True
+        except Exception as exc:
+            self._warn(f"%%persist {plan.label}: the cell's results were not cached: {type(exc).__name__}: {exc}",
+                       code.filename)
+            return False
+
+    @staticmethod
+    def _warn(message: str, filename: str) -> None:
+        logger.debug(message)
+        # warn_explicit without a registry: the same warning shows every time the cell runs
+        warnings.warn_explicit(message, CacheWarning, filename, 1, module="persist_to_disk")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _status_line(header: dict[str, Any], unpicklable: Any) -> str:
+    parts = []
+    created = header.get("created")
+    if isinstance(created, (int, float)):
+        parts.append("computed " + time.strftime("%Y-%m-%d %H:%M", time.localtime(created)))
+    seconds = header.get("compute_seconds")
+    if isinstance(seconds, (int, float)):
+        parts.append("took " + _duration(seconds))
+    line = f"{STATUS_PREFIX} read from cache" + (f" ({', '.join(parts)})" if parts else "")
+    if unpicklable:
+        line += f"; not restored (could not be pickled): {', '.join(unpicklable)}"
+    return line
+
+
+# ------------------------------------------------------------------------------ the magic
+
+
+@magics_class
+class PersistMagics(Magics):
+    """``%%persist``: cache a cell's variables and outputs on disk."""
+
+    @output_can_be_silenced
+    @magic_arguments()
+    @argument("name", nargs="?", default=None,
+              help="Name of the cell's cache folder (default: cell-<digest of its code>).")
+    @argument("--recache", action="store_true", help="Run the cell and overwrite what is cached.")
+    @argument("--readonly", action="store_true", help="Only read the cache; fail if this cell is not cached.")
+    @argument("--nocache", action="store_true", help="Run the cell without reading or writing the cache.")
+    @cell_magic
+    def persist(self, line: str, cell: str) -> Any:
+        """Cache this cell: on a later run with the same code and inputs, restore instead of running.
+
+        The variables the cell assigns, what it prints and what it displays are stored;
+        a later run with the same code (comments and formatting aside) and the same values
+        of the names it reads restores the variables, shows the outputs again and says so
+        in one line. Entries live beside the notebook's persisted functions.
+        """
+        __tracebackhide__ = True  # noqa: F841
+        args = parse_argstring(self.persist, line)
+        chosen = [flag for flag in ("recache", "readonly", "nocache") if getattr(args, flag)]
+        if len(chosen) > 1:
+            raise UsageError(f"%%persist: use only one of --recache, --readonly, --nocache (got {chosen})")
+        switch = {"recache": RECACHE, "readonly": READONLY, "nocache": NOCACHE}[chosen[0]] if chosen else CACHE
+        name = args.name
+        if name is not None:
+            name = name.strip("'\"")
+            try:
+                layout.safe_folder_name(name, setting="%%persist NAME")
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            name = layout.safe_folder_name(name, setting="%%persist NAME")
+        return _CellRun(self.shell, cell, name, switch).run()

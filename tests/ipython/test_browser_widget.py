@@ -1,0 +1,411 @@
+"""The cache browser panel, driven headless: set .value, press .click(), look at the widgets and the disk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+import persist_to_disk as ptd  # noqa: E402
+from ipython_ext import browser as br  # noqa: E402
+from persist_to_disk.catalog import CatalogError  # noqa: E402
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    root = tmp_path / "cache"
+    ptd.config.set_persist_path(root)
+    (tmp_path / "proj").mkdir()
+    ptd.config.set_project_path(tmp_path / "proj")
+    return root
+
+
+@pytest.fixture
+def funcs(cache: Path):
+    calls: list = []
+
+    @ptd.persistf(groupby=["dataset"])
+    def train(dataset, lr):
+        calls.append(("train", dataset, lr))
+        return f"{dataset}-{lr}"
+
+    @ptd.persistf()
+    def square(x):
+        calls.append(("square", x))
+        return x * x
+
+    for dataset in ("MNIST", "CIFAR"):
+        for lr in (0.1, 0.01):
+            train(dataset, lr)
+    for x in range(5):
+        square(x)
+    return train, square, calls
+
+
+def files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.ptd"))
+
+
+def open_panel(**kwargs) -> br.CacheBrowser:
+    kwargs.setdefault("background", False)
+    return ptd.browse(**kwargs)
+
+
+def node_path(folder: Path, cache: Path) -> str:
+    return "/".join(folder.relative_to(cache).parts[1:])
+
+
+def tree_labels(panel: br.CacheBrowser) -> list[str]:
+    return [label.replace(br._INDENT, " ").strip() for label, _ in panel.tree.options]
+
+
+def pick(panel: br.CacheBrowser, text: str) -> None:
+    """Select the table rows whose text contains ``text``."""
+    panel.entry_list.value = tuple(value for label, value in panel.entry_list.options if text in label)
+    assert panel.entry_list.value, f"no row with {text!r} in {panel.entry_list.options}"
+
+
+# ---------------------------------------------------------------------------------------------- opening
+def test_opens_on_the_current_project_with_totals(funcs, cache):
+    train, square, _ = funcs
+    panel = open_panel()
+    assert isinstance(panel, br.CacheBrowser) and "ptd-browser" in panel._dom_classes
+    labels = tree_labels(panel)
+    assert labels[0].startswith("▾ proj-") and len(labels) == 2  # the project, open; its one source, closed
+    assert len(panel.entries) == 9 and len(panel.entry_list.options) == 9
+    assert "9 entries" in panel.totals.value and "project proj-" in panel.totals.value
+    assert "9 entries in" in panel.status.value
+    assert panel.invalidate_node_button.description.startswith("Invalidate all in proj-")
+    assert panel.confirm_box.layout.display == "none"
+    for widget, cls in ((panel.tree, "ptd-tree"), (panel.entry_list, "ptd-entries"),
+                        (panel.invalidate_selected_button, "ptd-invalidate-selected"),
+                        (panel.confirm_button, "ptd-confirm"), (panel.status, "ptd-status")):
+        assert cls in widget._dom_classes
+
+
+def test_tree_opens_lazily_down_to_groupby_folders(funcs, cache):
+    train, square, _ = funcs
+    panel = open_panel()
+    source_id = panel.tree.options[1][1]
+    panel.tree.value = source_id  # a click on the source row
+    labels = tree_labels(panel)
+    assert any(label.endswith("train()") and label.startswith("▸") for label in labels)
+    assert any(label.endswith("square()") and not label.startswith("▸") for label in labels)  # no groupby: a leaf
+    train_id = next(value for label, value in panel.tree.options if label.endswith("train()"))
+    panel.tree.value = train_id
+    labels = tree_labels(panel)
+    assert "dataset=CIFAR" in " ".join(labels) and "dataset=MNIST" in " ".join(labels)
+    assert len(panel.entries) == 4 and panel.node.kind == "function"
+    assert panel.invalidate_node_button.description == "Invalidate all in funcs.train()"
+    panel.select_node(node_path(train.folder(), cache) + "/MNIST")
+    assert panel.node.label == "dataset=MNIST" and len(panel.entries) == 2
+    assert panel.tree.value == panel.node.id
+
+
+def test_rows_show_readable_arguments_size_times_and_version(funcs, cache):
+    train, _square, _ = funcs
+    panel = open_panel(func=train)
+    assert panel.node.kind == "function"
+    labels = [label for label, _ in panel.entry_list.options]
+    row = next(label for label in labels if "dataset='MNIST', lr=0.1 " in label)
+    assert " B " in row and time.strftime("%Y-%m-%d") in row and "current" in row
+    assert br._row_header().split()[:2] == ["ARGUMENTS", "SIZE"]
+    pick(panel, "dataset='MNIST', lr=0.1 ")
+    assert "lr = 0.1" in panel.details.value and str(train.folder()) in panel.details.value
+
+
+def test_filter_and_paging(funcs, cache):
+    _train, square, _ = funcs
+    panel = open_panel(func=square, page_size=2)
+    assert panel.page_label.value == "page 1 of 3 · 5 shown" and panel.prev_button.disabled
+    panel.next_button.click()
+    panel.next_button.click()
+    assert panel.page_label.value.startswith("page 3 of 3") and len(panel.entry_list.options) == 1
+    assert panel.next_button.disabled
+    panel.prev_button.click()
+    assert panel.page_label.value.startswith("page 2 of 3")
+    panel.filter.value = "x=3"
+    assert [label.split()[0] for label, _ in panel.entry_list.options] == ["x=3"]
+    assert "1 match the filter" in panel.totals.value and panel.page_label.value == "page 1 of 1 · 1 shown"
+    panel.filter.value = ""
+    assert len(panel.shown) == 5
+
+
+# ------------------------------------------------------------------------------------------ invalidating
+def test_invalidate_selected_asks_then_deletes_and_the_next_call_recomputes(funcs, cache):
+    train, _square, calls = funcs
+    panel = open_panel(func=train)
+    pick(panel, "dataset='CIFAR', lr=0.01")
+    victim = Path(panel.entry_list.value[0])
+    panel.invalidate_selected_button.click()
+    assert panel.confirm_box.layout.display == "flex"
+    assert "Delete 1 selected entry" in panel.confirm_message.value
+    assert victim.exists()  # nothing goes before the confirmation
+    panel.confirm_button.click()
+    assert not victim.exists() and panel.confirm_box.layout.display == "none"
+    assert "Deleted 1 entry, freed" in panel.status.value
+    assert len(panel.entries) == 3 and len(files(train.folder())) == 3
+    assert panel.last_deleted.bytes > 0
+    before = len(calls)
+    train("CIFAR", 0.01)
+    assert len(calls) == before + 1
+    train("MNIST", 0.1)
+    assert len(calls) == before + 1
+
+
+def test_cancel_keeps_everything(funcs, cache):
+    _train, square, _ = funcs
+    panel = open_panel(func=square)
+    pick(panel, "x=")
+    panel.invalidate_selected_button.click()
+    panel.cancel_button.click()
+    assert panel.confirm_box.layout.display == "none" and "nothing was deleted" in panel.status.value
+    assert len(files(square.folder())) == 5
+    panel.confirm_button.click()  # a stale confirm does nothing
+    assert len(files(square.folder())) == 5
+
+
+def test_invalidate_without_a_selection_says_so(funcs, cache):
+    panel = open_panel()
+    panel.invalidate_selected_button.click()
+    assert "Select one or more entries" in panel.status.value and panel.confirm_box.layout.display == "none"
+
+
+def test_invalidate_all_in_a_node(funcs, cache):
+    train, square, calls = funcs
+    panel = open_panel()
+    panel.select_node(node_path(train.folder(), cache) + "/MNIST")
+    panel.invalidate_node_button.click()
+    assert "Delete all 2 entries in dataset=MNIST" in panel.confirm_message.value
+    panel.confirm_button.click()
+    assert not (train.folder() / "MNIST").exists() and len(files(train.folder())) == 2
+    assert "Deleted 2 entries, freed" in panel.status.value
+    assert panel.node.kind == "function" and len(panel.entries) == 2  # back on the parent
+    assert "dataset=MNIST" not in " ".join(tree_labels(panel))
+    panel.invalidate_node_button.click()
+    panel.confirm_button.click()
+    assert not train.folder().exists() and len(files(square.folder())) == 5
+
+
+def test_invalidate_older_versions(cache):
+    calls: list = []
+
+    def make(version):
+        @ptd.persistf(version=version)
+        def f(x):
+            calls.append(x)
+            return x
+
+        return f
+
+    old, new = make("1"), make("2")
+    old(1)
+    old(2)
+    new(1)
+    panel = open_panel(func=new)  # the live function says which version is current
+    versions = sorted(label.split()[-1] for label, _ in panel.entry_list.options)
+    assert versions == ["current", "older", "older"] and "2 of older code versions" in panel.totals.value
+    panel.invalidate_older_button.click()
+    assert "Delete 2 entries of older code versions" in panel.confirm_message.value
+    panel.confirm_button.click()
+    assert "Deleted 2 entries" in panel.status.value
+    assert new.cache.contains(1) and not old.cache.contains(1) and not old.cache.contains(2)
+    panel.invalidate_older_button.click()
+    assert "No entries of older code versions" in panel.status.value
+
+
+def test_corrupt_and_vanished_entries_do_not_break_the_panel(funcs, cache):
+    _train, square, _ = funcs
+    entries = files(square.folder())
+    entries[0].write_bytes(b"PTDE not really")
+    panel = open_panel(func=square)
+    rows = [label for label, _ in panel.entry_list.options]
+    assert sum("CORRUPT" in row for row in rows) == 1 and "corrupt or gone" in panel.status.value
+    panel.entry_list.value = (str(entries[1]),)
+    entries[1].unlink()  # someone else deletes it behind the panel's back
+    panel.entry_list.value = ()
+    panel.entry_list.value = (str(entries[1]),)
+    assert "vanished" in panel.details.value
+    panel.invalidate_selected_button.click()
+    panel.confirm_button.click()
+    assert "already gone" in panel.status.value and "ptd-error" not in panel.status._dom_classes
+    panel.refresh_button.click()
+    assert len(panel.entries) == 4
+
+
+def test_errors_in_callbacks_show_in_the_panel(funcs, cache, monkeypatch):
+    _train, square, _ = funcs
+    panel = open_panel(func=square)
+    pick(panel, "x=1")
+
+    def broken(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(panel.catalog, "delete", broken)
+    panel.invalidate_selected_button.click()
+    panel.confirm_button.click()  # raises inside: caught and shown
+    assert "ptd-error" in panel.status._dom_classes
+    assert "PermissionError: read-only file system" in panel.status.value
+    assert len(files(square.folder())) == 5
+    panel.refresh_button.click()
+    assert "ptd-error" not in panel.status._dom_classes
+
+
+def test_refresh_sees_new_entries_and_vanished_nodes(funcs, cache):
+    train, square, _ = funcs
+    panel = open_panel()
+    square(99)
+    panel.refresh_button.click()
+    assert len(panel.entries) == 10
+    panel.select_node(node_path(train.folder(), cache))
+    assert train.cache.clear() == 4  # another face deletes every entry of the open function
+    panel.refresh_button.click()
+    assert panel.node.kind == "source" and len(panel.entries) == 6
+    assert not any(label.endswith("train()") for label in tree_labels(panel))
+
+
+# ----------------------------------------------------------------------------------------- narrowing
+def test_narrow_to_another_project(cache, tmp_path):
+    @ptd.persistf()
+    def g(x):
+        return x
+
+    g(1)
+    other = tmp_path / "other"
+    other.mkdir()
+    ptd.config.set_project_path(other)
+    g(2)
+    g(3)
+    first = next(p.name for p in cache.iterdir() if p.name.startswith("proj-"))
+    second = next(p.name for p in cache.iterdir() if p.name.startswith("other-"))
+    panel = open_panel(project="proj")  # a bare name, unique
+    assert panel.node.project.name == first and len(panel.entries) == 1
+    panel.project_select.value = second  # the project dropdown
+    assert panel.node.project.name == second and len(panel.entries) == 2
+    assert open_panel().node.project.name == second  # the current project (set_project_path)
+    with pytest.raises(CatalogError, match="no project 'nope'"):
+        open_panel(project="nope")
+
+
+def test_narrow_to_a_notebook(cache, tmp_path):
+    from persist_to_disk.store import LocalStore
+
+    project = tmp_path / "proj"
+    (project / "pyproject.toml").write_text("")
+    folder = cache / ptd.config.project_folder_name(project)
+    header = {"func": "load", "kind": "cell", "args": {"path": "'a.csv'"}, "code_version": "c1", "created": time.time()}
+    LocalStore(folder).put("notebooks/exp/load/3/" + "c" * 32 + ".ptd", "v", header)
+    LocalStore(folder).put("notebooks/other/f/3/" + "d" * 32 + ".ptd", "v", {**header, "func": "f"})
+    panel = open_panel(notebook=str(project / "notebooks" / "exp.ipynb"))
+    assert panel.node.kind == "source" and panel.node.label == "notebooks/exp"
+    assert [label.strip(" ▾▸" + br._INDENT) for label, _ in panel.tree.options] == ["notebooks/exp", "%%persist load"]
+    assert len(panel.entries) == 1 and "path='a.csv'" in panel.entry_list.options[0][0]
+    empty = open_panel(notebook=str(project / "notebooks" / "new.ipynb"))
+    assert empty.entries == [] and "Nothing is cached yet" in empty.status.value
+
+
+def test_func_that_never_ran_shows_an_empty_panel(cache):
+    @ptd.persistf()
+    def never(x):
+        return x
+
+    panel = open_panel(func=never)
+    assert panel.entries == [] and "Nothing is cached yet for test_func_that_never_ran_shows_an_empty_panel.never()" in panel.status.value
+    with pytest.raises(TypeError, match="decorated with @ptd.persistf"):
+        open_panel(func=len)
+
+
+def test_empty_cache(cache):
+    panel = open_panel()
+    assert panel.entries == [] and "Nothing is cached" in panel.status.value
+    panel.refresh_button.click()
+    panel.invalidate_node_button.click()
+    assert "ptd-error" not in panel.status._dom_classes
+
+
+# ---------------------------------------------------------------------------------------- background
+def test_background_scans_and_deletions(funcs, cache):
+    train, _square, _ = funcs
+    panel = ptd.browse(background=True)
+    panel.wait()
+    assert len(panel.entries) == 9 and panel.complete and panel.progress.layout.visibility == "hidden"
+    panel.select_node(node_path(train.folder(), cache))
+    panel.wait()
+    assert len(panel.entries) == 4
+    pick(panel, "dataset='MNIST', lr=0.1 ")
+    panel.invalidate_selected_button.click()
+    panel.confirm_button.click()
+    panel.wait()
+    assert "Deleted 1 entry, freed" in panel.status.value and len(files(train.folder())) == 3
+
+
+def test_a_newer_scan_drops_the_older_one(funcs, cache):
+    train, square, _ = funcs
+    panel = ptd.browse(background=True)
+    panel.select_node(node_path(train.folder(), cache))
+    panel.select_node(node_path(square.folder(), cache))
+    panel.wait()
+    assert panel.node.folder == square.folder() and len(panel.entries) == 5
+
+
+# -------------------------------------------------------------------------------------- magic, import
+@pytest.fixture
+def shell(cache):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    saved = sys.modules.get("__main__"), sys.displayhook, sys.excepthook
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    ip = InteractiveShell.instance(config=config)
+    br.register(ip)
+    try:
+        yield ip
+    finally:
+        InteractiveShell.clear_instance()
+        sys.modules["__main__"], sys.displayhook, sys.excepthook = saved  # type: ignore[assignment]
+
+
+def test_magic_displays_the_panel(funcs, shell, monkeypatch):
+    from IPython.core.error import UsageError
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
+    train, _square, _ = funcs
+    shell.user_ns["train"] = train
+    shell.run_line_magic("persist_browse", "--func train")
+    assert isinstance(shown[-1], br.CacheBrowser) and shown[-1].node.function.folder == train.folder()
+    with pytest.raises(UsageError, match="no such name"):
+        shell.run_line_magic("persist_browse", "--func missing")
+    with pytest.raises(UsageError, match="no project 'nope'"):
+        shell.run_line_magic("persist_browse", "--project nope")
+
+
+def test_live_functions_in_the_namespace_decide_the_current_version(cache, shell):
+    def make(version):
+        @ptd.persistf(version=version)
+        def h(x):
+            return x
+
+        return h
+
+    new = make("2")
+    new(1)
+    old = make("1")
+    old(1)  # the newest entry is of version 1, but the live function is version 2
+    shell.user_ns["h"] = new
+    panel = open_panel()
+    assert sorted(label.split()[-1] for label, _ in panel.entry_list.options) == ["current", "older"]
+    assert [e.code_version for e in panel.entries if e.current] == ["pinned:2"]
+
+
+def test_importing_the_core_does_not_import_ipywidgets():
+    code = "import sys, persist_to_disk as p; p.browse; print('ipywidgets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    assert out.stdout.strip() == "False", out.stderr
