@@ -83,8 +83,9 @@ def _cells(r: dict) -> list[str]:
             torn = "torn key served"
         else:
             torn = "torn key WRONG value"
-        lost = g.get("earlier_lost", 0) + g.get("earlier_errors", 0)
-        cg = f"{lost} lost; {torn}; {g.get('left_behind_mb', 0):g} MB left behind"
+        lost, raised = g.get("earlier_lost", 0), g.get("earlier_errors", 0)
+        cg = f"{lost} lost" + (f", {raised} raise" if raised else "")
+        cg += f"; {torn}; {g.get('left_behind_mb', 0):g} MB left behind"
         if g.get("earlier_wrong"):
             cg += f"; {g['earlier_wrong']} wrong values"
     else:
@@ -179,7 +180,10 @@ def targets(res: dict) -> list[tuple[str, str, bool | None]]:
                 None if not f or "failed" in f else (f.get("executions") == 50 and not f.get("errors")
                                                      and not f.get("hangs") and not f.get("wrong"))))
     g = ptd.get("g", {})
-    out.append(("g: 0 earlier entries lost", f"{g.get('earlier_lost')} lost, torn key {g.get('torn')}" if g else "–",
+    torn = g.get("torn", {}) if g else {}
+    out.append(("g: 0 earlier entries lost", f"{g.get('earlier_lost')} lost, {g.get('earlier_errors')} raise; torn key "
+                f"{'recomputed' if torn.get('recomputed') else 'not recomputed'}, "
+                f"{'correct' if torn.get('correct') else 'WRONG/raised'}" if g else "–",
                 None if not g or "failed" in g else (g.get("earlier_lost") == 0 and not g.get("earlier_errors")
                                                      and g.get("torn", {}).get("correct"))))
     h = ptd.get("h", {})
@@ -215,27 +219,36 @@ def chart(res: dict, path: Path) -> None:
         ("e: storing a 200 MB result, MB/s (higher is better)", lambda r: _get(r, "e", "store", "store_mb_s"), True),
         ("e: loading a 200 MB result, MB/s (higher is better)", lambda r: _get(r, "e", "load", "load_mb_s"), True),
         ("f: executions by 8 processes, 50 keys (ideal 50)", lambda r: _get(r, "f", "executions"), False),
-        ("g: earlier entries lost after SIGKILL (ideal 0)",
+        ("g: earlier entries lost or raising after SIGKILL (ideal 0)",
          lambda r: None if "failed" in r.get("g", {"failed": 1}) else
          _get(r, "g", "earlier_lost", default=0) + _get(r, "g", "earlier_errors", default=0), False),
     ]
     fig, axes = plt.subplots(4, 2, figsize=(13, 15))
     for ax, (title, get, log) in zip(axes.flat, panels):
         vals = [get(R[p]) for p in peers]
-        ys = [v if v is not None else 0 for v in vals]
-        bars = ax.barh(range(len(peers)), [max(y, 1e-9) if log else y for y in ys], color=colors)
+        present = [v for v in vals if v]
+        floor = min(present) / 3 if (log and present) else 0
+        ys = [v if v else floor for v in vals]
+        bars = ax.barh(range(len(peers)), ys, color=colors)
         ax.set_yticks(range(len(peers)), labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
-        if log and any(y > 0 for y in ys):
+        if log and present:
             ax.set_xscale("log")
+            ax.set_xlim(floor, max(present) * 4)
+        else:
+            ax.set_xlim(0, max([1, *present]) * 1.25)
         for bar, v, p in zip(bars, vals, peers):
             extra = ""
             if title.startswith("f") and R[p].get("f", {}).get("hangs"):
-                extra = f" ({R[p]['f']['hangs']} hung)"
-            text = "fails / n.a." if v is None else (f"{v:,.1f}" if v < 100 else f"{v:,.0f}") + extra
-            ax.text(bar.get_width() if v else ax.get_xlim()[0], bar.get_y() + bar.get_height() / 2, " " + text,
-                    va="center", fontsize=8)
+                extra = f" ({R[p]['f']['hangs']} of 8 processes hung)"
+            if v is None:
+                text = "fails / not measured"
+            elif not log:
+                text = f"{v:,.0f}"
+            else:
+                text = f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + text + extra, va="center", fontsize=8)
         if title.startswith("f"):
             ax.axvline(50, color="k", lw=0.8, ls="--")
     m = res.get("machine", {})

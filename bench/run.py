@@ -341,7 +341,8 @@ def main() -> None:
     ap.add_argument("--scenarios", default="abcdefgh", help="letters, e.g. abc")
     ap.add_argument("--out", default=str(BENCH / "results"))
     ap.add_argument("--warm-gb", type=float, default=6.0)
-    ap.add_argument("--tmp", default=None, help="where temp caches go (default: the system temp folder)")
+    ap.add_argument("--tmp", default=str(BENCH / ".scratch"),
+                    help="where the temp caches go (default: bench/.scratch; see the README on /tmp)")
     args = ap.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     letters = [c for c in args.scenarios if c in SCENARIOS]
@@ -354,6 +355,7 @@ def main() -> None:
     t_start = time.time()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    Path(args.tmp).mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="ptd-bench-", dir=args.tmp))
     results: dict = {
         "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),

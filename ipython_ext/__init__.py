@@ -5,14 +5,13 @@
 * :mod:`ipython_ext.cells`: what a cell reads and assigns (static analysis);
 * :mod:`ipython_ext.magics`: the ``%%persist`` cell magic (with :mod:`~ipython_ext.namespace`
   and :mod:`~ipython_ext.outputs`);
-* :mod:`ipython_ext.browser`: the cache browser panel, when present.
+* :mod:`ipython_ext.browser`: the cache browser panel and ``%persist_browse``.
 
 Importing this package imports no IPython; loading the extension does.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
@@ -20,28 +19,22 @@ __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 log = logging.getLogger("persist_to_disk")
 
-
-def _browser() -> Any:
-    """The browser module when it exists and offers its own magics, else None."""
-    try:
-        module = importlib.import_module("ipython_ext.browser")
-    except ImportError as exc:
-        if getattr(exc, "name", None) not in ("ipython_ext.browser", None):
-            log.warning("persist_to_disk: the cache browser is unavailable: %s", exc)
-        return None
-    return module if hasattr(module, "load_ipython_extension") else None
+_BROWSE_MAGIC = "persist_browse"
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register ``%%persist`` (and the browser's magics); loading again is harmless."""
+    """Register ``%%persist`` and ``%persist_browse``; loading again is harmless."""
     from . import location
     from .magics import PersistMagics
 
     location.install()
     ipython.register_magics(PersistMagics)
-    browser = _browser()
-    if browser is not None:
-        browser.load_ipython_extension(ipython)
+    try:
+        from . import browser
+    except ImportError as exc:  # ipywidgets missing or broken: %%persist still works
+        log.warning("persist_to_disk: %%%s is unavailable: %s", _BROWSE_MAGIC, exc)
+    else:
+        browser.register(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -53,6 +46,4 @@ def unload_ipython_extension(ipython: Any) -> None:
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(PersistMagics.__name__, None)
-    browser = _browser()
-    if browser is not None and hasattr(browser, "unload_ipython_extension"):
-        browser.unload_ipython_extension(ipython)
+    manager.magics["line"].pop(_BROWSE_MAGIC, None)

@@ -54,15 +54,18 @@ __all__ = ["CacheBrowser", "browse", "register"]
 PAGE_SIZE = 25
 TREE_ROWS = 18
 MAX_TREE_CHILDREN = 400  # rows per tree level; a groupby argument with more values says how many are hidden
-ARGS_WIDTH = 46
+ARGS_WIDTH = 32
 _INDENT = "\u2003"  # an em space: <option> text keeps it
 _MORE = "\x00more"
 
 _STYLE = """<style>
 .ptd-browser .ptd-tree select, .ptd-browser .ptd-entries select, .ptd-browser .ptd-columns pre {
-  font-family: var(--jp-code-font-family, monospace); font-size: 12px; line-height: 1.35;
+  font-family: var(--jp-code-font-family, monospace); font-size: 11.5px; line-height: 1.35;
 }
-.ptd-browser .ptd-columns pre { margin: 0 0 0 5px; padding: 0; font-weight: bold; white-space: pre; overflow: hidden; }
+.ptd-browser .ptd-columns pre { margin: 0 0 0 5px; padding: 0; font-weight: bold; white-space: pre; overflow: hidden;
+  font-size: 11.5px; color: var(--jp-ui-font-color2, #555); }
+.ptd-browser .ptd-status { margin-right: 12px; }
+.ptd-browser .ptd-details .widget-html-content, .ptd-browser .ptd-title .widget-html-content { line-height: 1.45; }
 .ptd-browser .ptd-entries select { white-space: pre; }
 .ptd-browser .ptd-status.ptd-error { color: #b00020; }
 .ptd-browser .ptd-details table { border-collapse: collapse; font-size: 12px; }
@@ -151,8 +154,10 @@ class CacheBrowser(widgets.VBox):
     # -- widgets ----------------------------------------------------------------------------------------
     def _build(self) -> None:
         W = widgets
-        self.title = W.HTML(f"<b>persist_to_disk cache</b> &nbsp;<code>{html.escape(str(self.catalog.root))}</code>")
-        self.project_select = W.Dropdown(description="Project", layout=W.Layout(width="340px"))
+        self.title = W.HTML(
+            f"<b>persist_to_disk cache</b><br><small><code>{html.escape(str(self.catalog.root))}</code></small>"
+        )
+        self.project_select = W.Dropdown(description="Project", layout=W.Layout(width="320px"))
         self.tree = W.Select(options=[], rows=TREE_ROWS, layout=W.Layout(width="100%"))
         self.totals = W.HTML("")
         self.filter = W.Text(placeholder="filter entries by argument text", continuous_update=True,
@@ -183,7 +188,7 @@ class CacheBrowser(widgets.VBox):
         self.cancel_button = W.Button(description="Cancel", layout=W.Layout(width="auto"))
         self.confirm_box = W.HBox([self.confirm_message, self.confirm_button, self.cancel_button],
                                   layout=W.Layout(display="none", align_items="center"))
-        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="200px", visibility="hidden"))
+        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="180px", visibility="hidden"))
         self.status = W.HTML("")
 
         for widget, cls in (
@@ -213,16 +218,16 @@ class CacheBrowser(widgets.VBox):
         self.confirm_button.on_click(self._on_confirm)
         self.cancel_button.on_click(self._on_cancel)
 
-        left = W.VBox([self.tree], layout=W.Layout(width="32%", min_width="220px"))
+        left = W.VBox([self.tree], layout=W.Layout(width="28%", min_width="200px"))
         pager = W.HBox([self.prev_button, self.page_label, self.next_button], layout=W.Layout(align_items="center"))
         right = W.VBox([self.totals, self.filter, self.columns, self.entry_list, pager, self.details],
-                       layout=W.Layout(width="68%"))
+                       layout=W.Layout(width="72%", padding="0 0 0 6px"))
         actions = W.HBox([self.invalidate_selected_button, self.invalidate_node_button,
                           self.invalidate_older_button, self.refresh_button], layout=W.Layout(flex_flow="row wrap"))
         top = W.HBox([self.title, self.project_select],
                       layout=W.Layout(justify_content="space-between", align_items="center"))
         self.children = [W.HTML(_STYLE), top, W.HBox([left, right]), actions, self.confirm_box,
-                          W.HBox([self.progress, self.status], layout=W.Layout(align_items="center"))]
+                          W.HBox([self.status, self.progress], layout=W.Layout(align_items="center"))]
 
     # -- messages -----------------------------------------------------------------------------------------
     def _say(self, text: str) -> None:
@@ -425,7 +430,11 @@ class CacheBrowser(widgets.VBox):
 
         def work(progress: Callable[[int, int], None], stopped: Callable[[], bool]) -> Any:
             listing = self.catalog.scan(node, progress=progress, should_stop=stopped)
-            project_totals = self.catalog.totals(self.catalog.project_node(node.project)) if want_project else None
+            project_totals = None
+            if node.kind == "project" and listing.complete:
+                project_totals = listing.totals
+            elif want_project:
+                project_totals = self.catalog.totals(self.catalog.project_node(node.project))
             return listing, project_totals
 
         def done(result: Any) -> None:
@@ -704,8 +713,18 @@ class _Holding:
 
 
 # ----------------------------------------------------------------------------------------------- rows
-_COLUMNS = (("ARGUMENTS", ARGS_WIDTH, "<"), ("SIZE", 9, ">"), ("CREATED", 16, "<"), ("LAST READ", 16, "<"),
+_COLUMNS = (("ARGUMENTS", ARGS_WIDTH, "<"), ("SIZE", 9, ">"), ("CREATED", 12, "<"), ("LAST READ", 12, "<"),
             ("COMPUTE", 8, ">"), ("VERSION", 8, "<"))
+
+
+def _short_time(ts: float | None) -> str:
+    """``Nov 24 15:03`` this year, ``2023-11-24`` before (the details pane has the full time)."""
+    if not ts:
+        return "-"
+    when = time.localtime(ts)
+    if when.tm_year == time.localtime().tm_year:
+        return time.strftime("%b %d %H:%M", when)
+    return time.strftime("%Y-%m-%d", when)
 
 
 def _fit(text: str, width: int, align: str) -> str:
@@ -732,7 +751,7 @@ def _row(e: CatalogEntry) -> str:
         args = e.args_text or "()"
     else:
         args = f"<{e.error}> {e.path.name}"
-    cells = (args, cat.format_bytes(e.size), cat.format_time(e.created), cat.format_time(e.last_read),
+    cells = (args, cat.format_bytes(e.size), _short_time(e.created), _short_time(e.last_read),
              cat.format_seconds(e.compute_seconds), _version_text(e))
     return "  ".join(_fit(text, width, align) for text, (_n, width, align) in zip(cells, _COLUMNS))
 

@@ -63,7 +63,7 @@ def normalized_source(source: str) -> str:
                 node.args[-1] = ast.Constant(normalized_source(magic[1][-1]))
             except SyntaxError:
                 pass  # e.g. `%timeit -n 3 f(x)`: keep the text
-    return ast.dump(tree, include_attributes=False)
+    return ast.unparse(tree)  # unlike ast.dump, the same text on every Python version
 
 
 def analyze_cell(source: str) -> CellNames:

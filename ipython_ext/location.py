@@ -133,7 +133,7 @@ class NotebookLocator:
 
     def describe(self) -> dict[str, Any]:
         loc = self.location()
-        root, parts = self.place()
+        _root, parts = self.place()
         return {
             "notebook_path": str(loc.notebook) if loc.notebook is not None else None,
             "notebook_how": loc.how,

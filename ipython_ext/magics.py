@@ -79,7 +79,7 @@ class _CellCode:
 
     def execute(self) -> Any:
         """Run the cell in the user namespace; return its last expression's value (None after ``;``)."""
-        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        __tracebackhide__ = True  # IPython hides this frame in tracebacks
         shell = self.shell
         body = list(self.tree.body)
         last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
@@ -141,7 +141,7 @@ class _CellRun:
         self.ns = shell.user_ns
 
     def run(self) -> Any:
-        __tracebackhide__ = True  # noqa: F841
+        __tracebackhide__ = True
         code = _CellCode(self.shell, self.cell)  # a SyntaxError shows as without the magic
         if self.switch is NOCACHE:
             return code.execute()
@@ -225,7 +225,7 @@ class _CellRun:
 
     # -- miss --------------------------------------------------------------------------------------------
     def _compute(self, plan: _Plan, code: _CellCode, held: locks.Held) -> Any:
-        __tracebackhide__ = True  # noqa: F841
+        __tracebackhide__ = True
         with OutputRecorder(self.shell) as recorder:
             start = time.perf_counter()
             result = code.execute()  # an exception leaves here: nothing is stored
@@ -258,6 +258,7 @@ class _CellRun:
             "code_version": plan.code_version,
             "created": time.time(),
             "compute_seconds": round(seconds, 6),
+            "groupby": [],  # the entry's folder is <cell folder>/<bucket>: no groupby folders
             "names": sorted(names),
             "source": self.cell[:_SOURCE_IN_HEADER],
         }
@@ -313,7 +314,7 @@ class _CellRun:
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
@@ -357,7 +358,7 @@ class PersistMagics(Magics):
         of the names it reads restores the variables, shows the outputs again and says so
         in one line. Entries live beside the notebook's persisted functions.
         """
-        __tracebackhide__ = True  # noqa: F841
+        __tracebackhide__ = True
         args = parse_argstring(self.persist, line)
         chosen = [flag for flag in ("recache", "readonly", "nocache") if getattr(args, flag)]
         if len(chosen) > 1:

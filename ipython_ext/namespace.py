@@ -161,7 +161,9 @@ def _counts(name: str, ns: Mapping[str, Any], hidden: Mapping[str, Any]) -> bool
     return True
 
 
-def input_digests(reads: Iterable[str], ns: Mapping[str, Any], hidden: Mapping[str, Any] | None = None) -> dict[str, str]:
+def input_digests(
+    reads: Iterable[str], ns: Mapping[str, Any], hidden: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """One digest per input name: the names read, and the notebook names their code reads.
 
     Raises UnhashableArgumentError naming the variable when a name the cell reads
@@ -204,7 +206,9 @@ def input_digests(reads: Iterable[str], ns: Mapping[str, Any], hidden: Mapping[s
     return digests
 
 
-def readable_inputs(reads: Iterable[str], ns: Mapping[str, Any], hidden: Mapping[str, Any] | None = None) -> dict[str, str]:
+def readable_inputs(
+    reads: Iterable[str], ns: Mapping[str, Any], hidden: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """Short readable forms of the values a cell reads, for entry headers (the browser shows them)."""
     hidden = hidden or {}
     out: dict[str, str] = {}
@@ -285,7 +289,9 @@ def dumps(value: Any, *, namespace: Mapping[str, Any], cell_names: Iterable[str]
     return buf.getvalue()
 
 
-def unpicklable_names(values: Mapping[str, Any], *, namespace: Mapping[str, Any], cell_names: Iterable[str]) -> dict[str, str]:
+def unpicklable_names(
+    values: Mapping[str, Any], *, namespace: Mapping[str, Any], cell_names: Iterable[str]
+) -> dict[str, str]:
     """The names whose value cannot be pickled, with why (array buffers are not copied to find out)."""
     bad: dict[str, str] = {}
     names = list(cell_names)
@@ -302,7 +308,7 @@ def unpicklable_names(values: Mapping[str, Any], *, namespace: Mapping[str, Any]
 _target = threading.local()
 
 
-class loading_into:  # noqa: N801 - used as a context manager, reads as one
+class loading_into:  # a context manager: named like one
     """Unpickle notebook functions with ``namespace`` as their globals (in this thread)."""
 
     def __init__(self, namespace: dict[str, Any]) -> None:

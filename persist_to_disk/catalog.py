@@ -447,14 +447,19 @@ class Catalog:
 
     def mark_current(self, node: Node, entries: list[CatalogEntry]) -> dict[Path, str | None]:
         """Set each entry's ``function_folder`` and ``current``; return each function folder's current version."""
-        project_folder = node.project.folder
+        project_folder = os.fspath(node.project.folder)
         by_function: dict[Path, list[CatalogEntry]] = {}
+        folders: dict[str, Path] = {}
         for entry in entries:
             if entry.function_folder is None:
                 if node.function is not None:
                     entry.function_folder = node.function.folder
                 else:
-                    entry.function_folder = function_folder_of(entry.path, entry.header, project_folder)
+                    text = _function_folder(os.fspath(entry.path), entry.header, project_folder)
+                    folder = folders.get(text)
+                    if folder is None:
+                        folder = folders[text] = Path(text)
+                    entry.function_folder = folder
             by_function.setdefault(entry.function_folder, []).append(entry)
         versions: dict[Path, str | None] = {}
         for folder, members in by_function.items():
@@ -617,32 +622,41 @@ def _kind_of(header: Mapping[str, Any]) -> str:
     return "cell" if header.get("kind") == "cell" else "function"
 
 
-def function_folder_of(path: Path, header: Mapping[str, Any] | None, project_folder: Path) -> Path:
+def function_folder_of(path: str | os.PathLike, header: Mapping[str, Any] | None, project_folder: Path) -> Path:
     """The function (or cell) folder an entry file belongs to.
 
     Exact when the header lists its groupby folders (the decorator writes them); else the
     nearest folder above the bucket named after the header's function; else the bucket's parent.
     """
-    path = Path(path)
-    ancestors = [p for p in path.parents if p != project_folder and project_folder in p.parents]
-    if not ancestors:
-        return path.parent
-    if header is not None and header.get("manual"):
-        return path.parent
+    return Path(_function_folder(os.fspath(path), header, os.fspath(project_folder)))
+
+
+def _function_folder(path: str, header: Mapping[str, Any] | None, project_folder: str) -> str:
+    """function_folder_of on strings (it runs once per entry of a listing)."""
+    prefix = project_folder.rstrip(os.sep) + os.sep
+    if not path.startswith(prefix):
+        return os.path.dirname(path)
+    dirs = path[len(prefix) :].split(os.sep)[:-1]  # the folders inside the project, outermost first
+    n = len(dirs)
+    if n == 0 or (header is not None and header.get("manual")):
+        return os.path.dirname(path)
+
+    def above(i: int) -> str:  # the folder i levels above the entry's own folder
+        return prefix + os.sep.join(dirs[: n - i])
+
     groups = header.get("groupby") if header is not None else None
     if isinstance(groups, list):
-        index = len(groups) + 1
-        return ancestors[min(index, len(ancestors) - 1)]
+        return above(min(len(groups) + 1, n - 1))
     if header is not None and isinstance(header.get("func"), str):
         names = {header["func"]}
         try:
             names.add(safe_folder_name(header["func"], setting="func"))
         except ValueError:
             pass
-        for folder in ancestors[1:]:
-            if folder.name in names:
-                return folder
-    return ancestors[1] if len(ancestors) > 1 else ancestors[0]
+        for i in range(1, n):
+            if dirs[n - 1 - i] in names:
+                return above(i)
+    return above(1) if n > 1 else above(0)
 
 
 def _probe(folder: Path) -> tuple[Path, dict[str, Any] | None] | None:

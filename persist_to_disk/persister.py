@@ -138,6 +138,9 @@ class PersistedFunction:
         # when unpickled by value: the code version where the source was readable (a worker has no
         # notebook cell source to read, so it would derive another version and miss every entry)
         self._carried_version: str | None = None
+        # (persist_path, persist_path_local) of the process that pickled this function by value:
+        # a spawn worker caches into the same tree as the notebook that sent it
+        self._pinned_roots: tuple[str, str] | None = None
         self._where: dict[Any, tuple[LocalStore, str, str]] = {}
         self.cache = CacheHandle(self)
 
@@ -310,7 +313,8 @@ class PersistedFunction:
         memo_key = (settings.generation, os.getcwd() if settings.project_path is None else None)
         found = self._where.get(memo_key)
         if found is None:
-            persist_root = settings.persist_path_local if self._options.local else settings.persist_path
+            roots = self._pinned_roots or (str(settings.persist_path), str(settings.persist_path_local))
+            persist_root = roots[1] if self._options.local else roots[0]
             project_root, parts = self.location(settings)
             folder = Path(persist_root) / config.project_folder_name(project_root) / Path(*parts) / self._name
             store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
@@ -339,7 +343,9 @@ class PersistedFunction:
         if module is not None and module.__name__ != "__main__" and getattr(module, self.__qualname__, None) is self:
             return (_import_by_name, (module.__name__, self.__qualname__))
         root, parts = self.location()
-        return (_rebuild, (_dump_function(self._func), self._options, (str(root), parts), self.code_version()))
+        settings = config.settings()
+        roots = self._pinned_roots or (str(settings.persist_path), str(settings.persist_path_local))
+        return (_rebuild, (_dump_function(self._func), self._options, (str(root), parts), self.code_version(), roots))
 
     def __repr__(self) -> str:
         return f"<persisted function {self._name}>"
@@ -410,7 +416,11 @@ def _import_by_name(module: str, qualname: str) -> Any:
 
 
 def _rebuild(
-    func: bytes | Callable, options: Options, pinned: tuple[str, tuple[str, ...]], version: str | None = None
+    func: bytes | Callable,
+    options: Options,
+    pinned: tuple[str, tuple[str, ...]],
+    version: str | None = None,
+    roots: tuple[str, str] | None = None,
 ) -> PersistedFunction:
     import pickle
 
@@ -418,6 +428,7 @@ def _rebuild(
         func = pickle.loads(func)
     rebuilt = PersistedFunction(func, options)
     rebuilt._pinned = (pinned[0], tuple(pinned[1]))
+    rebuilt._pinned_roots = None if roots is None else (roots[0], roots[1])
     if options.version is None:
         rebuilt._carried_version = version
     return rebuilt

@@ -458,11 +458,12 @@ class LocalStore:
         top = os.path.join(self.root, prefix) if prefix else self.root
         for folder, dirs, files in os.walk(top):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rel = os.path.relpath(folder, self.root).replace(os.sep, "/")  # once per folder, not per file
+            base = "" if rel == "." else rel + "/"
             for name in sorted(files):
                 if name.startswith(".") or not name.endswith(ENTRY_SUFFIX):
                     continue
-                path = os.path.join(folder, name)
-                yield self.info(os.path.relpath(path, self.root).replace(os.sep, "/"), headers=headers)
+                yield self.info(base + name, headers=headers)
 
     def info(self, key: str, *, headers: bool = True) -> EntryInfo:
         path = self.path_of(key)

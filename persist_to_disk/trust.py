@@ -28,6 +28,7 @@ import os
 import stat
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import UntrustedCacheError
 
@@ -56,14 +57,18 @@ class Policy:
 
 
 _last: tuple[object, Policy] | None = None  # (settings snapshot, its policy): the hit path asks every time
+_settings: Any = None  # config.settings, bound on first use (config imports this module's importers)
 
 
 def current_policy() -> Policy:
     """The policy of the current settings (``shared_group``, ``trust_shared``)."""
-    global _last
-    from ._state import config
+    global _last, _settings
+    settings = _settings
+    if settings is None:
+        from ._state import config  # imported once: a function-level import costs ~1 µs on every hit
 
-    s = config.settings()
+        settings = _settings = config.settings
+    s = settings()
     last = _last
     if last is not None and last[0] is s:
         return last[1]
@@ -115,7 +120,10 @@ def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None
     if memo in _trusted:
         return
     current = folder
+    checked = []
     while True:
+        if checked and (current, top, policy.shared_group) in _trusted:
+            break  # this folder and those above it were checked already (by a sibling entry folder)
         try:
             fst = os.stat(current)
         except OSError:
@@ -123,13 +131,14 @@ def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None
         why = _why_untrusted(fst, policy, is_dir=True)
         if why:
             raise UntrustedCacheError(_message(path, current, why, policy))
+        checked.append(current)
         parent = os.path.dirname(current)
         if current == top or parent == current or not _is_under(parent, top):
             break
         current = parent
     if len(_trusted) > 100_000:
         _trusted.clear()
-    _trusted.add(memo)
+    _trusted.update((f, top, policy.shared_group) for f in checked)  # each: itself and every folder up to top
 
 
 def forget() -> None:

@@ -322,9 +322,10 @@ def test_deleting_while_others_write_and_read_never_corrupts(tmp_path):
         stop.set()
         for t in threads:
             t.join()
+        final = store.get(key)  # whichever came last, a delete or a whole write
     assert not bad and deleted > 0
-    assert not [w for w in caught if issubclass(w.category, ptd.CacheWarning)]
-    assert store.get(key) == value  # the last write stands whole
+    assert final is ENOVAL or final == value
+    assert not [w for w in caught if issubclass(w.category, ptd.CacheWarning)]  # never a torn or corrupt file
 
 
 # ------------------------------------------------------------------------------------------- pruning

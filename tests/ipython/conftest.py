@@ -96,14 +96,19 @@ def write_notebook(path: Path, cells: list[str]) -> Any:
 
 
 def execute_notebook(path: Path, *, session_name: bool = True, allow_errors: bool = False,
-                     env: dict[str, str] | None = None) -> Any:
+                     env: dict[str, str] | None = None, server_connection_file: bool = False) -> Any:
     """Run a notebook file in a fresh kernel, cwd its folder; write the outputs back; return it.
 
     ``session_name``: set JPY_SESSION_NAME as Jupyter Server does, so the kernel knows
     its notebook; without it the kernel is headless (nbclient/papermill) and falls back
-    to its working folder.
+    to its working folder. ``server_connection_file``: name the connection file
+    ``<runtime dir>/kernel-<id>.json`` as Jupyter Server does (nbclient uses a temp name),
+    so the kernel looks for its notebook among the running servers' sessions.
     """
+    import uuid
+
     import nbformat
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
     nb = nbformat.read(str(path), as_version=4)
@@ -112,8 +117,16 @@ def execute_notebook(path: Path, *, session_name: bool = True, allow_errors: boo
     if session_name:
         kernel_env["JPY_SESSION_NAME"] = str(path)
     kernel_env.update(env or {})
+    extra: dict[str, Any] = {}
+    if server_connection_file:
+        runtime = Path(os.environ["JUPYTER_RUNTIME_DIR"])
+        runtime.mkdir(parents=True, exist_ok=True)
+        extra["km"] = AsyncKernelManager(
+            kernel_name="python3", connection_file=str(runtime / f"kernel-{uuid.uuid4()}.json")
+        )
     client = NotebookClient(
         nb,
+        **extra,
         kernel_name="python3",
         timeout=KERNEL_TIMEOUT,
         startup_timeout=60,

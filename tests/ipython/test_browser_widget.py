@@ -114,7 +114,7 @@ def test_rows_show_readable_arguments_size_times_and_version(funcs, cache):
     assert panel.node.kind == "function"
     labels = [label for label, _ in panel.entry_list.options]
     row = next(label for label in labels if "dataset='MNIST', lr=0.1 " in label)
-    assert " B " in row and time.strftime("%Y-%m-%d") in row and "current" in row
+    assert " B " in row and time.strftime("%b %d") in row and "current" in row
     assert br._row_header().split()[:2] == ["ARGUMENTS", "SIZE"]
     pick(panel, "dataset='MNIST', lr=0.1 ")
     assert "lr = 0.1" in panel.details.value and str(train.folder()) in panel.details.value

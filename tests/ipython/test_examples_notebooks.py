@@ -44,7 +44,7 @@ def test_decorator_example(project: Path, run_notebook, nbtools, cache_root: Pat
 def test_cell_magic_example(project: Path, run_notebook, nbtools) -> None:
     path = _copy("persist_cell_magic.ipynb", project)
     first = _code_cells(run_notebook(path))
-    simulation, figure, unpicklable, readonly = first[2], first[3], first[4], first[5]
+    simulation, unpicklable, readonly = first[2], first[4], first[5]
     assert "simulating ..." in nbtools.cell_text(simulation) and "[persist]" not in nbtools.cell_text(simulation)
     assert "CacheWarning" in nbtools.cell_text(unpicklable) and "'guard'" in nbtools.cell_text(unpicklable)
     assert nbtools.cell_text(readonly).startswith("[persist] read from cache")

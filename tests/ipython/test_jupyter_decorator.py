@@ -200,7 +200,8 @@ def test_headless_kernels_use_the_working_folder_until_told_the_notebook(
     """
     counter = project / "counter.txt"
     nb_path = project / "notebooks" / "exp.ipynb"
-    nb = run_notebook(nb_path, [PRELUDE.format(counter=str(counter)), HEADLESS, EXPLICIT], session_name=False)
+    cells = [PRELUDE.format(counter=str(counter)), HEADLESS, EXPLICIT]
+    nb = run_notebook(nb_path, cells, session_name=False, server_connection_file=True)
     lookup = float(nbtools.cell_text(nb.cells[1]).split("LOOKUP ")[1].split()[0])
     assert 0.5 < lookup < 5  # it did ask the stuck server, and gave up in time
     headless = _where_in(nb.cells[1], nbtools.cell_text)

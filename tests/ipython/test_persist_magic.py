@@ -45,11 +45,13 @@ def runs(ip):
 
 def test_load_twice_reload_and_unload(ip) -> None:
     assert "persist" in ip.magics_manager.magics["cell"]
+    assert "persist_browse" in ip.magics_manager.magics["line"]
     ip.run_line_magic("load_ext", "persist_to_disk")  # again: harmless
     ip.run_line_magic("reload_ext", "persist_to_disk")
     assert "persist" in ip.magics_manager.magics["cell"]
     ip.run_line_magic("unload_ext", "persist_to_disk")
     assert "persist" not in ip.magics_manager.magics["cell"]
+    assert "persist_browse" not in ip.magics_manager.magics["line"]
     ip.run_line_magic("load_ext", "persist_to_disk")
     assert "persist" in ip.magics_manager.magics["cell"]
     assert isinstance(ptd.config.notebook_locator, __import__("ipython_ext.location").location.NotebookLocator)
@@ -307,7 +309,7 @@ def test_cell_key_format_is_pinned() -> None:
     assert magics.cell_digest(None, version, digests) != GOLDEN_DIGEST
 
 
-GOLDEN_DIGEST = "e404682c4969fb109577adb7d00f16cc"
+GOLDEN_DIGEST = "a1ad70ebbb100cbd561b153fb7a6a256"  # cell code from ast.unparse
 
 
 def test_input_digests_skip_ipython_furniture_and_key_modules_by_name() -> None:
@@ -325,3 +327,21 @@ def test_unhashable_direct_read_names_the_variable() -> None:
 
     with pytest.raises(ptd.UnhashableArgumentError, match="'handle'"):
         namespace.input_digests({"handle"}, {"handle": threading.Lock()})
+
+
+def test_cells_are_listed_beside_the_functions_of_the_notebook(ip, runs, cache_root: Path) -> None:
+    """One tree: the catalog (the browser's and the CLI's view) shows a cell next to a function."""
+    from persist_to_disk.catalog import Catalog
+
+    ip.run_cell("import persist_to_disk as ptd\n@ptd.persistf()\ndef double(v):\n    return 2 * v\n")
+    ip.run_cell_magic("persist", "named", "tick(1)\ndoubled = double(21)\n")
+    ip.run_cell_magic("persist", "", "tick(2)\nalso = 1\n")
+    catalog = Catalog(cache_root)
+    (project,) = catalog.projects()
+    found = {(f.kind, f.name, f.source) for f in catalog.functions(project)}
+    anon = magics.cell_code_version("tick(2)\nalso = 1\n")[:8]
+    assert found == {
+        ("function", "double", ("_ipython",)),
+        ("cell", "named", ("_ipython",)),
+        ("cell", f"cell-{anon}", ("_ipython",)),
+    }

@@ -307,7 +307,9 @@ def mode_stress(a: dict[str, Any]) -> dict[str, Any]:
                     counts["calls"] += 1
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
-    return {"counts": counts, "errors": errors[:20], "n_errors": len(errors), "wrong": wrong, "warnings": _caught(caught)}
+    return {
+        "counts": counts, "errors": errors[:20], "n_errors": len(errors), "wrong": wrong, "warnings": _caught(caught)
+    }
 
 
 def mode_verify(a: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-
 PROCS = 8
 STABLE = 40
 VOLATILE = 16
@@ -103,3 +102,26 @@ def test_a_lock_timeout_would_make_the_waiter_compute_again(rel, tmp_path, persi
     release.write_text("done")
     rel.finish(holder)
     assert len(rel.worker.read_log(log)) == 2 and waiter["results"][0]["by"] != holder.pid
+
+
+def test_a_write_survives_its_empty_folder_being_removed_under_it(rel, tmp_path, monkeypatch):
+    """The catalog removes folders left empty after a delete; a writer that just made one makes it again."""
+    import os
+
+    from persist_to_disk import store as st
+    from persist_to_disk import trust
+
+    real = trust.makedirs
+    raced = []
+
+    def makedirs_then_lose_it(path, policy):
+        real(path, policy)
+        if not raced and path.endswith(os.path.join("g", "1")):
+            raced.append(path)
+            os.rmdir(path)  # what Catalog.delete_node's empty-folder cleanup does, at the worst moment
+
+    monkeypatch.setattr(trust, "makedirs", makedirs_then_lose_it)
+    store = st.LocalStore(tmp_path / "s")
+    store.put("g/1/x.ptd", b"value", {})
+    assert raced and store.get("g/1/x.ptd") == b"value"
+    rel.count(faults=1, operations=2)

@@ -24,7 +24,7 @@ BIG = 2 * 1024 * 1024
 SMALL = 8 * 1024
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _can_unshare_mounts() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
@@ -90,7 +90,7 @@ def test_a_full_disk_loses_the_seeds_whole_bucket(rel, tmp_path, persist):
     persist.mkdir(parents=True)
     log = tmp_path / "log"
     args = {"persist": str(persist), "size": BIG, "log": str(log), "sizes": {"small": SMALL}, "design": "seed"}
-    out = rel.run("call", {**args, "keys": ["small", "big", "small"]}, prefix=_tmpfs(persist, "512k"))
+    rel.run("call", {**args, "keys": ["small", "big", "small"]}, prefix=_tmpfs(persist, "512k"))
     assert [k for _, k in rel.worker.read_log(log)] == ["small", "big", "small"]  # small was lost: recomputed
 
 

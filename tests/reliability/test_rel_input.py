@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import warnings
-from pathlib import Path
 
 import pytest
 

@@ -18,8 +18,6 @@ import time
 import warnings
 from pathlib import Path
 
-import pytest
-
 from persist_to_disk import store as st
 from persist_to_disk.store import ENOVAL, LocalStore
 
@@ -147,7 +145,7 @@ def test_stale_temp_rules_host_pid_and_age(tmp_path):
             "new_elsewhere": ".e.ptd.other-host-78-0123abcd.tmp",
             "not_ours": ".notes.tmp",
         }
-        for label, name in names.items():
+        for name in names.values():
             (folder / name).write_bytes(b"x")
         two_days_ago = time.time() - 2 * 86400
         for label in ("old_elsewhere", "not_ours", "live_here", "mine"):

@@ -12,7 +12,6 @@ import contextlib
 import os
 import random
 import stat
-import warnings
 from pathlib import Path
 
 import pytest
