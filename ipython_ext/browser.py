@@ -160,8 +160,9 @@ class CacheBrowser(widgets.VBox):
         self.project_select = W.Dropdown(description="Project", layout=W.Layout(width="320px"))
         self.tree = W.Select(options=[], rows=TREE_ROWS, layout=W.Layout(width="100%"))
         self.totals = W.HTML("")
-        self.filter = W.Text(placeholder="filter entries by argument text", continuous_update=True,
-                             layout=W.Layout(width="100%"))
+        self.filter = W.Text(
+            placeholder="filter entries by argument text", continuous_update=True, layout=W.Layout(width="100%")
+        )
         self.columns = W.HTML(f"<pre>{html.escape(_row_header())}</pre>", layout=W.Layout(width="100%"))
         self.entry_list = W.SelectMultiple(options=[], rows=min(self.page_size, 14), layout=W.Layout(width="100%"))
         self.prev_button = W.Button(description="◀ Previous", tooltip="previous page", layout=W.Layout(width="110px"))
@@ -169,39 +170,58 @@ class CacheBrowser(widgets.VBox):
         self.next_button = W.Button(description="Next ▶", tooltip="next page", layout=W.Layout(width="110px"))
         self.details = W.HTML("")
         self.invalidate_selected_button = W.Button(
-            description="Invalidate selected", icon="trash", tooltip="delete the selected entries (asks first)",
+            description="Invalidate selected",
+            icon="trash",
+            tooltip="delete the selected entries (asks first)",
             layout=W.Layout(width="auto"),
         )
         self.invalidate_node_button = W.Button(
-            description="Invalidate all", icon="trash", tooltip="delete every entry of the selected tree node (asks first)",
+            description="Invalidate all",
+            icon="trash",
+            tooltip="delete every entry of the selected tree node (asks first)",
             layout=W.Layout(width="auto"),
         )
         self.invalidate_older_button = W.Button(
-            description="Invalidate older versions", icon="history",
+            description="Invalidate older versions",
+            icon="history",
             tooltip="delete the entries of older code versions (and corrupt ones) in the node (asks first)",
             layout=W.Layout(width="auto"),
         )
-        self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="read the cache folders again",
-                                       layout=W.Layout(width="auto"))
+        self.refresh_button = W.Button(
+            description="Refresh", icon="refresh", tooltip="read the cache folders again", layout=W.Layout(width="auto")
+        )
         self.confirm_message = W.HTML("")
         self.confirm_button = W.Button(description="Confirm", button_style="danger", layout=W.Layout(width="auto"))
         self.cancel_button = W.Button(description="Cancel", layout=W.Layout(width="auto"))
-        self.confirm_box = W.HBox([self.confirm_message, self.confirm_button, self.cancel_button],
-                                  layout=W.Layout(display="none", align_items="center"))
+        self.confirm_box = W.HBox(
+            [self.confirm_message, self.confirm_button, self.cancel_button],
+            layout=W.Layout(display="none", align_items="center"),
+        )
         self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="180px", visibility="hidden"))
         self.status = W.HTML("")
 
         for widget, cls in (
-            (self.title, "ptd-title"), (self.project_select, "ptd-project"), (self.tree, "ptd-tree"),
-            (self.totals, "ptd-totals"), (self.filter, "ptd-filter"), (self.columns, "ptd-columns"),
-            (self.entry_list, "ptd-entries"), (self.prev_button, "ptd-prev"), (self.page_label, "ptd-page"),
-            (self.next_button, "ptd-next"), (self.details, "ptd-details"),
+            (self.title, "ptd-title"),
+            (self.project_select, "ptd-project"),
+            (self.tree, "ptd-tree"),
+            (self.totals, "ptd-totals"),
+            (self.filter, "ptd-filter"),
+            (self.columns, "ptd-columns"),
+            (self.entry_list, "ptd-entries"),
+            (self.prev_button, "ptd-prev"),
+            (self.page_label, "ptd-page"),
+            (self.next_button, "ptd-next"),
+            (self.details, "ptd-details"),
             (self.invalidate_selected_button, "ptd-invalidate-selected"),
             (self.invalidate_node_button, "ptd-invalidate-node"),
-            (self.invalidate_older_button, "ptd-invalidate-older"), (self.refresh_button, "ptd-refresh"),
-            (self.confirm_box, "ptd-confirm-box"), (self.confirm_message, "ptd-confirm-message"),
-            (self.confirm_button, "ptd-confirm"), (self.cancel_button, "ptd-cancel"),
-            (self.progress, "ptd-progress"), (self.status, "ptd-status"),
+            (self.invalidate_older_button, "ptd-invalidate-older"),
+            (self.refresh_button, "ptd-refresh"),
+            (self.confirm_box, "ptd-confirm-box"),
+            (self.confirm_message, "ptd-confirm-message"),
+            (self.confirm_button, "ptd-confirm"),
+            (self.cancel_button, "ptd-cancel"),
+            (self.progress, "ptd-progress"),
+            (self.status, "ptd-status"),
         ):
             widget.add_class(cls)
 
@@ -220,14 +240,30 @@ class CacheBrowser(widgets.VBox):
 
         left = W.VBox([self.tree], layout=W.Layout(width="28%", min_width="200px"))
         pager = W.HBox([self.prev_button, self.page_label, self.next_button], layout=W.Layout(align_items="center"))
-        right = W.VBox([self.totals, self.filter, self.columns, self.entry_list, pager, self.details],
-                       layout=W.Layout(width="72%", padding="0 0 0 6px"))
-        actions = W.HBox([self.invalidate_selected_button, self.invalidate_node_button,
-                          self.invalidate_older_button, self.refresh_button], layout=W.Layout(flex_flow="row wrap"))
-        top = W.HBox([self.title, self.project_select],
-                      layout=W.Layout(justify_content="space-between", align_items="center"))
-        self.children = [W.HTML(_STYLE), top, W.HBox([left, right]), actions, self.confirm_box,
-                          W.HBox([self.status, self.progress], layout=W.Layout(align_items="center"))]
+        right = W.VBox(
+            [self.totals, self.filter, self.columns, self.entry_list, pager, self.details],
+            layout=W.Layout(width="72%", padding="0 0 0 6px"),
+        )
+        actions = W.HBox(
+            [
+                self.invalidate_selected_button,
+                self.invalidate_node_button,
+                self.invalidate_older_button,
+                self.refresh_button,
+            ],
+            layout=W.Layout(flex_flow="row wrap"),
+        )
+        top = W.HBox(
+            [self.title, self.project_select], layout=W.Layout(justify_content="space-between", align_items="center")
+        )
+        self.children = [
+            W.HTML(_STYLE),
+            top,
+            W.HBox([left, right]),
+            actions,
+            self.confirm_box,
+            W.HBox([self.status, self.progress], layout=W.Layout(align_items="center")),
+        ]
 
     # -- messages -----------------------------------------------------------------------------------------
     def _say(self, text: str) -> None:
@@ -358,8 +394,14 @@ class CacheBrowser(widgets.VBox):
         return chain[-1]
 
     # -- scanning ------------------------------------------------------------------------------------------
-    def _run(self, work: Callable[[Callable[[int, int], None], Callable[[], bool]], Any],
-             done: Callable[[Any], None], what: str, *, cancellable: bool = True) -> None:
+    def _run(
+        self,
+        work: Callable[[Callable[[int, int], None], Callable[[], bool]], Any],
+        done: Callable[[Any], None],
+        what: str,
+        *,
+        cancellable: bool = True,
+    ) -> None:
         """Run work(progress, stopped) in a thread (or here when background=False), then done(result).
 
         A newer cancellable task (opening another node) makes an older one stop and drop its result;
@@ -453,7 +495,7 @@ class CacheBrowser(widgets.VBox):
         self._run(work, done, f"reading {node.label}")
 
     def _show_entries(self, entries: list[CatalogEntry], *, complete: bool) -> None:
-        entries.sort(key=lambda e: (e.created or e.last_read), reverse=True)
+        entries.sort(key=lambda e: e.created or e.last_read, reverse=True)
         self.entries = entries
         self.complete = complete
         self._apply_filter()
@@ -484,7 +526,9 @@ class CacheBrowser(widgets.VBox):
             self.totals.value = ""
             return
         size = sum(e.size for e in self.entries)
-        parts = [f"<b>{html.escape(node.label)}</b>: {cat.plural(len(self.entries), 'entry')}, {cat.format_bytes(size)}"]
+        parts = [
+            f"<b>{html.escape(node.label)}</b>: {cat.plural(len(self.entries), 'entry')}, {cat.format_bytes(size)}"
+        ]
         if self.filter.value.strip():
             parts.append(f"{len(self.shown):,} match the filter")
         older = sum(1 for e in self.entries if e.current is False)
@@ -611,8 +655,10 @@ class CacheBrowser(widgets.VBox):
             self._say("Select one or more entries in the table first.")
             return
         size = sum(e.size for e in chosen)
-        self._ask(f"Delete {cat.plural(len(chosen), 'selected entry', 'selected entries')} ({cat.format_bytes(size)})?",
-                  lambda: self._delete_entries(chosen))
+        self._ask(
+            f"Delete {cat.plural(len(chosen), 'selected entry', 'selected entries')} ({cat.format_bytes(size)})?",
+            lambda: self._delete_entries(chosen),
+        )
 
     @_guarded("invalidating older versions")
     def _on_invalidate_older(self, _button: Any) -> None:
@@ -644,8 +690,10 @@ class CacheBrowser(widgets.VBox):
         if not count:
             self._say(f"Nothing to delete in {node.label}.")
             return
-        self._ask(f"Delete all {cat.plural(count, 'entry')} in {node.label} ({cat.format_bytes(size)})?",
-                  lambda: self._delete_node(node))
+        self._ask(
+            f"Delete all {cat.plural(count, 'entry')} in {node.label} ({cat.format_bytes(size)})?",
+            lambda: self._delete_node(node),
+        )
 
     def _delete_entries(self, chosen: list[CatalogEntry]) -> None:
         node = self.node
@@ -657,8 +705,10 @@ class CacheBrowser(widgets.VBox):
             failed = {path for path, _why in result.failed}
             gone = {id(e) for e in chosen if Path(os.path.abspath(e.path)) not in failed}
             if self.project_totals is not None:
-                self.project_totals = Totals(max(0, self.project_totals.entries - result.entries),
-                                             max(0, self.project_totals.bytes - result.bytes))
+                self.project_totals = Totals(
+                    max(0, self.project_totals.entries - result.entries),
+                    max(0, self.project_totals.bytes - result.bytes),
+                )
             if self.node is node:
                 self.entries = [e for e in self.entries if id(e) not in gone]
                 self.shown = [e for e in self.shown if id(e) not in gone]
@@ -708,13 +758,19 @@ class _Holding:
         self.before = self.owner._updating
         self.owner._updating = True
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.owner._updating = self.before
 
 
 # ----------------------------------------------------------------------------------------------- rows
-_COLUMNS = (("ARGUMENTS", ARGS_WIDTH, "<"), ("SIZE", 9, ">"), ("CREATED", 12, "<"), ("LAST READ", 12, "<"),
-            ("COMPUTE", 8, ">"), ("VERSION", 8, "<"))
+_COLUMNS = (
+    ("ARGUMENTS", ARGS_WIDTH, "<"),
+    ("SIZE", 9, ">"),
+    ("CREATED", 12, "<"),
+    ("LAST READ", 12, "<"),
+    ("COMPUTE", 8, ">"),
+    ("VERSION", 8, "<"),
+)
 
 
 def _short_time(ts: float | None) -> str:
@@ -751,8 +807,14 @@ def _row(e: CatalogEntry) -> str:
         args = e.args_text or "()"
     else:
         args = f"<{e.error}> {e.path.name}"
-    cells = (args, cat.format_bytes(e.size), _short_time(e.created), _short_time(e.last_read),
-             cat.format_seconds(e.compute_seconds), _version_text(e))
+    cells = (
+        args,
+        cat.format_bytes(e.size),
+        _short_time(e.created),
+        _short_time(e.last_read),
+        cat.format_seconds(e.compute_seconds),
+        _version_text(e),
+    )
     return "  ".join(_fit(text, width, align) for text, (_n, width, align) in zip(cells, _COLUMNS))
 
 
@@ -887,7 +949,9 @@ def _magic_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
 
     func = ma.argument("--page-size", type=int, default=PAGE_SIZE, help="entries per page")(func)
     func = ma.argument("--root", help="another persist path")(func)
-    func = ma.argument("-f", "--func", metavar="NAME", help="only this persisted function (a name in the namespace)")(func)
+    func = ma.argument("-f", "--func", metavar="NAME", help="only this persisted function (a name in the namespace)")(
+        func
+    )
     func = ma.argument("-n", "--notebook", action="store_true", help="only this notebook's functions and cells")(func)
     func = ma.argument("-p", "--project", help="another project (proj-3, a unique name, or its folder)")(func)
     return ma.magic_arguments()(func)

@@ -35,7 +35,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,7 @@ class CatalogEntry:
 
     @property
     def status(self) -> str:
-        """"ok", "corrupt" or "vanished"."""
+        """ "ok", "corrupt" or "vanished"."""
         if self.error is None:
             return "ok"
         return "vanished" if self.error == "vanished" else "corrupt"
@@ -167,7 +167,7 @@ class CatalogEntry:
 
     @property
     def kind(self) -> str:
-        """"function", "cell" or "manual" ("unknown" when the header cannot be read)."""
+        """ "function", "cell" or "manual" ("unknown" when the header cannot be read)."""
         return _kind_of(self.header) if self.header is not None else "unknown"
 
     def matches(self, text: str) -> bool:
@@ -832,13 +832,3 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ValueError(f"age {text!r} is not understood; use a number with s, m, h, d or w, e.g. 30d")
     return float(match.group(1)) * _SECONDS[match.group(2).lower()]
-
-
-def iter_all_entries(catalog: Catalog, nodes: Iterable[Node]) -> Iterator[CatalogEntry]:
-    """Entries of several nodes, each listed once."""
-    seen: set[Path] = set()
-    for node in nodes:
-        for entry in catalog.entry_files(node):
-            if entry.path not in seen:
-                seen.add(entry.path)
-                yield entry

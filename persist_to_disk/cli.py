@@ -63,9 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     prune = sub.add_parser("prune", parents=[common, where], help="delete old, outdated or least recently read entries")
     prune.add_argument("--older-than", metavar="AGE", type=_duration, help="entries not read for AGE (30d, 12h, 2w)")
     prune.add_argument(
-        "--old-versions", action="store_true", help="entries of an older code version of their function, and corrupt ones"
+        "--old-versions",
+        action="store_true",
+        help="entries of an older code version of their function, and corrupt ones",
     )
-    prune.add_argument("--max-size", metavar="SIZE", type=_size, help="then least recently read until SIZE is left (10G)")
+    prune.add_argument(
+        "--max-size", metavar="SIZE", type=_size, help="then least recently read until SIZE is left (10G)"
+    )
     prune.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     prune.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
     return parser
@@ -216,11 +220,16 @@ def _ls_functions(catalog: Catalog, node: Node, args: argparse.Namespace, out: T
 def _ls_entries(catalog: Catalog, node: Node, args: argparse.Namespace, out: TextIO) -> int:
     listing = catalog.scan(node)
     entries = [e for e in listing.entries if e.matches(args.filter)]
-    entries.sort(key=lambda e: (e.created or e.last_read), reverse=True)
+    entries.sort(key=lambda e: e.created or e.last_read, reverse=True)
     shown = entries if args.limit <= 0 else entries[: args.limit]
     if args.json:
         json.dump(
-            {"project": node.project.name, "node": node.path, "kind": node.kind, "entries": [_entry_json(e) for e in shown]},
+            {
+                "project": node.project.name,
+                "node": node.path,
+                "kind": node.kind,
+                "entries": [_entry_json(e) for e in shown],
+            },
             out,
             indent=1,
         )
@@ -344,8 +353,7 @@ def _emit(data: dict[str, Any], args: argparse.Namespace, out: TextIO) -> None:
     for key, value in data.items():
         if isinstance(value, dict):
             out.write(f"{key + ':':<{width}}\n")
-            for k, v in value.items():
-                out.write(f"  {k}: {v}\n")
+            out.writelines(f"  {k}: {v}\n" for k, v in value.items())
         else:
             out.write(f"{key + ':':<{width}} {value}\n")
 
@@ -393,8 +401,10 @@ def _prune(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     if args.dry_run:
         out.write(f"would delete {what} [{reasons}]; {keeps}\n")
-        for entry in sorted(plan.delete, key=lambda e: e.last_read)[:DEFAULT_LIMIT]:
-            out.write(f"  {cat.format_time(entry.last_read)}  {cat.format_bytes(entry.size):>10}  {entry.path}\n")
+        out.writelines(
+            f"  {cat.format_time(entry.last_read)}  {cat.format_bytes(entry.size):>10}  {entry.path}\n"
+            for entry in sorted(plan.delete, key=lambda e: e.last_read)[:DEFAULT_LIMIT]
+        )
         if len(plan.delete) > DEFAULT_LIMIT:
             out.write(f"  ... and {len(plan.delete) - DEFAULT_LIMIT:,} more\n")
         return EXIT_OK

@@ -55,14 +55,20 @@ def main() -> None:
             digest = f"{i:032x}"
             dataset = f"set{i % 10}"
             header = {
-                "func": "train", "module": "pipeline.train", "key": digest,
+                "func": "train",
+                "module": "pipeline.train",
+                "key": digest,
                 "args": {"dataset": repr(dataset), "lr": repr(0.001 * (i % 97)), "seed": str(i)},
-                "code_version": "v2" if i % 5 else "v1", "created": now - i, "compute_seconds": 1.5,
+                "code_version": "v2" if i % 5 else "v1",
+                "created": now - i,
+                "compute_seconds": 1.5,
                 "groupby": [["dataset", dataset]],
             }
             store.put(f"{dataset}/{i % 500}/{digest}.ptd", [i] * 8, header)
     made = time.perf_counter() - t0
-    print(f"cache: {args.entries:,} entries in {folder} ({'made' if existing < args.entries else 'reused'} in {made:.1f} s)")
+    print(
+        f"cache: {args.entries:,} entries in {folder} ({'made' if existing < args.entries else 'reused'} in {made:.1f} s)"
+    )
 
     def timed(label: str, fn):
         start = time.perf_counter()
@@ -86,15 +92,19 @@ def main() -> None:
     timed("panel: filter 'seed=4999' over all entries", lambda: setattr(panel.filter, "value", "seed=4999"))
     panel.filter.value = ""
     timed("panel: next page", panel.next_button.click)
-    timed("panel: open a groupby folder (1/10 of the entries), synchronous",
-          lambda: (setattr(panel, "background", False), panel.select_node(node.path + "/set3")))
+    timed(
+        "panel: open a groupby folder (1/10 of the entries), synchronous",
+        lambda: (setattr(panel, "background", False), panel.select_node(node.path + "/set3")),
+    )
     start = time.perf_counter()
     sync = ptd.browse(background=False)
     print(f"{'panel: ptd.browse(background=False) (open + full list)':<58} {time.perf_counter() - start:7.3f} s")
     assert len(sync.entries) == args.entries
 
     def cli(*argv: str) -> None:
-        out = subprocess.run([sys.executable, "-m", "persist_to_disk", *argv], capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "persist_to_disk", *argv], check=False, capture_output=True, text=True
+        )
         assert out.returncode == 0, out.stderr
 
     name = node.project.name

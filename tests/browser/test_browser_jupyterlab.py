@@ -36,8 +36,14 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 DOCS_SCREENSHOT = ROOT / "docs" / "cache-browser.png"
 CHROMIUM = os.environ.get("PTD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SERVER_START_TIMEOUT = 90
 UI_TIMEOUT_MS = 60_000
@@ -98,7 +104,14 @@ for dataset in ("mnist", "cifar"):
     ]
     return {
         "cells": [
-            {"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {}, "outputs": [], "source": src}
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell{i}",
+                "metadata": {},
+                "outputs": [],
+                "source": src,
+            }
             for i, src in enumerate(cells)
         ],
         "metadata": {
@@ -119,7 +132,7 @@ def _free_port() -> int:
 
 def _get(url: str, timeout: float = 5.0) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (127.0.0.1 only)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -132,15 +145,30 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = work / "jupyter-server.log"
         argv = [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-            "--port-retries=0", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={work}",
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--port-retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={work}",
             "--LabApp.extension_manager=readonly",  # no registry look-ups from the extension manager
         ]
         if os.name == "posix" and os.getuid() == 0:
             argv.append("--allow-root")
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(argv, cwd=work, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=work,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
@@ -175,10 +203,11 @@ class Server:
 
         children = self.descendants()
         if self.proc.poll() is None:
-            request = urllib.request.Request(f"{self.base}/api/shutdown", method="POST",
-                                             headers={"Authorization": f"token {self.token}"})
+            request = urllib.request.Request(
+                f"{self.base}/api/shutdown", method="POST", headers={"Authorization": f"token {self.token}"}
+            )
             try:
-                urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+                urllib.request.urlopen(request, timeout=10).close()
             except OSError:
                 pass
             try:
@@ -204,8 +233,10 @@ def lab(tmp_path: Path, isolated_home: Path) -> Iterator[tuple[Server, Path]]:
     (work / "proj").mkdir(parents=True)
     (work / "nb.ipynb").write_text(json.dumps(_notebook(work), indent=1), encoding="utf-8")
     env = os.environ.copy()  # the temp HOME, PYTHONPATH with the checkout (tests/conftest.py)
-    dirs = {name: tmp_path / "jupyter" / name.lower() for name in
-            ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "IPYTHONDIR")}
+    dirs = {
+        name: tmp_path / "jupyter" / name.lower()
+        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "IPYTHONDIR")
+    }
     for name, folder in dirs.items():
         folder.mkdir(parents=True, exist_ok=True)
         env[name] = str(folder)
@@ -216,10 +247,15 @@ def lab(tmp_path: Path, isolated_home: Path) -> Iterator[tuple[Server, Path]]:
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
     kernel = dirs["JUPYTER_DATA_DIR"] / "kernels" / "python3"  # this Python, so the kernel imports the checkout
     kernel.mkdir(parents=True)
-    (kernel / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)", "language": "python",
-    }))
+    (kernel / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (ipykernel)",
+                "language": "python",
+            }
+        )
+    )
     server = Server(work, env)
     try:
         server.wait_ready()

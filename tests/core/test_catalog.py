@@ -91,7 +91,11 @@ def test_projects_and_functions_are_found_from_the_folders(filled, cache, tmp_pa
     functions = {f.folder: f for f in catalog.functions(project)}
     assert set(functions) >= {train.folder(), square.folder()}
     t = functions[train.folder()]
-    assert (t.kind, t.groupby, t.name) == ("function", ("dataset", "epochs"), train.__qualname__.replace(".<locals>", ""))
+    assert (t.kind, t.groupby, t.name) == (
+        "function",
+        ("dataset", "epochs"),
+        train.__qualname__.replace(".<locals>", ""),
+    )
     assert functions[square.folder()].groupby == ()
     manual = [f for f in functions.values() if f.kind == "manual"]
     assert len(manual) == 1 and manual[0].folder.name == "filled"
@@ -155,7 +159,9 @@ def test_scan_reads_headers_not_values(filled):
     assert e.created and e.compute_seconds is not None and e.size == e.path.stat().st_size
     assert e.code_version == "pinned:v1"
     assert e.matches("mnist") and not e.matches("imagenet")
-    assert listing.totals.entries == 4 and listing.totals.bytes == sum(p.stat().st_size for p in entries_on_disk(train.folder()))
+    assert listing.totals.entries == 4 and listing.totals.bytes == sum(
+        p.stat().st_size for p in entries_on_disk(train.folder())
+    )
 
 
 def test_corrupt_and_vanished_entries_are_marked_not_raised(filled):
@@ -213,13 +219,19 @@ def test_current_version_is_the_most_recently_used_unless_a_live_one_is_given(ca
     assert folder == old.folder()
     now = time.time()
     for path in entries_on_disk(folder):  # make the v2 entry the most recently used
-        t = now - 1000 if LocalStore(folder).read_header(path.relative_to(folder).as_posix())["code_version"] == "pinned:v1" else now
+        t = (
+            now - 1000
+            if LocalStore(folder).read_header(path.relative_to(folder).as_posix())["code_version"] == "pinned:v1"
+            else now
+        )
         os.utime(path, (t, t))
     catalog = Catalog()
     listing = catalog.scan(catalog.node_of_folder(folder))
     assert listing.versions[folder] == "pinned:v2"
     assert sorted((e.code_version, e.current) for e in listing.entries) == [
-        ("pinned:v1", False), ("pinned:v1", False), ("pinned:v2", True)
+        ("pinned:v1", False),
+        ("pinned:v1", False),
+        ("pinned:v2", True),
     ]
     # a group node sees only part of the folder (MNIST/20 holds only a v1 entry): the whole folder decides
     group = catalog.node_of_folder(folder / "MNIST" / "20")
@@ -232,7 +244,9 @@ def test_current_version_is_the_most_recently_used_unless_a_live_one_is_given(ca
     live = Catalog(versions={folder: "pinned:v2"})
     listing = live.scan(live.node_of_folder(folder))
     assert sorted((e.code_version, e.current) for e in listing.entries) == [
-        ("pinned:v1", False), ("pinned:v1", False), ("pinned:v2", True)
+        ("pinned:v1", False),
+        ("pinned:v1", False),
+        ("pinned:v2", True),
     ]
 
 
@@ -288,7 +302,8 @@ def test_delete_a_group_keeps_the_rest_of_the_function(filled):
     result = catalog.delete_node(catalog.node_of_folder(train.folder() / "MNIST"))
     assert result.entries == 2
     assert sorted(p.relative_to(train.folder()).parts[:2] for p in entries_on_disk(train.folder())) == [
-        ("CIFAR", "10"), ("CIFAR", "20")
+        ("CIFAR", "10"),
+        ("CIFAR", "20"),
     ]
 
 
@@ -329,7 +344,9 @@ def test_deleting_while_others_write_and_read_never_corrupts(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- pruning
-def _entry(name: str, size: int, last_read: float, current: bool | None = True, error: str | None = None) -> CatalogEntry:
+def _entry(
+    name: str, size: int, last_read: float, current: bool | None = True, error: str | None = None
+) -> CatalogEntry:
     return CatalogEntry(Path(f"/c/{name}.ptd"), size, last_read, {"code_version": "x"}, error, current)
 
 
@@ -343,7 +360,7 @@ def test_plan_prune_by_age_version_and_size_lru():
         _entry("b", 100, now - 200),
         _entry("c", 100, now - 100),
     ]
-    names = lambda plan: sorted(e.path.stem for e in plan.delete)  # noqa: E731
+    names = lambda plan: sorted(e.path.stem for e in plan.delete)
     assert names(plan_prune(entries, older_than=30 * 86400, now=now)) == ["old"]
     assert names(plan_prune(entries, old_versions=True, now=now)) == ["corrupt", "outdated"]
     lru = plan_prune(entries, max_size=250, now=now)  # least recently read first: old, a, b, c, ...

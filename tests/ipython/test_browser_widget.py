@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-import persist_to_disk as ptd  # noqa: E402
-from ipython_ext import browser as br  # noqa: E402
-from persist_to_disk.catalog import CatalogError  # noqa: E402
+import persist_to_disk as ptd
+from ipython_ext import browser as br
+from persist_to_disk.catalog import CatalogError
 
 
 @pytest.fixture
@@ -73,7 +73,6 @@ def pick(panel: br.CacheBrowser, text: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- opening
 def test_opens_on_the_current_project_with_totals(funcs, cache):
-    train, square, _ = funcs
     panel = open_panel()
     assert isinstance(panel, br.CacheBrowser) and "ptd-browser" in panel._dom_classes
     labels = tree_labels(panel)
@@ -83,14 +82,18 @@ def test_opens_on_the_current_project_with_totals(funcs, cache):
     assert "9 entries in" in panel.status.value
     assert panel.invalidate_node_button.description.startswith("Invalidate all in proj-")
     assert panel.confirm_box.layout.display == "none"
-    for widget, cls in ((panel.tree, "ptd-tree"), (panel.entry_list, "ptd-entries"),
-                        (panel.invalidate_selected_button, "ptd-invalidate-selected"),
-                        (panel.confirm_button, "ptd-confirm"), (panel.status, "ptd-status")):
+    for widget, cls in (
+        (panel.tree, "ptd-tree"),
+        (panel.entry_list, "ptd-entries"),
+        (panel.invalidate_selected_button, "ptd-invalidate-selected"),
+        (panel.confirm_button, "ptd-confirm"),
+        (panel.status, "ptd-status"),
+    ):
         assert cls in widget._dom_classes
 
 
 def test_tree_opens_lazily_down_to_groupby_folders(funcs, cache):
-    train, square, _ = funcs
+    train, _square, _ = funcs
     panel = open_panel()
     source_id = panel.tree.options[1][1]
     panel.tree.value = source_id  # a click on the source row
@@ -178,7 +181,7 @@ def test_invalidate_without_a_selection_says_so(funcs, cache):
 
 
 def test_invalidate_all_in_a_node(funcs, cache):
-    train, square, calls = funcs
+    train, square, _ = funcs
     panel = open_panel()
     panel.select_node(node_path(train.folder(), cache) + "/MNIST")
     panel.invalidate_node_button.click()
@@ -316,7 +319,10 @@ def test_func_that_never_ran_shows_an_empty_panel(cache):
         return x
 
     panel = open_panel(func=never)
-    assert panel.entries == [] and "Nothing is cached yet for test_func_that_never_ran_shows_an_empty_panel.never()" in panel.status.value
+    assert (
+        panel.entries == []
+        and "Nothing is cached yet for test_func_that_never_ran_shows_an_empty_panel.never()" in panel.status.value
+    )
     with pytest.raises(TypeError, match="decorated with @ptd.persistf"):
         open_panel(func=len)
 
@@ -407,5 +413,7 @@ def test_live_functions_in_the_namespace_decide_the_current_version(cache, shell
 
 def test_importing_the_core_does_not_import_ipywidgets():
     code = "import sys, persist_to_disk as p; p.browse; print('ipywidgets' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=os.environ.copy()
+    )
     assert out.stdout.strip() == "False", out.stderr

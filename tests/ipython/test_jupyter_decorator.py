@@ -219,3 +219,18 @@ def test_headless_kernels_use_the_working_folder_until_told_the_notebook(
 def _where_in(cell, cell_text) -> dict:
     text = cell_text(cell)
     return json.loads(next(line for line in text.splitlines() if line.startswith("WHERE"))[6:])
+
+
+def test_spawn_workers_cache_under_the_persist_path_the_notebook_set(
+    project: Path, run_notebook, nbtools, tmp_path: Path
+) -> None:
+    """A persist path set in the kernel travels with the function to the workers."""
+    counter = project / "counter.txt"
+    elsewhere = tmp_path / "team-cache"
+    cells = [PRELUDE.format(counter=str(counter)), f"ptd.config.set_persist_path({str(elsewhere)!r})\n" + SPAWN]
+
+    nb = run_notebook(project / "notebooks" / "exp.ipynb", cells)
+    assert "RESULT [0, 1, 4, 9]" in nbtools.cell_text(nb.cells[-1])
+    assert len(counter.read_text().splitlines()) == 4  # the workers computed, the kernel then hit
+    written = sorted(p.relative_to(elsewhere).parts[1:4] for p in elsewhere.rglob("*.ptd"))
+    assert written == [("notebooks", "exp", "square")] * 4
