@@ -4,7 +4,7 @@
 # when they are installed. Playwright's own browser download is not used (no downloads here);
 # the test launches /usr/bin/chromium.
 #
-# Python packages come from the project's extras: pip install -e '.[test,browser]'.
+# Python packages come from the project's test extra: pip install -e '.[test]'.
 # With an argument (a Python interpreter), also installs those extras into it:
 #     bash .ci/install-browser.sh .venv/bin/python
 set -euo pipefail
