@@ -120,7 +120,9 @@ def table(res: dict) -> str:
     m = res.get("machine", {})
     lines = [
         f"Measured {res.get('date')} on {m.get('cpus')} cores ({m.get('cpu', '?')}), {m.get('memory_gb', '?')} GB, "
-        f"Python {m.get('python')}; one run of `bash bench/run.sh` ({res.get('wall_s', '?')} s), page cache warm.",
+        f"Python {m.get('python')}; one run of `bash bench/run.sh` ({res.get('wall_s', '?')} s), page cache warm; "
+        f"creating a file took {m.get('file_create_us_start', '?')} µs at the start and "
+        f"{m.get('file_create_us_end', '?')} µs at the end (median; misses of file-per-entry caches pay it).",
         "",
         "| peer | " + " | ".join(HEAD) + " |",
         "| --- | " + " | ".join("---" for _ in HEAD) + " |",

@@ -281,7 +281,7 @@ class PersistedFunction:
             digest = keys.hash_arguments(named, prefix=prefix, code_of=identity.code_version)
         settings = config.settings()
         store, persist_root, folder = self._folder(settings)
-        groups = self._group_folders(named)
+        groups = self._group_folders(named) if self._options.groupby else []
         hashsize = self._options.hashsize or settings.hashsize
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)

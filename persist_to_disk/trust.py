@@ -112,9 +112,11 @@ def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None
     """Raise UntrustedCacheError unless the entry file (its ``fstat``) and its folders up to ``top`` are safe."""
     if policy.trust_shared or not _POSIX:
         return
-    why = _why_untrusted(st, policy, is_dir=False)
-    if why:
-        raise UntrustedCacheError(_message(path, path, why, policy))
+    # the usual case, decided without the full check: a private cache's file, ours, writable by nobody else
+    if policy.shared_group or st.st_mode & 0o022 or st.st_uid != os.geteuid():
+        why = _why_untrusted(st, policy, is_dir=False)
+        if why:
+            raise UntrustedCacheError(_message(path, path, why, policy))
     folder = os.path.dirname(path)
     memo = (folder, top, policy.shared_group)
     if memo in _trusted:
