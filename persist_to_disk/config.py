@@ -12,11 +12,14 @@ import configparser
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+
+from .errors import CacheWarning
 
 logger = logging.getLogger("persist_to_disk")
 
@@ -110,7 +113,16 @@ class Config:
                 except configparser.Error as exc:
                     raise ValueError(f"{path} is not a valid config.ini: {exc}") from exc
                 if parser.has_section(SECTION):
-                    values.update({k: v for k, v in parser.items(SECTION) if k in DEFAULTS})
+                    found = dict(parser.items(SECTION))
+                    unknown = sorted(set(found) - set(DEFAULTS))
+                    if unknown:  # a typo would otherwise be ignored without a word
+                        message = (
+                            f"{path}: unknown setting(s) {', '.join(unknown)} in [{SECTION}] are ignored; "
+                            f"known settings: {', '.join(DEFAULTS)}"
+                        )
+                        logger.warning(message)
+                        warnings.warn(message, CacheWarning, stacklevel=2)
+                    values.update({k: v for k, v in found.items() if k in DEFAULTS})
             else:
                 try:
                     self._write_file(values)

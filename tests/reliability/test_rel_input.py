@@ -162,3 +162,14 @@ def test_wrong_call_arguments_are_the_callers_type_error(persist):
     with pytest.raises(TypeError, match=r"f\(\).*argument"):
         f(1, 2)
     assert not list(persist.rglob("*.ptd"))
+
+
+def test_an_unknown_setting_in_config_ini_is_reported_not_silently_ignored(isolated_home) -> None:
+    import persist_to_disk as ptd
+
+    config_ini = isolated_home / ".cache" / "persist_to_disk" / "config.ini"
+    config_ini.parent.mkdir(parents=True, exist_ok=True)
+    config_ini.write_text("[global_settings]\nhashsize = 7\ntrust_share = true\n")
+    ptd.config.reset()
+    with pytest.warns(ptd.CacheWarning, match="trust_share"):
+        assert ptd.config.get_hashsize() == 7
