@@ -65,30 +65,18 @@ class ThisProject(Adapter):
         return persist_to_disk.__version__
 
 
-class PersistToDisk007(Adapter):
+class PersistToDisk007(ThisProject):
+    """The library we grew from: the same API, installed in its own folder (bench/README.md)."""
+
     name = "ptd007"
     label = "persist-to-disk"
-    package = "persist-to-disk"
-    import_name = "persist_to_disk"
     env = {"PYTHONPATH": PTD007_DIR}
 
     def setup(self, cache_dir: str) -> None:
-        super().setup(cache_dir)
         import persist_to_disk as ptd
 
         assert ptd.__version__ == "0.0.7", ptd.__file__
-        ptd.config.set_persist_path(cache_dir)
-        ptd.config.set_project_path(BENCH_DIR)
-
-    def wrap(self, func: Callable) -> Callable:
-        import persist_to_disk as ptd
-
-        return ptd.persistf()(func)
-
-    def version(self) -> str:
-        import persist_to_disk
-
-        return persist_to_disk.__version__
+        super().setup(cache_dir)
 
 
 class Joblib(Adapter):
