@@ -404,6 +404,22 @@ def _feed_array_like(h: CanonicalHasher, values: Any) -> None:
 
 
 # -- public entry points ------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1024)
+def _started(prefix: bytes) -> xxhash.xxh3_128:
+    """The state after KEY_FORMAT and the prefix (the same for every call of a function): copied, never fed."""
+    hasher = CanonicalHasher()
+    hasher.h.update(KEY_FORMAT)
+    hasher.feed(prefix)
+    return hasher.h
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_bytes(name: str) -> bytes:
+    """What ``feed(name)`` hashes for an argument name (a str): names repeat on every call."""
+    payload = name.encode("utf-8", "surrogatepass")
+    return b"s" + _pack_len(len(payload)) + payload
+
+
 def hash_arguments(
     named: Mapping[str, Any],
     *,
@@ -414,11 +430,12 @@ def hash_arguments(
 
     A value that cannot be hashed raises UnhashableArgumentError naming the argument.
     """
-    hasher = CanonicalHasher(code_of=code_of)
-    hasher.h.update(KEY_FORMAT)
-    hasher.feed(prefix)
+    hasher = CanonicalHasher(_started(prefix).copy(), code_of=code_of)
     for name in sorted(named):
-        hasher.feed(name)
+        if type(name) is str:
+            hasher.h.update(_name_bytes(name))  # what feed(name) hashes, encoded once per name
+        else:
+            hasher.feed(name)
         try:
             hasher.feed(named[name])
         except _Unhashable as exc:

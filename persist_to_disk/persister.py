@@ -124,6 +124,9 @@ class PersistedFunction:
         self._options = options
         self._signature = inspect.signature(func)
         self._simple = _simple_parameters(self._signature)
+        self._var_keyword = next(  # the **kwargs parameter's name, if any (looked up once, not per call)
+            (p.name for p in self._signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
         self._is_async = inspect.iscoroutinefunction(func)
         self._name = identity.function_name(func)
         if options.version is None:
@@ -133,6 +136,7 @@ class PersistedFunction:
         # the folder already names the source file; the key names the function, not its module,
         # so `python -m pkg.mod` (module __main__) and `import pkg.mod` share entries
         self._identity = self._name.encode()
+        self._prefix: tuple[str, bytes] = ("", b"")  # (code version, the key prefix made from it)
         self._source_file = _source_file(func)
         self._pinned: tuple[str, tuple[str, ...]] | None = None  # (project root, source parts) when unpickled
         # when unpickled by value: the code version where the source was readable (a worker has no
@@ -258,11 +262,11 @@ class PersistedFunction:
             bound.apply_defaults()
             named = dict(bound.arguments)
         skip = self._options.skip_kwargs
-        for name, param in self._signature.parameters.items():
-            if param.kind is inspect.Parameter.VAR_KEYWORD and skip:
-                named[name] = {k: v for k, v in named[name].items() if k not in skip}
-        for name in skip:
-            named.pop(name, None)
+        if skip:
+            if self._var_keyword is not None:
+                named[self._var_keyword] = {k: v for k, v in named[self._var_keyword].items() if k not in skip}
+            for name in skip:
+                named.pop(name, None)
         return named
 
     def code_version(self) -> str:
@@ -274,7 +278,9 @@ class PersistedFunction:
     def _resolve(self, args: tuple, kwargs: dict) -> Call:
         named = self._named_arguments(args, kwargs)
         version = self.code_version()
-        prefix = self._identity + b"\x00" + version.encode()
+        if version != self._prefix[0]:  # the prefix changes only with the code version: build it once per version
+            self._prefix = (version, self._identity + b"\x00" + version.encode())
+        prefix = self._prefix[1]
         if self._options.hash_method == "json":
             digest = keys.hash_arguments_json(named, prefix=prefix)
         else:

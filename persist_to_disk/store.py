@@ -3,13 +3,18 @@
 An entry file is::
 
     "PTDE" | format u16 | flags u16 | header length u32 | header xxh32 u32   (16 bytes)
-    header: UTF-8 JSON (arguments in readable form, times, sizes, checksum, code version)
+    header (its length and xxh32 in the prefix):
+        fixed block: payload size u64 | pickle size u64 | payload xxh3-128 (16 bytes) | buffer count u32
+                     | file name length u16, then the file name (UTF-8), then (offset u64, size u64) per buffer
+        UTF-8 JSON (arguments in readable form, times, sizes, checksum, code version, file name)
     zero padding to a 64-byte boundary
     payload: the pickle (protocol 5), then each out-of-band buffer, each 64-byte aligned
 
 The header can be read without touching the payload, so listing 50,000 entries
-never unpickles a value. The payload's xxh3-128 checksum is verified before
-unpickling: a torn, truncated or bit-flipped file is a miss, never a wrong value.
+never unpickles a value. A load reads what it needs from the fixed block and parses
+the JSON only if the header is asked for.
+The payload's xxh3-128 checksum is verified before unpickling: a torn, truncated
+or bit-flipped file is a miss, never a wrong value.
 Large numpy arrays travel as out-of-band pickle buffers: written straight from
 the array's memory and, on load, the array's memory is the single buffer the file
 is read into (no second copy).
@@ -54,6 +59,8 @@ ALIGN = 64
 ENTRY_SUFFIX = ".ptd"
 TMP_SUFFIX = ".tmp"
 _PREFIX = struct.Struct("<4sHHII")
+_FIXED = struct.Struct("<QQ16sIH")  # payload size, pickle size, payload xxh3-128, buffer count, name length
+_SPAN = struct.Struct("<QQ")  # one out-of-band buffer's (offset, size) in the payload
 _HEADER_PEEK = 8192
 _TOUCH_AFTER = 60.0  # seconds: how stale "last read" (the file's mtime) may get
 _HOST = socket.gethostname().replace(".", "_")
@@ -95,12 +102,28 @@ class CorruptEntry(Exception):
     """An entry file failed a check; it is treated as a miss."""
 
 
-@dataclass
 class Entry:
-    """A loaded entry: the value and its header."""
+    """A loaded entry: the value and its header.
 
-    value: Any
-    header: dict[str, Any]
+    The header JSON is parsed on first access: a hit returns only the value, and the
+    parse was a third of its decoding time.
+    """
+
+    __slots__ = ("_header", "_json", "value")
+
+    def __init__(self, value: Any, header: dict[str, Any] | None = None, header_json: bytes = b"") -> None:
+        self.value = value
+        self._header = header
+        self._json = header_json  # checked against the header checksum already; parsed when asked for
+
+    @property
+    def header(self) -> dict[str, Any]:
+        if self._header is None:
+            self._header = _parse_json(self._json)
+        return self._header
+
+    def __repr__(self) -> str:
+        return f"Entry(value={self.value!r}, header={self.header!r})"
 
 
 @dataclass
@@ -159,8 +182,12 @@ def encode(
         checksum=hasher.hexdigest(),
     )
     header_bytes = json.dumps(header, separators=(",", ":"), default=str).encode("utf-8")
-    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header_bytes), xxhash.xxh32_intdigest(header_bytes))
-    head = prefix + header_bytes
+    # the fixed block repeats what a load needs, so a hit does not parse the JSON (empty name: none recorded)
+    name = str(header.get("file", "")).encode("utf-8")
+    fixed = _FIXED.pack(offset, len(main), hasher.digest(), len(layout), len(name)) + name
+    region = fixed + b"".join(_SPAN.pack(o, n) for o, n in layout) + header_bytes
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(region), xxhash.xxh32_intdigest(region))
+    head = prefix + region
     return head + bytes(_pad(len(head))), chunks, header
 
 
@@ -173,17 +200,39 @@ def _parse_prefix(blob: bytes | bytearray | memoryview) -> tuple[int, int]:
         raise CorruptEntry("not a persist_to_disk entry (bad magic)")
     if version > FORMAT_VERSION:
         raise CorruptEntry(f"entry written by a newer format ({version} > {FORMAT_VERSION}); upgrade to read it")
+    if version != FORMAT_VERSION:
+        raise CorruptEntry(f"unknown entry format {version}")
     return hlen, hsum
+
+
+def _header_region(blob: bytes | bytearray | memoryview) -> bytes:
+    """The header bytes after the prefix, their checksum verified."""
+    hlen, hsum = _parse_prefix(blob)
+    raw = bytes(blob[_PREFIX.size : _PREFIX.size + hlen])
+    if len(raw) != hlen or xxhash.xxh32_intdigest(raw) != hsum:
+        raise CorruptEntry("header checksum mismatch")
+    return raw
+
+
+def _parse_fixed(raw: bytes) -> tuple[int, int, str, list[tuple[int, int]], bytes, int]:
+    """The fixed block: (payload size, pickle size, payload xxh3-128 hex, buffers, file name, JSON offset)."""
+    try:
+        size, pickle_size, checksum, nbuf, nlen = _FIXED.unpack_from(raw)
+    except struct.error:
+        raise CorruptEntry("header shorter than its fixed block") from None
+    at = _FIXED.size + nlen
+    name = raw[_FIXED.size : at]
+    end = at + nbuf * _SPAN.size
+    if end > len(raw):
+        raise CorruptEntry("header shorter than its fixed block")
+    layout = list(_SPAN.iter_unpack(raw[at:end])) if nbuf else []
+    return size, pickle_size, checksum.hex(), layout, name, end
 
 
 _scan_json = json.scanner.make_scanner(json.decoder.JSONDecoder())
 
 
-def _parse_header(blob: bytes | bytearray | memoryview, hlen: int, hsum: int) -> dict[str, Any]:
-    start = _PREFIX.size
-    raw = bytes(blob[start : start + hlen])
-    if len(raw) != hlen or xxhash.xxh32_intdigest(raw) != hsum:
-        raise CorruptEntry("header checksum mismatch")
+def _parse_json(raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
         header, end = _scan_json(text, 0)  # json.loads without its type checks and whitespace regexes
@@ -198,31 +247,35 @@ def _parse_header(blob: bytes | bytearray | memoryview, hlen: int, hsum: int) ->
     return header
 
 
-def decode(blob: bytearray, name: str | None = None) -> Entry:
-    """Check and unpickle a whole entry read into one writable buffer.
+def _parse_header(blob: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """The whole header dict of an entry."""
+    raw = _header_region(blob)
+    return _parse_json(raw[_parse_fixed(raw)[5] :])
+
+
+def decode(blob: bytes | bytearray | mmap.mmap, name: str | None = None) -> Entry:
+    """Check and unpickle a whole entry read into one buffer (writable when it holds out-of-band buffers).
 
     ``name``: the file name it was read from; an entry written under another name
     (a file moved or copied by hand) is refused before its payload is touched.
     """
-    hlen, hsum = _parse_prefix(blob)
-    header = _parse_header(blob, hlen, hsum)
-    if name is not None and header.get("file", name) != name:
-        raise CorruptEntry(f"it holds the entry written as {header.get('file')!r}, not this one (moved or copied?)")
-    start = _PREFIX.size + hlen
+    raw = _header_region(blob)
+    size, pickle_size, checksum, layout, written_as, json_at = _parse_fixed(raw)
+    if name is not None and written_as and written_as != name.encode("utf-8"):
+        raise CorruptEntry(
+            f"it holds the entry written as {written_as.decode('utf-8', 'replace')!r}, not this one (moved or copied?)"
+        )
+    start = _PREFIX.size + len(raw)
     start += _pad(start)
-    try:
-        size, pickle_size = int(header["payload_size"]), int(header["pickle_size"])
-        layout = [(int(o), int(n)) for o, n in header["buffers"]]
-        checksum = header["checksum"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptEntry(f"header lacks a field: {exc}") from None
     if len(blob) != start + size:
         raise CorruptEntry(f"payload is {len(blob) - start} bytes, header says {size} (truncated or torn)")
+    if layout and isinstance(blob, bytes):
+        blob = bytearray(blob)  # out-of-band buffers become arrays, which must be writable
     view = memoryview(blob)[start:]
     if xxhash.xxh3_128_hexdigest(view) != checksum:
         raise CorruptEntry("payload checksum mismatch")
     value = pickle.loads(view[:pickle_size], buffers=[view[o : o + n] for o, n in layout])
-    return Entry(value, header)
+    return Entry(value, header_json=raw[json_at:])
 
 
 _SMALL_READ = 1 << 16  # entries up to this size are read with one os.read (no file object, no zeroed buffer)
@@ -230,7 +283,7 @@ _MMAP_MIN = 1 << 20  # entries from this size are memory-mapped (POSIX; Windows 
 _mmap: Any = mmap if os.name == "posix" else None
 
 
-def _read_all(path: str, check: Any = None) -> tuple[bytearray, os.stat_result]:
+def _read_all(path: str, check: Any = None) -> tuple[bytes | bytearray | mmap.mmap, os.stat_result]:
     fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -244,7 +297,7 @@ def _read_all(path: str, check: Any = None) -> tuple[bytearray, os.stat_result]:
                 if not more:
                     break
                 data += more
-            return bytearray(data), st
+            return data, st  # read-only bytes: decode copies them only if arrays need writable memory
         if size >= _MMAP_MIN and _mmap is not None:
             # a large entry is mapped, not copied: its arrays are pages of the page cache (copy-on-write,
             # so writable and never written back). Safe because entry files are never changed in place:
@@ -272,10 +325,10 @@ def read_header_file(path: str | os.PathLike) -> dict[str, Any]:
     """The header of an entry file, reading only its first few kilobytes."""
     with open(path, "rb") as fh:
         blob = fh.read(_HEADER_PEEK)
-        hlen, hsum = _parse_prefix(blob)
+        hlen = _parse_prefix(blob)[0]
         if _PREFIX.size + hlen > len(blob):
             blob += fh.read(_PREFIX.size + hlen - len(blob))
-    return _parse_header(blob, hlen, hsum)
+    return _parse_header(blob)
 
 
 class LocalStore:
@@ -297,6 +350,8 @@ class LocalStore:
         """``policy``: file modes and which files may be loaded (default: the current settings);
         ``trust_root``: the folder up to which a load checks that no other account can write (default: root)."""
         self.root = os.fspath(root)
+        self._root_sep = os.path.join(self.root, "")  # path_of joins by concatenation: it runs on every hit
+        self._root_is_abs = os.path.isabs(self.root)
         self.fsync = fsync
         self._policy = policy
         self.trust_root = os.path.normpath(os.path.abspath(os.fspath(trust_root if trust_root is not None else root)))
@@ -307,10 +362,13 @@ class LocalStore:
         return self._policy if self._policy is not None else trust.current_policy()
 
     def _check_trust(self, path: str, st: os.stat_result) -> None:
-        trust.check_entry(path if os.path.isabs(path) else os.path.abspath(path), st, self.trust_root, self.policy)
+        if not self._root_is_abs:  # (under an absolute root, path_of gives absolute paths)
+            path = os.path.abspath(path)
+        trust.check_entry(path, st, self.trust_root, self.policy)
 
     def path_of(self, key: str) -> str:
-        return os.path.join(self.root, key)
+        """``os.path.join(root, key)`` for a key relative to the root, as every key is."""
+        return self._root_sep + key
 
     # -- reads -------------------------------------------------------------------------------------
     def load(self, key: str) -> Entry | _Missing:

@@ -97,6 +97,29 @@ def test_round_trip_of_pandas_and_small_arrays(store):
     np.testing.assert_array_equal(value["arr"], arr)
 
 
+def test_small_array_is_writable(store):
+    """Small entries are read as bytes; one with out-of-band buffers is copied so its arrays stay writable."""
+    store.put(KEY, {"a": np.arange(1000.0)}, {})
+    loaded = store.load(KEY).value["a"]
+    assert np.array_equal(loaded, np.arange(1000.0)) and loaded.flags.writeable
+    loaded[0] = -1.0
+
+
+def test_moved_entry_is_refused(store):
+    store.put(KEY, 1, {})
+    moved = "grp/7/" + "f" * 32 + ".ptd"
+    os.replace(store.path_of(KEY), store.path_of(moved))
+    result, caught = _load_with_warnings(store, moved)
+    assert result is ENOVAL and "moved or copied" in str(caught[0].message)
+
+
+def test_header_is_parsed_on_demand_and_complete(store):
+    header = store.put(KEY, [1, 2], {"args": {"x": "1"}})
+    entry = store.load(KEY)
+    assert entry.value == [1, 2] and entry.header == header == read_header_file(store.path_of(KEY))
+    assert header["format"] == st.FORMAT_VERSION and header["file"] == os.path.basename(KEY)
+
+
 def test_large_array_round_trip_is_writable_and_read_into_one_buffer(store):
     n = 8 * 1024 * 1024  # 64 MB of float64
     arr = np.arange(n, dtype=np.float64)
