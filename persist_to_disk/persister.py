@@ -51,6 +51,16 @@ class Options:
     version: str | None = None
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a function pickled by value was caching in the process that sent it."""
+
+    project_root: str
+    source_parts: tuple[str, ...]
+    persist_path: str
+    persist_path_local: str
+
+
 @dataclass
 class Call:
     """One call, resolved: where its entry lives and what the header will say."""
@@ -138,13 +148,12 @@ class PersistedFunction:
         self._identity = self._name.encode()
         self._prefix: tuple[str, bytes] = ("", b"")  # (code version, the key prefix made from it)
         self._source_file = _source_file(func)
-        self._pinned: tuple[str, tuple[str, ...]] | None = None  # (project root, source parts) when unpickled
         # when unpickled by value: the code version where the source was readable (a worker has no
         # notebook cell source to read, so it would derive another version and miss every entry)
         self._carried_version: str | None = None
-        # (persist_path, persist_path_local) of the process that pickled this function by value:
-        # a spawn worker caches into the same tree as the notebook that sent it
-        self._pinned_roots: tuple[str, str] | None = None
+        # where the process that pickled this function by value cached it: a spawn worker caches
+        # into the same tree as the notebook that sent it
+        self._origin: Origin | None = None
         self._where: dict[Any, tuple[LocalStore, str, str]] = {}
         self.cache = CacheHandle(self)
 
@@ -319,8 +328,10 @@ class PersistedFunction:
         memo_key = (settings.generation, os.getcwd() if settings.project_path is None else None)
         found = self._where.get(memo_key)
         if found is None:
-            roots = self._pinned_roots or (str(settings.persist_path), str(settings.persist_path_local))
-            persist_root = roots[1] if self._options.local else roots[0]
+            if self._origin is not None:
+                persist_root = self._origin.persist_path_local if self._options.local else self._origin.persist_path
+            else:
+                persist_root = str(settings.persist_path_local if self._options.local else settings.persist_path)
             project_root, parts = self.location(settings)
             folder = Path(persist_root) / config.project_folder_name(project_root) / Path(*parts) / self._name
             store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
@@ -330,8 +341,8 @@ class PersistedFunction:
 
     def location(self, settings: Any = None) -> tuple[Path, tuple[str, ...]]:
         """(project root, source path parts): where in the tree this function's folder hangs."""
-        if self._pinned is not None and (settings is None or settings.project_path is None):
-            return Path(self._pinned[0]), self._pinned[1]
+        if self._origin is not None and (settings is None or settings.project_path is None):
+            return Path(self._origin.project_root), self._origin.source_parts
         settings = settings or config.settings()
         if settings.project_path is not None:
             root = settings.project_path
@@ -348,10 +359,14 @@ class PersistedFunction:
         module = sys.modules.get(getattr(self._func, "__module__", "") or "")
         if module is not None and module.__name__ != "__main__" and getattr(module, self.__qualname__, None) is self:
             return (_import_by_name, (module.__name__, self.__qualname__))
+        return (_rebuild, (_dump_function(self._func), self._options, self._current_origin(), self.code_version()))
+
+    def _current_origin(self) -> Origin:
+        if self._origin is not None:  # sent on again from a worker: keep the first sender's tree
+            return self._origin
         root, parts = self.location()
         settings = config.settings()
-        roots = self._pinned_roots or (str(settings.persist_path), str(settings.persist_path_local))
-        return (_rebuild, (_dump_function(self._func), self._options, (str(root), parts), self.code_version(), roots))
+        return Origin(str(root), tuple(parts), str(settings.persist_path), str(settings.persist_path_local))
 
     def __repr__(self) -> str:
         return f"<persisted function {self._name}>"
@@ -421,20 +436,13 @@ def _import_by_name(module: str, qualname: str) -> Any:
     return obj
 
 
-def _rebuild(
-    func: bytes | Callable,
-    options: Options,
-    pinned: tuple[str, tuple[str, ...]],
-    version: str | None = None,
-    roots: tuple[str, str] | None = None,
-) -> PersistedFunction:
+def _rebuild(func: bytes | Callable, options: Options, origin: Origin, version: str | None = None) -> PersistedFunction:
     import pickle
 
     if isinstance(func, bytes):
         func = pickle.loads(func)
     rebuilt = PersistedFunction(func, options)
-    rebuilt._pinned = (pinned[0], tuple(pinned[1]))
-    rebuilt._pinned_roots = None if roots is None else (roots[0], roots[1])
+    rebuilt._origin = origin
     if options.version is None:
         rebuilt._carried_version = version
     return rebuilt
