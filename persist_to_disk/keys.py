@@ -368,14 +368,14 @@ def _feed_pandas(h: CanonicalHasher, obj: Any) -> bool:
     if pd is None:
         return False
     if isinstance(obj, pd.DataFrame):
-        h._tag(b"V", _qualname(type(obj)).encode())
+        h._tag(b"V", _pandas_name(type(obj)).encode())
         _feed_index(h, obj.columns)
         _feed_index(h, obj.index)
         for i in range(obj.shape[1]):
             _feed_series_values(h, obj.iloc[:, i])
         return True
     if isinstance(obj, pd.Series):
-        h._tag(b"v", _qualname(type(obj)).encode())
+        h._tag(b"v", _pandas_name(type(obj)).encode())
         h.feed(obj.name)
         _feed_index(h, obj.index)
         _feed_series_values(h, obj)
@@ -384,6 +384,11 @@ def _feed_pandas(h: CanonicalHasher, obj: Any) -> bool:
         _feed_index(h, obj)
         return True
     return False
+
+
+def _pandas_name(cls: type) -> str:
+    """``pandas.Series`` whatever module pandas defines it in (pandas 3 moved them): keys survive the upgrade."""
+    return f"pandas.{cls.__name__}" if cls.__module__.startswith("pandas") else _qualname(cls)
 
 
 def _feed_index(h: CanonicalHasher, index: Any) -> None:
