@@ -193,13 +193,11 @@ class _CellRun:
         root = settings.project_path or layout.default_project_root(code.filename)
         parts = layout.source_parts(code.filename, "__main__", root)
         persist_root = settings.persist_path
-        folder = Path(persist_root) / config.project_folder_name(Path(root)) / Path(*parts) / folder_name
+        folder = layout.function_folder(persist_root, root, parts, folder_name)
         store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
         bucket = layout.bucket_of(digest, settings.hashsize)
         key = layout.entry_relpath((), bucket, digest)
-        coarse = {"call": f"{folder}//{bucket}", "func": str(folder), "global": str(persist_root)}[
-            settings.lock_granularity
-        ]
+        coarse = locks.coarse_scope(settings.lock_granularity, str(persist_root), str(folder), [], bucket)
         readable = namespace.readable_inputs(analysis.reads, self.ns, hidden)
         return _Plan(self._label(version), store, key, digest, str(persist_root), coarse, version, analysis, readable)
 

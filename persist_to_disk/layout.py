@@ -136,6 +136,13 @@ def safe_folder_name(value: Any, *, setting: str) -> str:
     return clean
 
 
+def function_folder(persist_root: str | os.PathLike, project_root: str | os.PathLike, parts: Iterable[str], name: str) -> Path:
+    """``<persist_root>/<project>-<autoid>/<parts...>/<name>``: a function's (or a cell's) folder."""
+    from ._state import config
+
+    return Path(persist_root) / config.project_folder_name(Path(project_root)) / Path(*parts) / name
+
+
 def bucket_of(digest: str, hashsize: int) -> int:
     return int(digest[:16], 16) % hashsize
 

@@ -46,6 +46,17 @@ def _held_paths() -> list[str]:
     return paths
 
 
+def coarse_scope(granularity: str, persist_root: str, folder: str, groups: list[str], bucket: int) -> str:
+    """What the lock of a granularity covers: one bucket (``call``), a function's folder, or the whole cache."""
+    if granularity == "call":
+        return f"{folder}/{'/'.join(groups)}/{bucket}"
+    if granularity == "func":
+        return folder
+    if granularity == "global":
+        return persist_root
+    raise ValueError(f"lock_granularity={granularity!r} is not one of call, func, global")
+
+
 def lock_path(persist_root: str, scope: str) -> str:
     """The lock file for a scope string; kept out of the entry tree."""
     name = xxhash.xxh3_128_hexdigest(scope.encode("utf-8"))

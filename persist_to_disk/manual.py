@@ -30,7 +30,7 @@ def _caller_folder(frame: FrameType, local: bool) -> Path:
         name = f"{type(self_obj).__name__}.{name}"
     name = name.replace(".<locals>", "")
     persist_root = settings.persist_path_local if local else settings.persist_path
-    return Path(persist_root) / config.project_folder_name(Path(root)) / Path(*parts) / name
+    return layout.function_folder(persist_root, root, parts, name)
 
 
 def _frame(stacklevel: int) -> FrameType:

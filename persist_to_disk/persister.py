@@ -301,14 +301,7 @@ class PersistedFunction:
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)
         granularity = self._options.lock_granularity or settings.lock_granularity
-        if granularity == "call":
-            coarse = f"{folder}/{'/'.join(groups)}/{bucket}"
-        elif granularity == "func":
-            coarse = folder
-        elif granularity == "global":
-            coarse = persist_root
-        else:
-            raise KeyError(granularity)
+        coarse = locks.coarse_scope(granularity, persist_root, folder, groups, bucket)
         return Call(store, key, digest, persist_root, coarse, named, version)
 
     def _group_folders(self, named: dict[str, Any]) -> list[str]:
@@ -333,7 +326,7 @@ class PersistedFunction:
             else:
                 persist_root = str(settings.persist_path_local if self._options.local else settings.persist_path)
             project_root, parts = self.location(settings)
-            folder = Path(persist_root) / config.project_folder_name(project_root) / Path(*parts) / self._name
+            folder = layout.function_folder(persist_root, project_root, parts, self._name)
             store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
             found = (store, str(persist_root), str(folder))
             self._where = {memo_key: found}
