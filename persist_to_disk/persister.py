@@ -61,7 +61,7 @@ class Origin:
     persist_path_local: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One call, resolved: where its entry lives and what the header will say."""
 
@@ -69,13 +69,21 @@ class Call:
     key: str
     digest: str
     persist_root: str
-    coarse_scope: str
     named: dict[str, Any]
     code_version: str
+    # what the lock scope is made of: worked out only on a miss (a hit takes no lock)
+    granularity: str
+    folder: str
+    groups: list[str]
+    bucket: int
 
     @property
     def path(self) -> Path:
         return Path(self.store.path_of(self.key))
+
+    @property
+    def coarse_scope(self) -> str:
+        return locks.coarse_scope(self.granularity, self.persist_root, self.folder, self.groups, self.bucket)
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:
@@ -301,8 +309,7 @@ class PersistedFunction:
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)
         granularity = self._options.lock_granularity or settings.lock_granularity
-        coarse = locks.coarse_scope(granularity, persist_root, folder, groups, bucket)
-        return Call(store, key, digest, persist_root, coarse, named, version)
+        return Call(store, key, digest, persist_root, named, version, granularity, folder, groups, bucket)
 
     def _group_folders(self, named: dict[str, Any]) -> list[str]:
         folders = []

@@ -61,6 +61,7 @@ TMP_SUFFIX = ".tmp"
 _PREFIX = struct.Struct("<4sHHII")
 _FIXED = struct.Struct("<QQ16sIH")  # payload size, pickle size, payload xxh3-128, buffer count, name length
 _SPAN = struct.Struct("<QQ")  # one out-of-band buffer's (offset, size) in the payload
+_HEAD = struct.Struct("<" + _PREFIX.format[1:] + _FIXED.format[1:])  # the prefix and the fixed block, read at once
 _HEADER_PEEK = 8192
 _TOUCH_AFTER = 60.0  # seconds: how stale "last read" (the file's mtime) may get
 _HOST = socket.gethostname().replace(".", "_")
@@ -258,24 +259,45 @@ def decode(blob: bytes | bytearray | mmap.mmap, name: str | None = None) -> Entr
 
     ``name``: the file name it was read from; an entry written under another name
     (a file moved or copied by hand) is refused before its payload is touched.
+    Every hit runs this: the prefix and the fixed block are unpacked in one step, and
+    anything unusual (short, foreign, newer format) is explained by the slow checks.
     """
-    raw = _header_region(blob)
-    size, pickle_size, checksum, layout, written_as, json_at = _parse_fixed(raw)
-    if name is not None and written_as and written_as != name.encode("utf-8"):
-        raise CorruptEntry(
-            f"it holds the entry written as {written_as.decode('utf-8', 'replace')!r}, not this one (moved or copied?)"
-        )
-    start = _PREFIX.size + len(raw)
-    start += _pad(start)
+    try:
+        magic, version, _flags, hlen, hsum, size, pickle_size, checksum, nbuf, nlen = _HEAD.unpack_from(blob)
+    except struct.error:
+        magic = b""
+    if magic != MAGIC or version != FORMAT_VERSION:
+        _header_region(blob)  # raises CorruptEntry saying what is wrong
+        raise CorruptEntry("header shorter than its fixed block")
+    region_end = _PREFIX.size + hlen
+    raw = blob[_PREFIX.size : region_end]
+    if len(raw) != hlen or xxhash.xxh32_intdigest(raw) != hsum:
+        raise CorruptEntry("header checksum mismatch")
+    at = _HEAD.size + nlen
+    spans_end = at + nbuf * _SPAN.size
+    if spans_end > region_end:
+        raise CorruptEntry("header shorter than its fixed block")
+    if name is not None and nlen:
+        written_as = blob[_HEAD.size : at]
+        if written_as != name.encode("utf-8"):
+            raise CorruptEntry(
+                f"it holds the entry written as {bytes(written_as).decode('utf-8', 'replace')!r}, "
+                "not this one (moved or copied?)"
+            )
+    start = region_end + _pad(region_end)
     if len(blob) != start + size:
         raise CorruptEntry(f"payload is {len(blob) - start} bytes, header says {size} (truncated or torn)")
-    if layout and isinstance(blob, bytes):
+    if nbuf and isinstance(blob, bytes):
         blob = bytearray(blob)  # out-of-band buffers become arrays, which must be writable
     view = memoryview(blob)[start:]
-    if xxhash.xxh3_128_hexdigest(view) != checksum:
+    if xxhash.xxh3_128_digest(view) != checksum:
         raise CorruptEntry("payload checksum mismatch")
-    value = pickle.loads(view[:pickle_size], buffers=[view[o : o + n] for o, n in layout])
-    return Entry(value, header_json=raw[json_at:])
+    if nbuf:
+        buffers = [view[o : o + n] for o, n in _SPAN.iter_unpack(blob[at:spans_end])]
+        value = pickle.loads(view[:pickle_size], buffers=buffers)
+    else:
+        value = pickle.loads(view[:pickle_size])
+    return Entry(value, header_json=bytes(blob[spans_end:region_end]))
 
 
 _SMALL_READ = 1 << 16  # entries up to this size are read with one os.read (no file object, no zeroed buffer)
@@ -384,7 +406,7 @@ class LocalStore:
             self._report(path, f"cannot be read ({exc})")
             return ENOVAL
         try:
-            entry = decode(blob, os.path.basename(path))
+            entry = decode(blob, key.rpartition("/")[2])
         except CorruptEntry as exc:
             self._report(path, str(exc))
             return ENOVAL

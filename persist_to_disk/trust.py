@@ -33,6 +33,10 @@ from typing import Any
 from .errors import UntrustedCacheError
 
 _POSIX = not sys.platform.startswith("win") and hasattr(os, "geteuid")
+# read once: the hit path's quick accept compares with it. Should the process change its euid
+# later, a stale value only sends files to the full check, which asks again (or, for root's own
+# files, accepts what the full check accepts too).
+_EUID = os.geteuid() if _POSIX else -1
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
@@ -113,11 +117,11 @@ def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None
     if policy.trust_shared or not _POSIX:
         return
     # the usual case, decided without the full check: a private cache's file, ours, writable by nobody else
-    if policy.shared_group or st.st_mode & 0o022 or st.st_uid != os.geteuid():
+    if policy.shared_group or st.st_mode & 0o022 or st.st_uid != _EUID:
         why = _why_untrusted(st, policy, is_dir=False)
         if why:
             raise UntrustedCacheError(_message(path, path, why, policy))
-    folder = os.path.dirname(path)
+    folder = path[: path.rfind("/")] or "/"  # os.path.dirname, without its generality (absolute POSIX paths)
     memo = (folder, top, policy.shared_group)
     if memo in _trusted:
         return
