@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import json.decoder
 import json.scanner
@@ -452,31 +453,33 @@ class LocalStore:
         self, key: str, value: Any, header: dict[str, Any], *, dumps: Callable[..., bytes] = pickle.dumps
     ) -> dict[str, Any]:
         """Write atomically; return the header written. Pickling errors propagate (``dumps``: see encode)."""
-        head, chunks, header = encode(value, {**header, "file": os.path.basename(key)}, dumps)
+        head, chunks, header = encode(value, {**header, "file": key.rpartition("/")[2]}, dumps)
         path = self.path_of(key)
         folder = os.path.dirname(path)
         policy = self.policy
-        trust.makedirs(folder, policy)
         self._sweep(folder)
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{_HOST}-{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        tmp = f"{folder}{os.sep}.{os.path.basename(path)}.{_temp_tag()}{TMP_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
+        for attempt in range(5):
+            try:
+                fd = os.open(tmp, flags, 0o600)
+                break
+            except (FileNotFoundError, NotADirectoryError):  # the first entry here, a delete just removed
+                # the emptied folder, or a file is in the way (makedirs then raises the error that says so)
+                if attempt == 4:
+                    raise
+                trust.makedirs(folder, policy)
         try:
-            fd = os.open(tmp, flags, 0o600)
-        except FileNotFoundError:  # a concurrent delete removed the folder once it was empty: make it again
-            trust.makedirs(folder, policy)
-            fd = os.open(tmp, flags, 0o600)
-        try:
-            with open(fd, "wb", closefd=True) as fh:
+            try:
                 trust.set_file_mode(fd, policy)
                 if _FAULT is None:
-                    fh.write(head)
-                    for chunk in chunks:
-                        fh.write(chunk)
+                    _write_all(fd, [head, *chunks])
                 else:
-                    _write_with_faults(fh, tmp, [head, *chunks])
+                    _write_with_faults(fd, tmp, [head, *chunks])
                 if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             if _FAULT is not None:
                 _fault("written", tmp)
             os.replace(tmp, path)
@@ -630,7 +633,7 @@ def _fault(point: str, tmp: str) -> None:
         os._exit(75)
 
 
-def _write_with_faults(fh: Any, tmp: str, parts: list[Any]) -> None:
+def _write_with_faults(fd: int, tmp: str, parts: list[Any]) -> None:
     """Test-only: put()'s writes, with the fault points ``opened`` and ``middle``."""
     _fault("opened", tmp)
     views = [memoryview(part).cast("B") for part in parts]
@@ -638,13 +641,41 @@ def _write_with_faults(fh: Any, tmp: str, parts: list[Any]) -> None:
     for view in views:
         if done <= half < done + len(view):
             cut = half - done
-            fh.write(view[:cut])
-            fh.flush()
+            _write_all(fd, [view[:cut]])
             _fault("middle", tmp)
-            fh.write(view[cut:])
+            _write_all(fd, [view[cut:]])
         else:
-            fh.write(view)
+            _write_all(fd, [view])
         done += len(view)
+
+
+def _write_all(fd: int, parts: list[Any]) -> None:
+    """Write every byte of parts: one ``writev`` in the usual case, then ``os.write`` for any rest."""
+    views = [memoryview(part).cast("B") for part in parts]
+    done = os.writev(fd, views) if hasattr(os, "writev") and len(views) <= 512 else 0
+    for view in views:
+        if done >= len(view):
+            done -= len(view)
+            continue
+        view = view[done:]
+        done = 0
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+_tag_state: list[Any] = []  # [pid, a counter starting at a random 32-bit value], made again in a forked child
+
+
+def _temp_tag() -> str:
+    """``<host>-<pid>-<8 hex>`` for a temp file name: unique without a getpid or getrandom call per write."""
+    if not _tag_state:
+        _tag_state[:] = [os.getpid(), itertools.count(int.from_bytes(os.urandom(4), "little"))]
+    pid, counter = _tag_state
+    return f"{_HOST}-{pid}-{next(counter) & 0xFFFFFFFF:08x}"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_tag_state.clear)
 
 
 def _fsync_dir(folder: str) -> None:
