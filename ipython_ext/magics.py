@@ -32,7 +32,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class, output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from persist_to_disk import keys, layout, locks
+from persist_to_disk import keys, layout, locks, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from persist_to_disk.store import ENOVAL, Entry, LocalStore
@@ -159,20 +159,30 @@ class _CellRun:
                     f"%%persist {plan.label}: nothing cached for this code and these inputs (--readonly); "
                     f"expected at {plan.path}"
                 )
-        with contextlib.ExitStack() as stack:
-            try:
-                held = stack.enter_context(
-                    locks.compute_lock(plan.persist_root, plan.coarse_scope, f"{plan.store.root}/{plan.key}")
-                )
-            except OSError as exc:
-                self._warn(f"%%persist {plan.label}: cannot lock in {plan.persist_root} ({exc}); "
-                           "the cell runs without the cache", code.filename)
-                return code.execute()
-            if self.switch is not RECACHE:
-                entry = self._load(plan)
-                if entry is not ENOVAL:  # another kernel ran it while we waited
-                    return self._restore(plan, entry)  # type: ignore[arg-type]
-            return self._compute(plan, code, held)
+
+        def recheck() -> Any:
+            __tracebackhide__ = True
+            entry = self._load(plan)  # another kernel may have run it while we waited
+            return entry if entry is ENOVAL else self._restore(plan, entry)
+
+        def compute() -> tuple[Any, bool]:
+            __tracebackhide__ = True
+            return self._compute(plan, code)
+
+        def unlocked(exc: OSError) -> Any:
+            __tracebackhide__ = True
+            self._warn(f"%%persist {plan.label}: cannot lock in {plan.persist_root} ({exc}); "
+                       "the cell runs without the cache", code.filename)
+            return code.execute()
+
+        return miss.compute_once(
+            plan.persist_root,
+            plan.coarse_scope,
+            f"{plan.store.root}/{plan.key}",
+            recheck=None if self.switch is RECACHE else recheck,
+            compute=compute,
+            unlocked=unlocked,
+        )
 
     # -- where -------------------------------------------------------------------------------------------
     def _label(self, code_version: str | None) -> str:
@@ -222,7 +232,8 @@ class _CellRun:
         return payload["result"] if payload.get("has_result") else None
 
     # -- miss --------------------------------------------------------------------------------------------
-    def _compute(self, plan: _Plan, code: _CellCode, held: locks.Held) -> Any:
+    def _compute(self, plan: _Plan, code: _CellCode) -> tuple[Any, bool]:
+        """Run the cell, recording its output; (its result, whether the run was stored)."""
         __tracebackhide__ = True
         with OutputRecorder(self.shell) as recorder:
             start = time.perf_counter()
@@ -230,9 +241,7 @@ class _CellRun:
             seconds = time.perf_counter() - start
         names = {n: self.ns[n] for n in plan.analysis.assigns if n in self.ns}
         deleted = sorted(n for n in plan.analysis.deletes if n not in self.ns)
-        if self._store(plan, code, names, deleted, result, recorder.items, seconds):
-            held.mark_stored()
-        return result
+        return result, self._store(plan, code, names, deleted, result, recorder.items, seconds)
 
     def _store(self, plan: _Plan, code: _CellCode, names: dict[str, Any], deleted: list[str], result: Any,
                outputs: list[tuple], seconds: float) -> bool:

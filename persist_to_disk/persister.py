@@ -9,7 +9,6 @@ One straight line per call::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import identity, keys, layout, locks
+from . import identity, keys, layout, locks, miss
 from ._state import config
 from .errors import CacheWarning, NotCachedError
 from .readable import readable_arguments
@@ -222,23 +221,27 @@ class PersistedFunction:
         return ENOVAL
 
     def _compute(self, call: Call, switch: Switch, run: Callable[[], Any]) -> Any:
-        with contextlib.ExitStack() as stack:
-            try:
-                held = stack.enter_context(
-                    locks.compute_lock(call.persist_root, call.coarse_scope, f"{call.store.root}/{call.key}")
-                )
-            except OSError as exc:  # a read-only or vanished cache folder: still give the user a result
-                _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
-                return run()
-            if switch is not RECACHE:
-                entry = call.store.load(call.key)
-                if entry is not ENOVAL:  # another process computed it while we waited
-                    return entry.value  # type: ignore[union-attr]
+        def recheck() -> Any:
+            entry = call.store.load(call.key)
+            return entry if entry is ENOVAL else entry.value  # type: ignore[union-attr]
+
+        def compute() -> tuple[Any, bool]:
             start = time.perf_counter()
             value = run()
-            if self._store(call, value, time.perf_counter() - start):
-                held.mark_stored()
-            return value
+            return value, self._store(call, value, time.perf_counter() - start)
+
+        def unlocked(exc: OSError) -> Any:
+            _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
+            return run()
+
+        return miss.compute_once(
+            call.persist_root,
+            call.coarse_scope,
+            f"{call.store.root}/{call.key}",
+            recheck=None if switch is RECACHE else recheck,
+            compute=compute,
+            unlocked=unlocked,
+        )
 
     def _store(self, call: Call, value: Any, seconds: float) -> bool:
         header = {

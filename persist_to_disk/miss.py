@@ -1,0 +1,48 @@
+"""The miss protocol, one for the decorator and the cell magic.
+
+lock -> look again -> compute -> store -> unlock. Looking again under the lock is
+what makes a miss compute once: whoever waited for the lock finds what the holder
+stored and returns it. An entry stored lets its digest lock go (``Held.mark_stored``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from . import locks
+from .store import ENOVAL
+
+
+def compute_once(
+    persist_root: str,
+    coarse_scope: str,
+    digest_scope: str,
+    *,
+    recheck: Callable[[], Any] | None,
+    compute: Callable[[], tuple[Any, bool]],
+    unlocked: Callable[[OSError], Any],
+) -> Any:
+    """Run a miss under its locks and return its value.
+
+    ``recheck``: the lookup to repeat once the locks are held (ENOVAL: still missing;
+    None: do not look, the caller recomputes on purpose). ``compute``: runs the work,
+    stores it, returns (value, whether it was stored). ``unlocked``: what to do when the
+    locks cannot be taken at all (a read-only or vanished cache folder): the user still
+    gets a result, without the cache.
+    """
+    __tracebackhide__ = True  # IPython: an error in a cell shows as if run without the magic
+    with contextlib.ExitStack() as stack:
+        try:
+            held = stack.enter_context(locks.compute_lock(persist_root, coarse_scope, digest_scope))
+        except OSError as exc:
+            return unlocked(exc)
+        if recheck is not None:
+            found = recheck()
+            if found is not ENOVAL:  # another process computed it while we waited
+                return found
+        value, stored = compute()
+        if stored:
+            held.mark_stored()
+        return value
