@@ -122,7 +122,8 @@ def table(res: dict) -> str:
     lines = [
         f"Measured {res.get('date')} on {m.get('cpus')} cores ({m.get('cpu', '?')}), {m.get('memory_gb', '?')} GB, "
         f"Python {m.get('python')}; one run of `bash bench/run.sh` ({res.get('wall_s', '?')} s), page cache warm; "
-        f"a, b and c hits: median of {_get(res, 'params', 'rounds', default=1)} interleaved rounds; "
+        f"a and b: median of {_get(res, 'params', 'rounds', default=1)} interleaved rounds, c hits of "
+        f"{_get(res, 'params', 'c_rounds', default=_get(res, 'params', 'rounds', default=1))}; "
         f"creating a file took {m.get('file_create_us_start', '?')} µs at the start and "
         f"{m.get('file_create_us_end', '?')} µs at the end (median; misses of file-per-entry caches pay it).",
         "",

@@ -37,7 +37,8 @@ SCENARIOS = list("abcdefgh")
 # sizes and repeats (stated in the README and the JSON)
 P = {
     "a_n": 2000,
-    "rounds": 3,  # a, b and the c hits run this many times, the peers interleaved: a busy moment hits one round
+    "rounds": 3,  # a and b run this many times, the peers interleaved: a busy moment hits one round
+    "c_rounds": 5,  # the c hits (one fill per peer, then this many hit processes, interleaved)
     "c_n": 20000,
     "c_hits": 2000,
     "c_budget_s": 45.0,  # a peer that cannot fill 20,000 entries in this time reports how many it filled
@@ -182,11 +183,11 @@ def scen_c(peer: str, root: Path, state: dict, round_: int) -> dict:
 
 
 def run_rounds(g: str, peers: list[str], root: Path) -> dict[str, list[dict]]:
-    """Scenario group ab or c, P["rounds"] times, each round in its own shuffled peer order."""
+    """Scenario group ab (P["rounds"] times) or c (P["c_rounds"]), each round in its own shuffled peer order."""
     per: dict[str, list[dict]] = {p: [] for p in peers}
     state: dict = {}
     try:
-        for r in range(P["rounds"]):
+        for r in range(P["rounds"] if g == "ab" else P["c_rounds"]):
             order = peers[:]
             random.Random(f"{g}{r}").shuffle(order)  # no peer always goes first
             for peer in order:

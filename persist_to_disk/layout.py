@@ -148,4 +148,6 @@ def bucket_of(digest: str, hashsize: int) -> int:
 
 
 def entry_relpath(groups: Iterable[str], bucket: int, digest: str) -> str:
+    if not groups:  # the usual case, on every hit
+        return f"{bucket}/{digest}{ENTRY_SUFFIX}"
     return "/".join((*groups, str(bucket), digest + ENTRY_SUFFIX))
