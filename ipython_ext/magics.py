@@ -122,7 +122,7 @@ class _Plan:
     key: str
     digest: str
     persist_root: str
-    coarse_scope: str
+    coarse_scope: str | None
     code_version: str
     analysis: cells.CellNames
     readable: dict[str, str] = field(default_factory=dict)
@@ -207,7 +207,7 @@ class _CellRun:
         store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
         bucket = layout.bucket_of(digest, settings.hashsize)
         key = layout.entry_relpath((), bucket, digest)
-        coarse = locks.coarse_scope(settings.lock_granularity, str(persist_root), str(folder), [], bucket)
+        coarse = locks.coarse_scope(settings.lock_granularity, str(persist_root), str(folder))
         readable = namespace.readable_inputs(analysis.reads, self.ns, hidden)
         return _Plan(self._label(version), store, key, digest, str(persist_root), coarse, version, analysis, readable)
 

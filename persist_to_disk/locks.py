@@ -1,9 +1,11 @@
 """Compute-once locking across processes, without deadlocks between nested calls.
 
-A miss takes, in this order, the lock of the chosen granularity (``call``: the
-entry's bucket, ``func``: the function, ``global``: the whole cache) and then
-the lock of the entry's own digest; it re-checks the store and computes only if
-the entry is still missing. Others wait, then read what the first one wrote.
+A miss takes the lock of the entry's own digest, after (for ``func`` and
+``global`` granularity) the lock of its function or of the whole cache; it
+re-checks the store and computes only if the entry is still missing. Others
+wait, then read what the first one wrote. (The seed's ``call`` locked a bucket
+because a bucket was one shared file; an entry is its own file now, so ``call``
+locks just the key, and two keys that share a bucket no longer wait for each other.)
 
 A call made while this thread already computes another persisted call (a nested
 call) takes only the digest lock. Any wait-while-holding is then on digest locks
@@ -14,8 +16,8 @@ calls never deadlock, at any granularity, across processes.
 Every lock is one the kernel drops when its holder dies, so nobody waits for ever
 on a dead holder:
 
-- a granularity lock is an ``flock`` on a lock file of its scope (a bucket, a
-  function, the cache), made once and kept;
+- a granularity lock is an ``flock`` on a lock file of its scope (a function,
+  the cache), made once and kept;
 - a digest lock is, on Linux, an open-file-description lock (``F_OFD_SETLKW``) on
   one byte of a single file, ``.locks/digests.lock``, at an offset derived from the
   digest. A miss then creates and deletes no lock file: creating and unlinking one
@@ -26,13 +28,15 @@ on a dead holder:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import errno
 import os
 import struct
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import xxhash
@@ -48,20 +52,16 @@ from . import trust
 LOCK_DIR = ".locks"
 DIGEST_LOCK_FILE = "digests.lock"  # the byte-range lock file; never deleted by clear_locks
 
-_held = threading.local()
+# the locks this thread (or asyncio task) holds for computations in progress; a tuple, never mutated:
+# tasks that a computing coroutine starts inherit it, so their persisted calls count as nested
+_held: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("persist_to_disk_held_locks", default=())
 
 
-def _held_paths() -> list[str]:
-    paths = getattr(_held, "paths", None)
-    if paths is None:
-        paths = _held.paths = []
-    return paths
-
-
-def coarse_scope(granularity: str, persist_root: str, folder: str, groups: list[str], bucket: int) -> str:
-    """What the lock of a granularity covers: one bucket (``call``), a function's folder, or the whole cache."""
+def coarse_scope(granularity: str, persist_root: str, folder: str) -> str | None:
+    """What a miss locks besides its own key: nothing more (``call``), its function (``func``), or the
+    whole cache (``global``): how much other work waits while one call computes."""
     if granularity == "call":
-        return f"{folder}/{'/'.join(groups)}/{bucket}"
+        return None
     if granularity == "func":
         return folder
     if granularity == "global":
@@ -137,23 +137,47 @@ class _KernelLock:
     def _unlock(self, fd: int) -> None:
         raise NotImplementedError
 
+    def _attempt(self, blocking: bool) -> bool | None:
+        """One try: True (held), False (busy) or None (taken on a file unlinked meanwhile: try again now)."""
+        fd = _open_lock_file(self.path, self.mode)
+        try:
+            if not self._lock(fd, blocking):
+                os.close(fd)
+                return False
+            if os.fstat(fd).st_nlink == 0:
+                os.close(fd)  # its previous holder removed it: the lock goes with the descriptor
+                return None
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return True
+
     def __enter__(self) -> _KernelLock:
         deadline = None if self.timeout is None or self.timeout < 0 else time.monotonic() + self.timeout
         while True:
-            fd = _open_lock_file(self.path, self.mode)
-            try:
-                locked = self._lock(fd, deadline is None)
-                if locked and os.fstat(fd).st_nlink > 0:
-                    self.fd = fd
-                    return self
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)  # busy, or its previous holder removed it: try the file now at the path
-            if not locked:
+            got = self._attempt(deadline is None)
+            if got:
+                return self
+            if got is False:
                 if time.monotonic() >= deadline:  # type: ignore[operator]
                     raise Timeout(self.path)
                 time.sleep(0.01)
+
+    async def acquire_async(self) -> _KernelLock:
+        """Wait without blocking the event loop: non-blocking tries, sleeping 1 ms doubling to 50 ms between.
+
+        Polling rather than a blocking wait in a worker thread: a cancelled task then holds
+        nothing, where a thread would go on to take a lock nobody releases.
+        """
+        pause = 0.001
+        while True:
+            got = self._attempt(False)
+            if got:
+                return self
+            if got is False:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     def __exit__(self, *exc: Any) -> None:
         fd, self.fd = self.fd, -1
@@ -216,54 +240,94 @@ def _file_lock(path: str, timeout: float, policy: trust.Policy) -> Any:
     return FileLock(path, timeout=timeout, thread_local=False, mode=policy.file_mode)
 
 
-@contextlib.contextmanager
-def _hold(name: str, lock: Any, remove: str | None = None, state: Held | None = None) -> Iterator[None]:
-    """Hold ``lock`` unless this thread holds ``name`` already (recursion on the same key).
+@dataclass
+class _Step:
+    """One lock of a miss: its name (to spot re-entry), the lock, and a per-digest lock file to
+    delete on release once the entry is stored."""
 
-    ``remove``: a per-digest lock file, deleted on release once ``state`` says the entry is stored.
-    """
-    held = _held_paths()
-    if name in held:
-        yield
-        return
-    with lock:
-        held.append(name)
-        try:
-            yield
-        finally:
-            held.remove(name)
-            if remove is not None and state is not None and state.stored:
-                with contextlib.suppress(OSError):
-                    os.unlink(remove)
+    name: str
+    lock: Any
+    remove: str | None = None
 
 
-def _digest_hold(persist_root: str, digest_scope: str, timeout: float, policy: trust.Policy, state: Held) -> Any:
+def _digest_step(persist_root: str, digest_scope: str, timeout: float, policy: trust.Policy) -> _Step:
     if _OFD and FileLock is _FILELOCK:
         path = os.path.join(persist_root, LOCK_DIR, DIGEST_LOCK_FILE)
         offset = xxhash.xxh3_64_intdigest(digest_scope.encode("utf-8")) >> 2  # < 2**62: fits off_t with its length
-        return _hold(f"{path}#{offset}", _ByteLock(path, offset, timeout, policy.file_mode))
+        return _Step(f"{path}#{offset}", _ByteLock(path, offset, timeout, policy.file_mode))
     path = lock_path(persist_root, digest_scope)
-    return _hold(path, _file_lock(path, timeout, policy), remove=path, state=state)
+    return _Step(path, _file_lock(path, timeout, policy), remove=path)
+
+
+def _steps(persist_root: str, coarse_scope: str | None, digest_scope: str, timeout: float) -> list[_Step]:
+    """The granularity lock (if any), then the digest lock; only the digest lock for a nested call."""
+    policy = trust.current_policy()
+    held = _held.get()
+    steps = [_digest_step(persist_root, digest_scope, timeout, policy)]
+    if coarse_scope is not None and not held:
+        coarse_path = lock_path(persist_root, coarse_scope)
+        steps.insert(0, _Step(coarse_path, _file_lock(coarse_path, timeout, policy)))
+    return [step for step in steps if step.name not in held]  # re-entered by a recursion on the same key
+
+
+def _release(steps: list[_Step], state: Held) -> None:
+    for step in reversed(steps):
+        try:
+            if step.remove is not None and state.stored:
+                with contextlib.suppress(OSError):
+                    os.unlink(step.remove)  # while still held: a waiter then retries at the path and re-checks
+        finally:
+            step.lock.__exit__(None, None, None)
 
 
 def is_nested() -> bool:
-    """Whether this thread is already inside a persisted computation."""
-    return bool(_held_paths())
+    """Whether this thread (or asyncio task) is already inside a persisted computation."""
+    return bool(_held.get())
 
 
 @contextlib.contextmanager
-def compute_lock(persist_root: str, coarse_scope: str, digest_scope: str, timeout: float = -1) -> Iterator[Held]:
+def compute_lock(
+    persist_root: str, coarse_scope: str | None, digest_scope: str, timeout: float = -1
+) -> Iterator[Held]:
     """Hold the locks a miss needs; ``timeout=-1`` waits as long as the holder computes."""
-    policy = trust.current_policy()
+    steps = _steps(persist_root, coarse_scope, digest_scope, timeout)
     state = Held()
-    digest = _digest_hold(persist_root, digest_scope, timeout, policy, state)
-    if is_nested():
-        with digest:
+    taken: list[_Step] = []
+    try:
+        for step in steps:
+            step.lock.__enter__()
+            taken.append(step)
+        token = _held.set(_held.get() + tuple(step.name for step in steps))
+        try:
             yield state
-        return
-    coarse_path = lock_path(persist_root, coarse_scope)
-    with _hold(coarse_path, _file_lock(coarse_path, timeout, policy)), digest:
-        yield state
+        finally:
+            _held.reset(token)
+    finally:
+        _release(taken, state)
+
+
+@contextlib.asynccontextmanager
+async def compute_lock_async(persist_root: str, coarse_scope: str | None, digest_scope: str) -> AsyncIterator[Held]:
+    """``compute_lock`` for a coroutine: waits without blocking the event loop (other tasks run,
+    including the one holding the lock in this process), and a cancelled wait holds nothing."""
+    steps = _steps(persist_root, coarse_scope, digest_scope, -1)
+    state = Held()
+    taken: list[_Step] = []
+    try:
+        for step in steps:
+            acquire = getattr(step.lock, "acquire_async", None)
+            if acquire is not None:
+                await acquire()
+            else:  # filelock's lock (no fcntl) or a test's stand-in: its own blocking wait
+                step.lock.__enter__()
+            taken.append(step)
+        token = _held.set(_held.get() + tuple(step.name for step in steps))
+        try:
+            yield state
+        finally:
+            _held.reset(token)
+    finally:
+        _release(taken, state)
 
 
 def clear_locks(persist_root: str, clear: bool = False) -> list[str]:

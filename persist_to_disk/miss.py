@@ -8,7 +8,7 @@ stored and returns it. An entry stored lets its digest lock go (``Held.mark_stor
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import locks
@@ -17,7 +17,7 @@ from .store import ENOVAL
 
 def compute_once(
     persist_root: str,
-    coarse_scope: str,
+    coarse_scope: str | None,
     digest_scope: str,
     *,
     recheck: Callable[[], Any] | None,
@@ -43,6 +43,32 @@ def compute_once(
             if found is not ENOVAL:  # another process computed it while we waited
                 return found
         value, stored = compute()
+        if stored:
+            held.mark_stored()
+        return value
+
+
+async def compute_once_async(
+    persist_root: str,
+    coarse_scope: str | None,
+    digest_scope: str,
+    *,
+    recheck: Callable[[], Any] | None,
+    compute: Callable[[], Awaitable[tuple[Any, bool]]],
+    unlocked: Callable[[OSError], Awaitable[Any]],
+) -> Any:
+    """``compute_once`` for ``async def`` functions: the same protocol, waiting for the locks
+    without blocking the event loop."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            held = await stack.enter_async_context(locks.compute_lock_async(persist_root, coarse_scope, digest_scope))
+        except OSError as exc:
+            return await unlocked(exc)
+        if recheck is not None:
+            found = recheck()
+            if found is not ENOVAL:
+                return found
+        value, stored = await compute()
         if stored:
             held.mark_stored()
         return value

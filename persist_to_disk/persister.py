@@ -70,19 +70,16 @@ class Call:
     persist_root: str
     named: dict[str, Any]
     code_version: str
-    # what the lock scope is made of: worked out only on a miss (a hit takes no lock)
-    granularity: str
+    granularity: str  # the lock scope, worked out only on a miss (a hit takes no lock)
     folder: str
-    groups: list[str]
-    bucket: int
 
     @property
     def path(self) -> Path:
         return Path(self.store.path_of(self.key))
 
     @property
-    def coarse_scope(self) -> str:
-        return locks.coarse_scope(self.granularity, self.persist_root, self.folder, self.groups, self.bucket)
+    def coarse_scope(self) -> str | None:
+        return locks.coarse_scope(self.granularity, self.persist_root, self.folder)
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:
@@ -186,10 +183,24 @@ class PersistedFunction:
             value = self._lookup(call, switch)
             if value is not ENOVAL:
                 return value
-        start = time.perf_counter()
-        value = await self._func(*args, **kwargs)
-        self._store(call, value, time.perf_counter() - start)
-        return value
+
+        async def compute() -> tuple[Any, bool]:
+            start = time.perf_counter()
+            value = await self._func(*args, **kwargs)
+            return value, self._store(call, value, time.perf_counter() - start)
+
+        async def unlocked(exc: OSError) -> Any:
+            _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
+            return await self._func(*args, **kwargs)
+
+        return await miss.compute_once_async(
+            call.persist_root,
+            call.coarse_scope,
+            f"{call.store.root}/{call.key}",
+            recheck=None if switch is RECACHE else lambda: self._recheck(call),
+            compute=compute,
+            unlocked=unlocked,
+        )
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         """Methods: bind like a function, so ``self`` is an argument of the key."""
@@ -220,11 +231,12 @@ class PersistedFunction:
             )
         return ENOVAL
 
-    def _compute(self, call: Call, switch: Switch, run: Callable[[], Any]) -> Any:
-        def recheck() -> Any:
-            entry = call.store.load(call.key)
-            return entry if entry is ENOVAL else entry.value  # type: ignore[union-attr]
+    @staticmethod
+    def _recheck(call: Call) -> Any:
+        entry = call.store.load(call.key)
+        return entry if entry is ENOVAL else entry.value  # type: ignore[union-attr]
 
+    def _compute(self, call: Call, switch: Switch, run: Callable[[], Any]) -> Any:
         def compute() -> tuple[Any, bool]:
             start = time.perf_counter()
             value = run()
@@ -238,7 +250,7 @@ class PersistedFunction:
             call.persist_root,
             call.coarse_scope,
             f"{call.store.root}/{call.key}",
-            recheck=None if switch is RECACHE else recheck,
+            recheck=None if switch is RECACHE else lambda: self._recheck(call),
             compute=compute,
             unlocked=unlocked,
         )
@@ -312,7 +324,7 @@ class PersistedFunction:
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)
         granularity = self._options.lock_granularity or settings.lock_granularity
-        return Call(store, key, digest, persist_root, named, version, granularity, folder, groups, bucket)
+        return Call(store, key, digest, persist_root, named, version, granularity, folder)
 
     def _group_folders(self, named: dict[str, Any]) -> list[str]:
         folders = []

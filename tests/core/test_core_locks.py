@@ -1,4 +1,5 @@
-"""The locks of a miss: compute-once between threads, what they leave on disk, what clear_locks may delete.
+"""The locks of a miss: compute-once between threads, tasks and processes, what they leave on disk,
+what clear_locks may delete.
 
 Linux takes a miss's digest lock as a byte lock on one shared file; other POSIX
 systems use a lock file per digest, deleted once the entry is stored. Both kinds
@@ -8,7 +9,10 @@ unseen on the machines that test. Across processes: tests/core/test_core_process
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -71,7 +75,7 @@ def test_a_digest_lock_alone_excludes_the_other_threads(tmp_path, lock_kind):
 
     def hold():
         barrier.wait()
-        with locks._digest_hold(str(tmp_path), "one digest", -1, trust.current_policy(), locks.Held()):
+        with locks._digest_step(str(tmp_path), "one digest", -1, trust.current_policy()).lock:
             inside[0] += 1
             worst[0] = max(worst[0], inside[0])
             time.sleep(0.02)
@@ -128,3 +132,151 @@ def test_clear_locks_never_deletes_the_byte_lock_file_even_while_a_miss_holds_it
         release.set()
         worker.join(30)
     assert held(1) == 1
+
+
+# -- async def functions --------------------------------------------------------------------------------
+def test_async_calls_of_one_key_compute_once_while_the_event_loop_keeps_running(tmp_path):
+    ptd.config.set_persist_path(tmp_path / "cache")
+    runs = []
+
+    @ptd.persistf()
+    async def fetch(x):
+        runs.append(x)
+        await asyncio.sleep(0.2)
+        return {"x": x}
+
+    async def main():
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        tick_task = asyncio.create_task(ticker())
+        results = await asyncio.wait_for(asyncio.gather(*(fetch(3) for _ in range(6))), 30)
+        done.set()
+        await tick_task
+        return results, ticks
+
+    results, ticks = asyncio.run(main())
+    assert results == [{"x": 3}] * 6
+    assert runs == [3], "waiting tasks computed the key again"
+    assert ticks >= 5, f"the event loop ran only {ticks} ticks in 0.2 s: a lock wait blocked it"
+
+
+def test_a_cancelled_async_waiter_leaves_no_lock_behind(tmp_path):
+    ptd.config.set_persist_path(tmp_path / "cache")
+
+    async def main():
+        release = asyncio.Event()
+
+        @ptd.persistf()
+        async def slow(x):
+            await release.wait()
+            return x
+
+        holder = asyncio.create_task(slow(1))
+        await asyncio.sleep(0.05)
+        waiter = asyncio.create_task(slow(1))  # waits for the holder's locks
+        await asyncio.sleep(0.1)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        release.set()
+        assert await asyncio.wait_for(holder, 10) == 1
+        # nothing is left locked: the same key hits and another key computes, at once
+        assert await asyncio.wait_for(slow(1), 5) == 1
+        assert await asyncio.wait_for(slow(2), 5) == 2
+
+    asyncio.run(main())
+
+
+def test_async_fan_out_inside_a_computation_does_not_deadlock_at_any_granularity(tmp_path):
+    """Tasks started by a computing coroutine count as nested calls (they take only digest locks):
+    otherwise, with lock_granularity='global', they would wait for their parent's lock for ever."""
+    ptd.config.set_persist_path(tmp_path / "cache")
+
+    @ptd.persistf(lock_granularity="global")
+    async def part(i):
+        await asyncio.sleep(0.01)
+        return i * i
+
+    @ptd.persistf(lock_granularity="global")
+    async def whole(n):
+        return sum(await asyncio.gather(*(part(i) for i in range(n))))
+
+    assert asyncio.run(asyncio.wait_for(whole(4), 20)) == 14
+    assert asyncio.run(asyncio.wait_for(whole(4), 20)) == 14
+
+
+ASYNC_SCRIPT = """
+import asyncio, os, sys, time
+import persist_to_disk as ptd
+
+ptd.config.set_persist_path(sys.argv[1])
+
+
+@ptd.persistf()
+async def slow_square(x):
+    with open(os.environ["PTD_COUNTER"], "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    await asyncio.sleep(0.3)
+    return x * x
+
+
+start_at = float(sys.argv[2])
+time.sleep(max(0.0, start_at - time.time()))
+print(asyncio.run(slow_square(9)))
+"""
+
+
+def test_async_calls_in_several_processes_compute_a_key_once(tmp_path):
+    script = tmp_path / "async_worker.py"
+    script.write_text(ASYNC_SCRIPT)
+    counter = tmp_path / "counter.txt"
+    env = dict(os.environ, PTD_COUNTER=str(counter))
+    start_at = time.time() + 2.0  # every process imported and waiting before the first call
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "cache"), str(start_at)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(4)
+    ]
+    outs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            outs.append(out.strip())
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert outs == ["81"] * 4
+    assert len(counter.read_text().splitlines()) == 1, "the key was computed in more than one process"
+
+
+def test_a_thread_pool_inside_a_computation_calling_the_same_function_does_not_deadlock(tmp_path):
+    """Pool threads are not nested calls (they start with no locks held). With the default
+    granularity a miss locks only its own key, so they never wait for their parent, even when
+    every key shares one bucket (hashsize=1; the seed's bucket lock would hang here)."""
+    ptd.config.set_persist_path(tmp_path / "cache")
+    from concurrent.futures import ThreadPoolExecutor
+
+    @ptd.persistf(hashsize=1)
+    def tree(depth):
+        if depth == 0:
+            return 1
+        with ThreadPoolExecutor(2) as pool:
+            return sum(pool.map(tree, [depth - 1, depth - 1]))
+
+    result = []
+    runner = threading.Thread(target=lambda: result.append(tree(3)), daemon=True)
+    runner.start()
+    runner.join(30)
+    assert not runner.is_alive(), "the pool threads wait for their parent's lock for ever"
+    assert result == [8]
