@@ -7,8 +7,8 @@ wait, then read what the first one wrote. (The seed's ``call`` locked a bucket
 because a bucket was one shared file; an entry is its own file now, so ``call``
 locks just the key, and two keys that share a bucket no longer wait for each other.)
 
-A call made while this thread already computes another persisted call (a nested
-call) takes only the digest lock. Any wait-while-holding is then on digest locks
+A call made while this thread (or asyncio task) already computes another persisted
+call (a nested call) takes only the digest lock. Any wait-while-holding is then on digest locks
 only, and a cycle of those would need a call to (indirectly) call itself with the
 same arguments, which is an infinite recursion anyway. So nested persisted
 calls never deadlock, at any granularity, across processes.
