@@ -136,7 +136,9 @@ def safe_folder_name(value: Any, *, setting: str) -> str:
     return clean
 
 
-def function_folder(persist_root: str | os.PathLike, project_root: str | os.PathLike, parts: Iterable[str], name: str) -> Path:
+def function_folder(
+    persist_root: str | os.PathLike, project_root: str | os.PathLike, parts: Iterable[str], name: str
+) -> Path:
     """``<persist_root>/<project>-<autoid>/<parts...>/<name>``: a function's (or a cell's) folder."""
     from ._state import config
 

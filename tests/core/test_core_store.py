@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xxhash
 
 import persist_to_disk as ptd
 from persist_to_disk import store as st
@@ -393,3 +394,23 @@ def test_iter_entries_skips_temp_files_and_reports_corrupt_entries(store):
 
 def test_iter_entries_of_a_missing_folder_is_empty(tmp_path):
     assert list(LocalStore(tmp_path / "nothing-here").iter_entries()) == []
+
+
+@pytest.mark.parametrize("size", [st._HASH_ALONGSIDE_MIN - 1024, st._HASH_ALONGSIDE_MIN + 1024])
+def test_a_payload_hashed_while_written_is_as_checked_as_one_hashed_first(store, size):
+    """Payloads from _HASH_ALONGSIDE_MIN are written while a thread hashes them, the head last:
+    the file must be the same format, round-trip, and a flipped payload byte must still be caught."""
+    value = {"array": np.arange(size // 8, dtype=np.float64), "label": "x"}
+    header = store.put(KEY, value, {"args": {"n": str(size)}})
+    path = Path(store.path_of(KEY))
+    blob = path.read_bytes()
+    start = len(blob) - header["payload_size"]
+    assert xxhash.xxh3_128_hexdigest(blob[start:]) == header["checksum"] == read_header_file(path)["checksum"]
+    loaded = store.load(KEY)
+    assert loaded is not ENOVAL
+    np.testing.assert_array_equal(loaded.value["array"], value["array"])
+    damaged = bytearray(blob)
+    damaged[start + header["payload_size"] // 2] ^= 0x10
+    path.write_bytes(bytes(damaged))
+    result, caught = _load_with_warnings(store, KEY)
+    assert result is ENOVAL and "checksum mismatch" in str(caught[0].message)
