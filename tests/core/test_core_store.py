@@ -24,6 +24,7 @@ import xxhash
 import persist_to_disk as ptd
 from persist_to_disk import store as st
 from persist_to_disk.store import ENOVAL, LocalStore, read_header_file
+from tests.unpickle_spy import UNPICKLED, Spy
 
 KEY = "grp/7/0123456789abcdef0123456789abcdef.ptd"
 
@@ -42,23 +43,6 @@ def _load_with_warnings(store: LocalStore, key: str):
         warnings.simplefilter("always")
         result = store.load(key)
     return result, [w for w in caught if issubclass(w.category, ptd.CacheWarning)]
-
-
-# Unpickling one of these records it: proves a value was (or was not) loaded.
-UNPICKLED: list[str] = []
-
-
-def _record_unpickle(tag: str) -> "Spy":
-    UNPICKLED.append(tag)
-    return Spy(tag)
-
-
-class Spy:
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-
-    def __reduce__(self):
-        return (_record_unpickle, (self.tag,))
 
 
 # -- round trips -----------------------------------------------------------------------------------

@@ -20,30 +20,11 @@ import pytest
 
 import persist_to_disk as ptd
 from persist_to_disk import store as st
-
-UNPICKLED: list[str] = []
-
-
-def _record(tag: str) -> Recorder:
-    UNPICKLED.append(tag)
-    return Recorder(tag)
-
-
-class Recorder:
-    """Unpickling one of these leaves a trace: proves whether a payload reached pickle."""
-
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-
-    def __reduce__(self):
-        return (_record, (self.tag,))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Recorder) and other.tag == self.tag
+from tests.unpickle_spy import UNPICKLED, Spy
 
 
 def _payload(n: int) -> dict:
-    return {"n": n, "data": random.Random(n).randbytes(20_000), "rec": Recorder(f"value-{n}")}
+    return {"n": n, "data": random.Random(n).randbytes(20_000), "rec": Spy(f"value-{n}")}
 
 
 @pytest.fixture
@@ -97,7 +78,7 @@ def _future_version(b: bytearray) -> bytes:
 
 
 def _foreign_pickle(b: bytearray) -> bytes:
-    return pickle.dumps(Recorder("foreign"))  # a plain pickle someone dropped here: would run code if loaded
+    return pickle.dumps(Spy("foreign"))  # a plain pickle someone dropped here: would run code if loaded
 
 
 def _foreign_text(b: bytearray) -> bytes:

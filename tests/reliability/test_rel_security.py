@@ -1,7 +1,7 @@
 """Security: private modes, refusing entries others could have written, names that stay home, no network.
 
 Loading an entry unpickles it, and unpickling runs code: an entry someone else can
-write is code someone else can run as you. Entries carry a Recorder whose unpickling
+write is code someone else can run as you. Entries carry a Spy whose unpickling
 leaves a trace, so each refusal is shown to happen *before* pickle sees the payload,
 and the opt-in is shown to be what lets it through.
 """
@@ -18,23 +18,10 @@ import pytest
 
 import persist_to_disk as ptd
 from persist_to_disk import layout, trust
+from tests.unpickle_spy import UNPICKLED, Spy
 
-UNPICKLED: list[str] = []
 OTHER_UID = 65534  # "nobody"
 ROOT = os.geteuid() == 0
-
-
-def _record(tag: str) -> Recorder:
-    UNPICKLED.append(tag)
-    return Recorder(tag)
-
-
-class Recorder:
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-
-    def __reduce__(self):
-        return (_record, (self.tag,))
 
 
 @contextlib.contextmanager
@@ -52,13 +39,13 @@ def _modes(root: Path) -> dict[str, int]:
 
 @pytest.fixture
 def planted(persist):
-    """A cached call whose entry carries a Recorder; returns (function, entry path, runs)."""
+    """A cached call whose entry carries a Spy; returns (function, entry path, runs)."""
     runs: list[int] = []
 
     @ptd.persistf
     def loot(n):
         runs.append(n)
-        return {"n": n, "rec": Recorder(f"entry-{n}")}
+        return {"n": n, "rec": Spy(f"entry-{n}")}
 
     loot(1)
     UNPICKLED.clear()
