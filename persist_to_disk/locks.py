@@ -280,6 +280,16 @@ def _release(steps: list[_Step], state: Held) -> None:
             step.lock.__exit__(None, None, None)
 
 
+@contextlib.contextmanager
+def _marked_held(steps: list[_Step]) -> Iterator[None]:
+    """While the body runs, this thread's (or task's) calls see these locks as held: they are nested."""
+    token = _held.set(_held.get() + tuple(step.name for step in steps))
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
 def is_nested() -> bool:
     """Whether this thread (or asyncio task) is already inside a persisted computation."""
     return bool(_held.get())
@@ -297,11 +307,8 @@ def compute_lock(
         for step in steps:
             step.lock.__enter__()
             taken.append(step)
-        token = _held.set(_held.get() + tuple(step.name for step in steps))
-        try:
+        with _marked_held(steps):
             yield state
-        finally:
-            _held.reset(token)
     finally:
         _release(taken, state)
 
@@ -321,11 +328,8 @@ async def compute_lock_async(persist_root: str, coarse_scope: str | None, digest
             else:  # filelock's lock (no fcntl) or a test's stand-in: its own blocking wait
                 step.lock.__enter__()
             taken.append(step)
-        token = _held.set(_held.get() + tuple(step.name for step in steps))
-        try:
+        with _marked_held(steps):
             yield state
-        finally:
-            _held.reset(token)
     finally:
         _release(taken, state)
 

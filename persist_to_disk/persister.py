@@ -78,8 +78,10 @@ class Call:
         return Path(self.store.path_of(self.key))
 
     @property
-    def coarse_scope(self) -> str | None:
-        return locks.coarse_scope(self.granularity, self.persist_root, self.folder)
+    def lock_scopes(self) -> tuple[str, str | None, str]:
+        """(persist root, granularity scope, digest scope): what a miss of this call locks."""
+        coarse = locks.coarse_scope(self.granularity, self.persist_root, self.folder)
+        return self.persist_root, coarse, f"{self.store.root}/{self.key}"
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:
@@ -190,13 +192,11 @@ class PersistedFunction:
             return value, self._store(call, value, time.perf_counter() - start)
 
         async def unlocked(exc: OSError) -> Any:
-            _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
+            self._warn_unlocked(call, exc)
             return await self._func(*args, **kwargs)
 
         return await miss.compute_once_async(
-            call.persist_root,
-            call.coarse_scope,
-            f"{call.store.root}/{call.key}",
+            *call.lock_scopes,
             recheck=None if switch is RECACHE else lambda: self._recheck(call),
             compute=compute,
             unlocked=unlocked,
@@ -231,6 +231,10 @@ class PersistedFunction:
             )
         return ENOVAL
 
+    def _warn_unlocked(self, call: Call, exc: OSError) -> None:
+        """A read-only or vanished cache folder: the user still gets the result, uncached."""
+        _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
+
     @staticmethod
     def _recheck(call: Call) -> Any:
         entry = call.store.load(call.key)
@@ -243,13 +247,11 @@ class PersistedFunction:
             return value, self._store(call, value, time.perf_counter() - start)
 
         def unlocked(exc: OSError) -> Any:
-            _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
+            self._warn_unlocked(call, exc)
             return run()
 
         return miss.compute_once(
-            call.persist_root,
-            call.coarse_scope,
-            f"{call.store.root}/{call.key}",
+            *call.lock_scopes,
             recheck=None if switch is RECACHE else lambda: self._recheck(call),
             compute=compute,
             unlocked=unlocked,
