@@ -178,7 +178,7 @@ class _CellRun:
         return miss.compute_once(
             plan.persist_root,
             plan.coarse_scope,
-            f"{plan.store.root}/{plan.key}",
+            plan.store.path_of(plan.key),
             recheck=None if self.switch is RECACHE else recheck,
             compute=compute,
             unlocked=unlocked,

@@ -81,7 +81,7 @@ class Call:
     def lock_scopes(self) -> tuple[str, str | None, str]:
         """(persist root, granularity scope, digest scope): what a miss of this call locks."""
         coarse = locks.coarse_scope(self.granularity, self.persist_root, self.folder)
-        return self.persist_root, coarse, f"{self.store.root}/{self.key}"
+        return self.persist_root, coarse, self.store.path_of(self.key)
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:

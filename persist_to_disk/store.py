@@ -209,15 +209,6 @@ def make_head(payload: Payload, header: dict[str, Any], checksum: bytes) -> tupl
     return head + bytes(_pad(len(head))), header
 
 
-def encode(
-    value: Any, header: dict[str, Any], dumps: Callable[..., bytes] = pickle.dumps
-) -> tuple[bytes, list[memoryview | bytes], dict[str, Any]]:
-    """Pickle a value; return (prefix+header+padding, payload chunks, the final header)."""
-    payload = pickle_payload(value, dumps)
-    head, header = make_head(payload, header, payload.checksum())
-    return head, payload.chunks, header
-
-
 def _parse_prefix(blob: bytes | bytearray | memoryview) -> tuple[int, int]:
     """(header length, header checksum) from the first 16 bytes; raise CorruptEntry if not ours."""
     if len(blob) < _PREFIX.size:
@@ -241,19 +232,16 @@ def _header_region(blob: bytes | bytearray | memoryview) -> bytes:
     return raw
 
 
-def _parse_fixed(raw: bytes) -> tuple[int, int, str, list[tuple[int, int]], bytes, int]:
-    """The fixed block: (payload size, pickle size, payload xxh3-128 hex, buffers, file name, JSON offset)."""
+def _json_offset(raw: bytes) -> int:
+    """Where the JSON starts in a header region: after the fixed block, the file name and the buffer spans."""
     try:
-        size, pickle_size, checksum, nbuf, nlen = _FIXED.unpack_from(raw)
+        _size, _pickle_size, _checksum, nbuf, nlen = _FIXED.unpack_from(raw)
     except struct.error:
         raise CorruptEntry("header shorter than its fixed block") from None
-    at = _FIXED.size + nlen
-    name = raw[_FIXED.size : at]
-    end = at + nbuf * _SPAN.size
+    end = _FIXED.size + nlen + nbuf * _SPAN.size
     if end > len(raw):
         raise CorruptEntry("header shorter than its fixed block")
-    layout = list(_SPAN.iter_unpack(raw[at:end])) if nbuf else []
-    return size, pickle_size, checksum.hex(), layout, name, end
+    return end
 
 
 _scan_json = json.scanner.make_scanner(json.decoder.JSONDecoder())
@@ -277,7 +265,7 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
 def _parse_header(blob: bytes | bytearray | memoryview) -> dict[str, Any]:
     """The whole header dict of an entry."""
     raw = _header_region(blob)
-    return _parse_json(raw[_parse_fixed(raw)[5] :])
+    return _parse_json(raw[_json_offset(raw) :])
 
 
 def decode(blob: bytes | bytearray | mmap.mmap, name: str | None = None) -> Entry:
@@ -477,7 +465,7 @@ class LocalStore:
     def put(
         self, key: str, value: Any, header: dict[str, Any], *, dumps: Callable[..., bytes] = pickle.dumps
     ) -> dict[str, Any]:
-        """Write atomically; return the header written. Pickling errors propagate (``dumps``: see encode)."""
+        """Write atomically; return the header written. Pickling errors propagate (``dumps``: see pickle_payload)."""
         header = {**header, "file": key.rpartition("/")[2]}
         payload = pickle_payload(value, dumps)
         path = self.path_of(key)

@@ -34,6 +34,16 @@ def lock_kind(request, monkeypatch):
     return request.param
 
 
+def _run_together(target, n: int, what: str) -> None:
+    """Start n threads at once on target (which should wait on a barrier first); fail on one that hangs."""
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), f"a thread hangs on {what}"
+
+
 def _lock_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in (root / ".locks").rglob("*") if p.is_file())
 
@@ -41,12 +51,10 @@ def _lock_files(root: Path) -> list[str]:
 def test_threads_of_one_process_compute_a_key_once(tmp_path, lock_kind):
     ptd.config.set_persist_path(tmp_path / "cache")
     runs = []
-    started = threading.Event()
 
     @ptd.persistf()
     def slow(x):
         runs.append(x)
-        started.set()
         threading.Event().wait(0.1)  # long enough for every other thread to arrive and wait
         return x * 10
 
@@ -57,12 +65,7 @@ def test_threads_of_one_process_compute_a_key_once(tmp_path, lock_kind):
         barrier.wait()
         results.append(slow(4))
 
-    threads = [threading.Thread(target=call) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not any(t.is_alive() for t in threads), "a thread hangs on a lock"
+    _run_together(call, 8, "a lock")
     assert results == [40] * 8
     assert runs == [4], f"{lock_kind} locks let {len(runs)} threads compute the same key"
 
@@ -81,12 +84,7 @@ def test_a_digest_lock_alone_excludes_the_other_threads(tmp_path, lock_kind):
             time.sleep(0.02)
             inside[0] -= 1
 
-    threads = [threading.Thread(target=hold) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not any(t.is_alive() for t in threads), "a thread hangs on a digest lock"
+    _run_together(hold, 6, "a digest lock")
     assert worst[0] == 1, f"{worst[0]} threads held one digest lock at once ({lock_kind} locks)"
 
 
@@ -194,22 +192,26 @@ def test_a_cancelled_async_waiter_leaves_no_lock_behind(tmp_path):
     asyncio.run(main())
 
 
-def test_async_fan_out_inside_a_computation_does_not_deadlock_at_any_granularity(tmp_path):
+@pytest.mark.parametrize("granularity", ["call", "func", "global"])
+def test_async_fan_out_inside_a_computation_does_not_deadlock_at_any_granularity(tmp_path, granularity):
     """Tasks started by a computing coroutine count as nested calls (they take only digest locks):
-    otherwise, with lock_granularity='global', they would wait for their parent's lock for ever."""
+    otherwise, with lock_granularity='func' or 'global', they would wait for their parent's lock for ever."""
     ptd.config.set_persist_path(tmp_path / "cache")
+    runs = []
 
-    @ptd.persistf(lock_granularity="global")
+    @ptd.persistf(lock_granularity=granularity)
     async def part(i):
+        runs.append(i)
         await asyncio.sleep(0.01)
         return i * i
 
-    @ptd.persistf(lock_granularity="global")
+    @ptd.persistf(lock_granularity=granularity)
     async def whole(n):
         return sum(await asyncio.gather(*(part(i) for i in range(n))))
 
     assert asyncio.run(asyncio.wait_for(whole(4), 20)) == 14
-    assert asyncio.run(asyncio.wait_for(whole(4), 20)) == 14
+    assert asyncio.run(asyncio.wait_for(whole(4), 20)) == 14  # a hit
+    assert sorted(runs) == [0, 1, 2, 3]
 
 
 ASYNC_SCRIPT = """

@@ -219,8 +219,9 @@ def test_entries_do_not_expire_when_the_clock_jumps(rel, cached):
 
 
 def test_the_decoder_refuses_what_it_was_not_given(tmp_path: Path):
-    head, chunks, header = st.encode([1, 2, 3], {"key": "x"})
-    blob = bytearray(head + b"".join(bytes(c) for c in chunks))
+    payload = st.pickle_payload([1, 2, 3])
+    head, _header = st.make_head(payload, {"key": "x"}, payload.checksum())
+    blob = bytearray(head + b"".join(bytes(c) for c in payload.chunks))
     assert st.decode(bytearray(blob)).value == [1, 2, 3]
     for bad in (blob[:-1], blob + b"x", b"PTDE" + blob[4:12] + b"\0\0\0\0" + blob[16:]):
         with pytest.raises(st.CorruptEntry):
