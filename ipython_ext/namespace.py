@@ -105,7 +105,7 @@ def class_code(cls: type) -> str:
     h = xxhash.xxh3_64()
     h.update(cls.__qualname__.encode())
     for base in cls.__bases__:
-        h.update(b"|base:" + keys._qualname(base).encode())
+        h.update(b"|base:" + keys.qualified_name(base).encode())
         if _is_notebook_class(base):
             h.update(class_code(base).encode())
     for name in sorted(vars(cls)):
@@ -197,11 +197,11 @@ def input_digests(
                     f"variable {name!r} ({type(value).__name__}) read by the cell cannot be hashed into a cache "
                     f"key ({exc.__cause__ or exc})"
                 ) from exc
-            digests[name] = _hash(("ptd:unhashable", keys._qualname(type(value))))
+            digests[name] = _hash(("ptd:unhashable", keys.qualified_name(type(value))))
         except RecursionError:
             if name in direct_set:
                 raise UnhashableArgumentError(f"variable {name!r} is nested too deeply to hash") from None
-            digests[name] = _hash(("ptd:unhashable", keys._qualname(type(value))))
+            digests[name] = _hash(("ptd:unhashable", keys.qualified_name(type(value))))
         todo.extend(sorted(uses - seen, reverse=True))
     return digests
 
@@ -227,7 +227,7 @@ def readable_inputs(
             elif isinstance(value, types.ModuleType):
                 out[name] = f"module {value.__name__}"
             elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
-                out[name] = f"{'class' if isinstance(value, type) else 'function'} {keys._qualname(value)}"
+                out[name] = f"{'class' if isinstance(value, type) else 'function'} {keys.qualified_name(value)}"
             else:
                 out[name] = short_repr(value)
         except Exception as exc:  # a header must never fail the cell

@@ -12,6 +12,7 @@ Changing what this module feeds the hasher changes every user's keys:
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import datetime as _dt
 import decimal
@@ -30,11 +31,12 @@ from typing import Any
 
 import xxhash
 
+from . import arrays
+from .arrays import qualified_name
 from .errors import UnhashableArgumentError
 
-KEY_FORMAT = b"ptd-key-1"
+KEY_FORMAT = b"ptd-key-2"
 
-_CHUNK = 1 << 24  # bytes of a non-contiguous array copied at a time
 _pack_len = struct.Struct("<Q").pack
 _pack_float = struct.Struct("<d").pack
 
@@ -70,23 +72,23 @@ class CanonicalHasher:
             return
         self._feed_other(obj)
 
-    def _tag(self, tag: bytes, payload: bytes = b"") -> None:
+    def tag(self, tag: bytes, payload: bytes = b"") -> None:
         self.h.update(tag + _pack_len(len(payload)) + payload)
 
     def _container(self, tag: bytes, obj: Any, items: Callable[[], None]) -> None:
         key = id(obj)
         if key in self._active:
-            self._tag(b"R", _pack_len(self._active[key]))
+            self.tag(b"R", _pack_len(self._active[key]))
             return
         self._active[key] = len(self._active)
         try:
-            self._tag(tag)
+            self.tag(tag)
             items()
             self.h.update(b")")
         finally:
             del self._active[key]
 
-    def _sequence(self, tag: bytes, obj: Any) -> None:
+    def sequence(self, tag: bytes, obj: Any) -> None:
         def items() -> None:
             self.h.update(_pack_len(len(obj)))
             for item in obj:
@@ -100,7 +102,7 @@ class CanonicalHasher:
         sub.feed(obj)
         return sub.h.digest()
 
-    def _mapping(self, tag: bytes, obj: Mapping) -> None:
+    def mapping(self, tag: bytes, obj: Mapping) -> None:
         def items() -> None:
             pairs = sorted(((self._sub_digest(k), v) for k, v in obj.items()), key=lambda kv: kv[0])
             self.h.update(_pack_len(len(pairs)))
@@ -119,19 +121,28 @@ class CanonicalHasher:
 
         self._container(tag, obj, items)
 
+    def update(self, data: Any) -> None:
+        """Raw bytes (or any buffer) into the stream: for handlers that already framed them with a tag."""
+        self.h.update(data)
+
     def _feed_other(self, obj: Any) -> None:
+        if isinstance(obj, type):  # a class whatever its metaclass (ABCMeta, EnumType, a model's)
+            _feed_class(self, obj)
+            return
         hook = getattr(type(obj), "__ptd_hash__", None)
         if hook is not None:
-            self._tag(b"H", _qualname(type(obj)).encode())
+            self.tag(b"H", qualified_name(type(obj)).encode())
             self.feed(hook(obj))
             return
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        if dataclasses.is_dataclass(obj):
             _feed_dataclass(self, obj)
             return
         module = type(obj).__module__
-        if module.startswith("numpy") and _feed_numpy(self, obj):
+        if module.startswith("numpy") and arrays.feed_numpy(self, obj):
             return
-        if module.startswith("pandas") and _feed_pandas(self, obj):
+        if module.startswith("pandas") and arrays.feed_pandas(self, obj):
+            return
+        if module.startswith("torch") and arrays.feed_torch(self, obj):
             return
         for cls, handler in _SUBCLASS:
             if isinstance(obj, cls):
@@ -140,15 +151,19 @@ class CanonicalHasher:
         self._feed_reduced(obj)
 
     def _feed_reduced(self, obj: Any) -> None:
-        """Any other object hashes as its class plus the state pickle would save."""
+        """Any other object hashes as its class plus the state pickle would save.
+
+        A reducer registered with ``copyreg`` wins, as it does for pickle (``re.Pattern`` has one).
+        """
         try:
-            reduced = obj.__reduce_ex__(4)
+            reducer = copyreg.dispatch_table.get(type(obj))
+            reduced = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
         except Exception as exc:  # objects that refuse pickling (locks, generators, files)
             raise _Unhashable(f"{type(obj).__name__} cannot be pickled: {exc}") from exc
         if isinstance(reduced, str):  # a global, pickled by name
-            self._tag(b"G", f"{type(obj).__module__}.{reduced}".encode())
+            self.tag(b"G", f"{type(obj).__module__}.{reduced}".encode())
             return
-        self._tag(b"O", _qualname(type(obj)).encode())
+        self.tag(b"O", qualified_name(type(obj)).encode())
 
         def items() -> None:
             callable_, args, *rest = tuple(reduced) + (None,) * (6 - len(reduced))
@@ -162,36 +177,32 @@ class CanonicalHasher:
         self._container(b"(", obj, items)
 
 
-def _qualname(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', getattr(obj, '__name__', repr(obj)))}"
-
-
 def _callable_name(fn: Any) -> str:
     if fn is None:
         return "None"
-    return _qualname(fn)
+    return qualified_name(fn)
 
 
 # -- handlers for exact builtin types ----------------------------------------------
 def _feed_int(h: CanonicalHasher, x: int) -> None:
-    h._tag(b"i", x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True))
+    h.tag(b"i", x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True))
 
 
 def _feed_float(h: CanonicalHasher, x: float) -> None:
-    h._tag(b"f", _pack_float(math.nan if x != x else x))
+    h.tag(b"f", _pack_float(math.nan if x != x else x))
 
 
 def _feed_str(h: CanonicalHasher, x: str) -> None:
-    h._tag(b"s", x.encode("utf-8", "surrogatepass"))
+    h.tag(b"s", x.encode("utf-8", "surrogatepass"))
 
 
 def _feed_function(h: CanonicalHasher, fn: Any) -> None:
     """Functions count by name; those without an importable home also by their code."""
-    h._tag(b"F", _qualname(fn).encode())
+    h.tag(b"F", qualified_name(fn).encode())
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", "")
     if h._code_of is not None and (module in (None, "__main__") or "<lambda>" in qualname or "<locals>" in qualname):
-        h._tag(b"c", h._code_of(fn).encode())
+        h.tag(b"c", h._code_of(fn).encode())
         # the same code makes different functions through defaults and closures
         # (`lambda x, n=n: ...` in a loop, a factory's inner function): they count too
         h._container(b"V", fn, lambda: _feed_function_state(h, fn))
@@ -206,63 +217,84 @@ def _feed_function_state(h: CanonicalHasher, fn: Any) -> None:
         try:
             contents = cell.cell_contents
         except ValueError:  # a cell not yet filled
-            h._tag(b"0")
+            h.tag(b"0")
             continue
         h.feed(contents)
 
 
 _EXACT: dict[type, Callable[[CanonicalHasher, Any], None]] = {
-    type(None): lambda h, x: h._tag(b"N"),
-    bool: lambda h, x: h._tag(b"T" if x else b"B"),
+    type(None): lambda h, x: h.tag(b"N"),
+    bool: lambda h, x: h.tag(b"T" if x else b"B"),
     int: _feed_int,
     float: _feed_float,
-    complex: lambda h, x: h._tag(b"j", _pack_float(x.real) + _pack_float(x.imag)),
+    complex: lambda h, x: h.tag(b"j", _pack_float(x.real) + _pack_float(x.imag)),
     str: _feed_str,
-    bytes: lambda h, x: h._tag(b"b", x),
-    bytearray: lambda h, x: h._tag(b"y", bytes(x)),
-    tuple: lambda h, x: h._sequence(b"t", x),
-    list: lambda h, x: h._sequence(b"l", x),
-    dict: lambda h, x: h._mapping(b"d", x),
+    bytes: lambda h, x: h.tag(b"b", x),
+    bytearray: lambda h, x: h.tag(b"y", bytes(x)),
+    tuple: lambda h, x: h.sequence(b"t", x),
+    list: lambda h, x: h.sequence(b"l", x),
+    dict: lambda h, x: h.mapping(b"d", x),
     set: lambda h, x: h._set(b"S", x),
     frozenset: lambda h, x: h._set(b"z", x),
-    range: lambda h, x: h._tag(b"r", f"{x.start},{x.stop},{x.step}".encode()),
-    slice: lambda h, x: (h._tag(b"_"), h.feed((x.start, x.stop, x.step))),
-    type: lambda h, x: h._tag(b"C", _qualname(x).encode()),
+    range: lambda h, x: h.tag(b"r", f"{x.start},{x.stop},{x.step}".encode()),
+    slice: lambda h, x: (h.tag(b"_"), h.feed((x.start, x.stop, x.step))),
+    type: lambda h, x: _feed_class(h, x),
     types.FunctionType: _feed_function,
-    types.BuiltinFunctionType: lambda h, x: h._tag(b"F", _qualname(x).encode()),
-    types.ModuleType: lambda h, x: h._tag(b"M", x.__name__.encode()),
-    _dt.datetime: lambda h, x: h._tag(b"D", x.isoformat().encode()),
-    _dt.date: lambda h, x: h._tag(b"a", x.isoformat().encode()),
-    _dt.time: lambda h, x: h._tag(b"e", x.isoformat().encode()),
-    _dt.timedelta: lambda h, x: h._tag(b"m", f"{x.days},{x.seconds},{x.microseconds}".encode()),
-    decimal.Decimal: lambda h, x: h._tag(b"q", str(x).encode()),
-    fractions.Fraction: lambda h, x: h._tag(b"Q", f"{x.numerator}/{x.denominator}".encode()),
-    uuid.UUID: lambda h, x: h._tag(b"u", x.bytes),
-    pathlib.PosixPath: lambda h, x: h._tag(b"P", str(x).encode()),
-    pathlib.PurePosixPath: lambda h, x: h._tag(b"P", str(x).encode()),
-    pathlib.WindowsPath: lambda h, x: h._tag(b"W", str(x).encode()),
-    pathlib.PureWindowsPath: lambda h, x: h._tag(b"W", str(x).encode()),
+    types.BuiltinFunctionType: lambda h, x: h.tag(b"F", qualified_name(x).encode()),
+    types.ModuleType: lambda h, x: h.tag(b"M", x.__name__.encode()),
+    _dt.datetime: lambda h, x: h.tag(b"D", (x.isoformat() + _zone(x)).encode()),
+    _dt.date: lambda h, x: h.tag(b"a", x.isoformat().encode()),
+    _dt.time: lambda h, x: h.tag(b"e", (x.isoformat() + _zone(x)).encode()),
+    _dt.timedelta: lambda h, x: h.tag(b"m", f"{x.days},{x.seconds},{x.microseconds}".encode()),
+    decimal.Decimal: lambda h, x: h.tag(b"q", str(x).encode()),
+    fractions.Fraction: lambda h, x: h.tag(b"Q", f"{x.numerator}/{x.denominator}".encode()),
+    uuid.UUID: lambda h, x: h.tag(b"u", x.bytes),
+    pathlib.PosixPath: lambda h, x: h.tag(b"P", str(x).encode()),
+    pathlib.WindowsPath: lambda h, x: h.tag(b"W", str(x).encode()),
 }
 
 
+def _feed_class(h: CanonicalHasher, cls: type) -> None:
+    h.tag(b"C", qualified_name(cls).encode())
+
+
+def _zone(moment: _dt.datetime | _dt.time) -> str:
+    """What ``isoformat`` leaves out of an aware time: the zone itself (Europe/Paris is not +01:00) and ``fold``."""
+    tz = moment.tzinfo
+    if tz is None:
+        return ""
+    return f"|{qualified_name(type(tz))}:{tz}|{moment.fold}"
+
+
 def _feed_dataclass(h: CanonicalHasher, obj: Any) -> None:
-    h._tag(b"K", _qualname(type(obj)).encode())
-    h._mapping(b"d", {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    h.tag(b"K", qualified_name(type(obj)).encode())
+    fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    h.mapping(b"d", fields)
+    extra = {k: v for k, v in getattr(obj, "__dict__", {}).items() if k not in fields}
+    if extra:  # attributes set outside the declared fields count too
+        h.mapping(b"d", extra)
 
 
 def _feed_enum(h: CanonicalHasher, obj: enum.Enum) -> None:
-    h._tag(b"E", f"{_qualname(type(obj))}.{obj.name}".encode())
+    h.tag(b"E", f"{qualified_name(type(obj))}.{obj.name}".encode())
+    h.feed(obj.value)  # an edited value is another argument
+
+
+def _feed_pure_path(h: CanonicalHasher, path: pathlib.PurePath) -> None:
+    cls = type(path)
+    name = f"pathlib.{cls.__name__}" if cls.__module__.startswith("pathlib") else qualified_name(cls)
+    h.tag(b"p", f"{name}:{path}".encode())  # pathlib's classes moved module in Python 3.13
 
 
 def _feed_namespace(h: CanonicalHasher, obj: Any) -> None:
     # argparse.Namespace and types.SimpleNamespace: equal attributes, equal key
-    h._tag(b"n", _qualname(type(obj)).encode())
-    h._mapping(b"d", vars(obj))
+    h.tag(b"n", qualified_name(type(obj)).encode())
+    h.mapping(b"d", vars(obj))
 
 
 def _feed_namedtuple(h: CanonicalHasher, obj: tuple) -> None:
-    h._tag(b"k", _qualname(type(obj)).encode())
-    h._sequence(b"t", tuple(obj))
+    h.tag(b"k", qualified_name(type(obj)).encode())
+    h.sequence(b"t", tuple(obj))
 
 
 def _is_namedtuple(obj: Any) -> bool:
@@ -282,130 +314,40 @@ def _register_subclass_handlers() -> None:
             (types.SimpleNamespace, _feed_namespace),
             (bool, _EXACT[bool]),
             (int, _feed_int_subclass),
-            (float, lambda h, x: (h._tag(b"X", _qualname(type(x)).encode()), _feed_float(h, float(x)))),
-            (str, lambda h, x: (h._tag(b"X", _qualname(type(x)).encode()), _feed_str(h, str(x)))),
-            (pathlib.PurePath, lambda h, x: h._tag(b"p", f"{_qualname(type(x))}:{x}".encode())),
+            (float, lambda h, x: (h.tag(b"X", qualified_name(type(x)).encode()), _feed_float(h, float(x)))),
+            (str, lambda h, x: (h.tag(b"X", qualified_name(type(x)).encode()), _feed_str(h, str(x)))),
+            (pathlib.PurePath, _feed_pure_path),
             (tuple, lambda h, x: _feed_namedtuple(h, x) if _is_namedtuple(x) else _feed_reduced_or_seq(h, x, b"t")),
             (list, lambda h, x: _feed_reduced_or_seq(h, x, b"l")),
             (dict, _feed_dict_subclass),
-            (types.MethodType, lambda h, x: (h._tag(b"b"), h.feed(x.__self__), h.feed(x.__func__))),
-            (functools.partial, lambda h, x: (h._tag(b"~"), h.feed((x.func, x.args, x.keywords)))),
+            (types.MethodType, lambda h, x: (h.tag(b"b"), h.feed(x.__self__), h.feed(x.__func__))),
+            (functools.partial, lambda h, x: (h.tag(b"~"), h.feed((x.func, x.args, x.keywords)))),
         ]
     )
 
 
 def _feed_int_subclass(h: CanonicalHasher, x: int) -> None:
-    h._tag(b"X", _qualname(type(x)).encode())
+    h.tag(b"X", qualified_name(type(x)).encode())
     _feed_int(h, int(x))
 
 
 def _feed_reduced_or_seq(h: CanonicalHasher, x: Any, tag: bytes) -> None:
-    h._tag(b"X", _qualname(type(x)).encode())
-    h._sequence(tag, x)
+    h.tag(b"X", qualified_name(type(x)).encode())
+    h.sequence(tag, x)
     if getattr(x, "__dict__", None):
         h.feed(vars(x))
 
 
 def _feed_dict_subclass(h: CanonicalHasher, x: dict) -> None:
-    h._tag(b"X", _qualname(type(x)).encode())
+    h.tag(b"X", qualified_name(type(x)).encode())
     ordered = type(x).__name__ == "OrderedDict"
     if ordered:  # order is part of an OrderedDict's equality
-        h._sequence(b"t", list(x.items()))
+        h.sequence(b"t", list(x.items()))
     else:
-        h._mapping(b"d", x)
+        h.mapping(b"d", x)
 
 
 _register_subclass_handlers()
-
-
-# -- numpy and pandas, detected lazily -------------------------------------------------
-def _feed_numpy(h: CanonicalHasher, obj: Any) -> bool:
-    np = sys.modules.get("numpy")
-    if np is None:
-        return False
-    if isinstance(obj, np.ndarray):
-        _feed_ndarray(h, obj, np)
-        return True
-    if isinstance(obj, np.generic):
-        h._tag(b"g", obj.dtype.str.encode() + b":" + obj.tobytes())
-        return True
-    if isinstance(obj, np.dtype):
-        h._tag(b"Y", str(obj.descr if obj.fields else obj.str).encode())
-        return True
-    return False
-
-
-def _feed_ndarray(h: CanonicalHasher, arr: Any, np: Any) -> None:
-    """Hash dtype, shape and the values in C order, straight from the buffer.
-
-    An F-ordered or strided array with the same values hashes the same, copied
-    a bounded chunk at a time.
-    """
-    if type(arr) is not np.ndarray:  # subclasses (matrix, masked) keep their class and state
-        h._tag(b"X", _qualname(type(arr)).encode())
-        if isinstance(arr, np.ma.MaskedArray):
-            h.feed(np.ma.getmaskarray(arr))
-            h.feed(arr.fill_value)
-        arr = np.asarray(arr)
-    descr = str(arr.dtype.descr) if arr.dtype.fields else arr.dtype.str
-    h._tag(b"A", f"{descr}|{arr.shape}".encode())
-    if arr.dtype.hasobject:
-        h._sequence(b"l", arr.ravel(order="C").tolist())
-        return
-    if arr.flags.c_contiguous:
-        h.h.update(memoryview(arr).cast("B") if arr.size else b"")
-        return
-    if arr.ndim == 0 or arr.size == 0:
-        h.h.update(arr.tobytes())
-        return
-    rows = max(1, _CHUNK // max(1, arr[0].nbytes))
-    for start in range(0, arr.shape[0], rows):
-        h.h.update(np.ascontiguousarray(arr[start : start + rows]).data.cast("B"))
-
-
-def _feed_pandas(h: CanonicalHasher, obj: Any) -> bool:
-    pd = sys.modules.get("pandas")
-    if pd is None:
-        return False
-    if isinstance(obj, pd.DataFrame):
-        h._tag(b"V", _pandas_name(type(obj)).encode())
-        _feed_index(h, obj.columns)
-        _feed_index(h, obj.index)
-        for i in range(obj.shape[1]):
-            _feed_series_values(h, obj.iloc[:, i])
-        return True
-    if isinstance(obj, pd.Series):
-        h._tag(b"v", _pandas_name(type(obj)).encode())
-        h.feed(obj.name)
-        _feed_index(h, obj.index)
-        _feed_series_values(h, obj)
-        return True
-    if isinstance(obj, pd.Index):
-        _feed_index(h, obj)
-        return True
-    return False
-
-
-def _pandas_name(cls: type) -> str:
-    """``pandas.Series`` whatever module pandas defines it in (pandas 3 moved them): keys survive the upgrade."""
-    return f"pandas.{cls.__name__}" if cls.__module__.startswith("pandas") else _qualname(cls)
-
-
-def _feed_index(h: CanonicalHasher, index: Any) -> None:
-    h._tag(b"I", f"{type(index).__name__}|{index.dtype}".encode())
-    h.feed(list(index.names))
-    _feed_array_like(h, index)
-
-
-def _feed_series_values(h: CanonicalHasher, series: Any) -> None:
-    h._tag(b"w", str(series.dtype).encode())
-    _feed_array_like(h, series)
-
-
-def _feed_array_like(h: CanonicalHasher, values: Any) -> None:
-    np = sys.modules["numpy"]
-    array = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
-    _feed_ndarray(h, np.asarray(array), np)
 
 
 # -- public entry points ------------------------------------------------------------------------
@@ -433,7 +375,8 @@ def hash_arguments(
 ) -> str:
     """Digest (32 hex chars) of named arguments, independent of their order.
 
-    A value that cannot be hashed raises UnhashableArgumentError naming the argument.
+    A value that cannot be hashed raises UnhashableArgumentError naming the argument,
+    whatever went wrong inside the value's own code.
     """
     hasher = CanonicalHasher(_started(prefix).copy(), code_of=code_of)
     for name in sorted(named):
@@ -443,23 +386,24 @@ def hash_arguments(
             hasher.feed(name)
         try:
             hasher.feed(named[name])
-        except _Unhashable as exc:
-            raise UnhashableArgumentError(
-                f"argument {name!r} of type {type(named[name]).__name__} cannot be hashed into a cache key "
-                f"({exc}); pass it in skip_kwargs, or give its class a __ptd_hash__ method returning "
-                "a hashable stand-in"
-            ) from exc
-        except RecursionError as exc:
-            raise UnhashableArgumentError(
-                f"argument {name!r} of type {type(named[name]).__name__} is nested too deeply to hash"
-            ) from exc
+        except Exception as exc:
+            raise _unhashable_error(f"argument {name!r}", named[name], exc) from exc
     return hasher.digest()
+
+
+def _unhashable_error(what: str, value: Any, exc: Exception) -> UnhashableArgumentError:
+    kind = type(value).__name__
+    if isinstance(exc, RecursionError):
+        return UnhashableArgumentError(f"{what} of type {kind} is nested too deeply to hash")
+    reason = str(exc) if isinstance(exc, _Unhashable) else f"{type(exc).__name__}: {exc}"
+    return UnhashableArgumentError(
+        f"{what} of type {kind} cannot be hashed into a cache key ({reason}); pass it in skip_kwargs, "
+        "or give its class a __ptd_hash__ method returning a hashable stand-in"
+    )
 
 
 def hash_arguments_json(named: Mapping[str, Any], *, prefix: bytes = b"") -> str:
     """The seed's ``hash_method='json'``: the key is the canonical JSON of the arguments."""
-    from .errors import UnhashableArgumentError
-
     try:
         text = json.dumps(
             dict(named), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default
@@ -474,7 +418,7 @@ def hash_arguments_json(named: Mapping[str, Any], *, prefix: bytes = b"") -> str
 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, type):
-        return _qualname(obj)
+        return qualified_name(obj)
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
@@ -486,8 +430,6 @@ def hash_value(obj: Any) -> str:
     hasher.h.update(KEY_FORMAT)
     try:
         hasher.feed(obj)
-    except _Unhashable as exc:
-        from .errors import UnhashableArgumentError
-
-        raise UnhashableArgumentError(f"a value of type {type(obj).__name__} cannot be hashed: {exc}") from exc
+    except Exception as exc:
+        raise _unhashable_error("a value", obj, exc) from exc
     return hasher.digest()
