@@ -36,6 +36,7 @@ DEFAULTS: dict[str, str] = {
     "fsync": "false",
     "shared_group": "false",  # true: files 0660 and folders 2770, and entries other group members wrote are loaded
     "trust_shared": "false",  # true: load entries whoever can write them (see trust.py before setting it)
+    "track_dependencies": "true",  # false: keys hold a function's own code only, not its helpers and globals
 }
 
 
@@ -83,6 +84,7 @@ class Settings:
     shared_group: bool = False
     trust_shared: bool = False
     notebook_path: Path | None = None  # set by hand when the kernel cannot find its notebook
+    track_dependencies: bool = True
 
 
 class Config:
@@ -207,6 +209,10 @@ class Config:
         """Load entries whoever can write them: only for a cache where you trust every account that can."""
         return self._set("trust_shared", bool(enabled))
 
+    def set_track_dependencies(self, enabled: bool) -> bool:
+        """Key results by the helpers and globals a function uses (the default), or by its own code only."""
+        return self._set("track_dependencies", bool(enabled))
+
     def set_notebook_path(self, path: str | os.PathLike | None) -> str | None:
         """Tell a kernel which notebook it runs (when it cannot find out); None: find it again."""
         if path is None:
@@ -256,6 +262,9 @@ class Config:
             trust_shared=o["trust_shared"]
             if "trust_shared" in o
             else _parse_bool(values["trust_shared"], f"trust_shared {src}"),
+            track_dependencies=o["track_dependencies"]
+            if "track_dependencies" in o
+            else _parse_bool(values["track_dependencies"], f"track_dependencies {src}"),
         )
 
     def get_persist_path(self, local: bool = False) -> str:
@@ -304,6 +313,7 @@ class Config:
             "fsync": s.fsync,
             "shared_group": s.shared_group,
             "trust_shared": s.trust_shared,
+            "track_dependencies": s.track_dependencies,
         }
         if s.project_path is not None:
             info["project_path"], info["project_path_how"] = str(s.project_path), "explicit"

@@ -66,6 +66,9 @@ def code_version(func: Callable) -> str:
         pass
     try:
         text = "src:" + normalized_source(inspect.getsource(func))
+        if code is not None and code.co_name == "<lambda>":
+            # the source of a lambda is its whole line, which another lambda may share
+            text += "|" + _code_fingerprint(code)
     except (OSError, TypeError, SyntaxError, IndentationError):
         text = "code:" + (_code_fingerprint(code) if code is not None else repr(func))
     version = xxhash.xxh3_64_hexdigest(text.encode("utf-8"))

@@ -197,12 +197,11 @@ def _feed_str(h: CanonicalHasher, x: str) -> None:
 
 
 def _feed_function(h: CanonicalHasher, fn: Any) -> None:
-    """Functions count by name; those without an importable home also by their code."""
+    """Functions count by name; the user's (``code_of`` says which) also by their code and what it reads."""
     h.tag(b"F", qualified_name(fn).encode())
-    module = getattr(fn, "__module__", None)
-    qualname = getattr(fn, "__qualname__", "")
-    if h._code_of is not None and (module in (None, "__main__") or "<lambda>" in qualname or "<locals>" in qualname):
-        h.tag(b"c", h._code_of(fn).encode())
+    code = h._code_of(fn) if h._code_of is not None else None
+    if code is not None:
+        h.tag(b"c", code.encode())
         # the same code makes different functions through defaults and closures
         # (`lambda x, n=n: ...` in a loop, a factory's inner function): they count too
         h._container(b"V", fn, lambda: _feed_function_state(h, fn))
@@ -256,6 +255,9 @@ _EXACT: dict[type, Callable[[CanonicalHasher, Any], None]] = {
 
 def _feed_class(h: CanonicalHasher, cls: type) -> None:
     h.tag(b"C", qualified_name(cls).encode())
+    code = h._code_of(cls) if h._code_of is not None else None
+    if code is not None:  # a class of the user's: its code (and the class attributes it holds now)
+        h.tag(b"c", code.encode())
 
 
 def _zone(moment: _dt.datetime | _dt.time) -> str:
@@ -423,10 +425,10 @@ def _json_default(obj: Any) -> Any:
 
 
 def hash_value(obj: Any) -> str:
-    """Digest of one value (used for cell inputs and manual keys); functions count by their code."""
-    from .identity import code_version
+    """Digest of one value (used for cell inputs and manual keys); user functions count by their code."""
+    from .fingerprint import code_of
 
-    hasher = CanonicalHasher(code_of=code_version)
+    hasher = CanonicalHasher(code_of=code_of)
     hasher.h.update(KEY_FORMAT)
     try:
         hasher.feed(obj)

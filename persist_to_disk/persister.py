@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import identity, keys, layout, locks, miss
+from . import fingerprint, identity, keys, layout, locks, miss
 from ._state import config
-from .errors import CacheWarning, NotCachedError
-from .readable import readable_arguments
+from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
+from .readable import readable_arguments, short_repr
 from .store import ENOVAL, EntryInfo, LocalStore
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
 
@@ -48,6 +48,8 @@ class Options:
     local: bool = False
     alt_dirs: tuple[str, ...] = ()
     version: str | None = None
+    ignore_globals: tuple[str, ...] = ()  # globals, helpers and closure variables left out of the key on purpose
+    track_dependencies: bool | None = None  # None: the setting of the same name
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Call:
     code_version: str
     granularity: str  # the lock scope, worked out only on a miss (a hit takes no lock)
     folder: str
+    fingerprint: fingerprint.Fingerprint | None  # None: dependencies not tracked (pinned, or switched off)
 
     @property
     def path(self) -> Path:
@@ -161,6 +164,7 @@ class PersistedFunction:
         # into the same tree as the notebook that sent it
         self._origin: Origin | None = None
         self._where: dict[Any, tuple[LocalStore, str, str]] = {}
+        self._tracker = fingerprint.Tracker(func, frozenset(options.ignore_globals))
         self.cache = CacheHandle(self)
 
     # -- calling -------------------------------------------------------------------------------
@@ -269,6 +273,9 @@ class PersistedFunction:
             # [[groupby argument(s), folder], ...]: where the function folder ends (for the browser and CLI)
             "groupby": self._groupby_header(call),
         }
+        if call.fingerprint is not None:
+            header["dependencies"] = _dependency_rows(call.fingerprint)
+        header["arg_digests"] = _argument_digests(call.named)
         return self._put(call, value, header)
 
     def _groupby_header(self, call: Call) -> list[list[str]]:
@@ -304,29 +311,61 @@ class PersistedFunction:
         return named
 
     def code_version(self) -> str:
+        """The version of the code a result comes from: this function's and that of the user code it reaches."""
+        return self._version(self._fingerprint(config.settings()))
+
+    def _fingerprint(self, settings: Any) -> fingerprint.Fingerprint | None:
+        if self._options.version is not None:
+            return None
+        tracking = self._options.track_dependencies
+        if tracking is False or (tracking is None and not settings.track_dependencies):
+            return None
+        return self._tracker.current()
+
+    def _version(self, fp: fingerprint.Fingerprint | None) -> str:
         pinned = self._options.version
         if pinned is not None:
             return f"pinned:{pinned}"
-        return self._carried_version or identity.code_version(self._func)
+        if self._carried_version is not None:
+            return self._carried_version
+        return fp.code if fp is not None else identity.code_version(self._func)
+
+    def __ptd_hash__(self) -> tuple:
+        """A persisted function read by a cell or passed as an argument: its code and the values it reads."""
+        fp = self._fingerprint(config.settings())
+        values = self._tracker.values() if fp is not None and fp.values else {}
+        return ("ptd:persisted", self._name, self._version(fp), values)
 
     def _resolve(self, args: tuple, kwargs: dict) -> Call:
         named = self._named_arguments(args, kwargs)
-        version = self.code_version()
+        settings = config.settings()
+        fp = self._fingerprint(settings)
+        version = self._version(fp)
         if version != self._prefix[0]:  # the prefix changes only with the code version: build it once per version
             self._prefix = (version, self._identity + b"\x00" + version.encode())
         prefix = self._prefix[1]
         if self._options.hash_method == "json":
             digest = keys.hash_arguments_json(named, prefix=prefix)
         else:
-            digest = keys.hash_arguments(named, prefix=prefix, code_of=identity.code_version)
-        settings = config.settings()
+            digest = self._digest(named, prefix, fp)
         store, persist_root, folder = self._folder(settings)
         groups = self._group_folders(named) if self._options.groupby else []
         hashsize = self._options.hashsize or settings.hashsize
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)
         granularity = self._options.lock_granularity or settings.lock_granularity
-        return Call(store, key, digest, persist_root, named, version, granularity, folder)
+        return Call(store, key, digest, persist_root, named, version, granularity, folder, fp)
+
+    def _digest(self, named: dict[str, Any], prefix: bytes, fp: fingerprint.Fingerprint | None) -> str:
+        """The key: the arguments, and the values of the globals the code reads, under the code's version."""
+        if fp is None or not fp.values:
+            return keys.hash_arguments(named, prefix=prefix, code_of=fingerprint.code_of)
+        try:
+            return keys.hash_arguments({**named, **self._tracker.values()}, prefix=prefix, code_of=fingerprint.code_of)
+        except UnhashableArgumentError:
+            if not self._tracker.mark_unhashable():
+                raise  # an argument's fault: the error names it
+            return keys.hash_arguments({**named, **self._tracker.values()}, prefix=prefix, code_of=fingerprint.code_of)
 
     def _group_folders(self, named: dict[str, Any]) -> list[str]:
         folders = []
@@ -465,6 +504,24 @@ def _rebuild(func: bytes | Callable, options: Options, origin: Origin, version: 
     return rebuilt
 
 
+def _dependency_rows(fp: fingerprint.Fingerprint) -> list[list[str]]:
+    """The header's record of what the result depends on: code (digests) and values (digest, short repr)."""
+    rows = [dep.as_json() for dep in fp.code_dependencies]
+    rows += [dep.as_json() for dep in fingerprint.describe_values(fp, short_repr)]
+    return rows
+
+
+def _argument_digests(named: dict[str, Any]) -> dict[str, str]:
+    """One digest per argument, so ``why`` can tell which argument differs from a stored entry."""
+    out = {}
+    for name, value in named.items():
+        try:
+            out[str(name)] = keys.hash_arguments({"": value}, code_of=fingerprint.code_of)
+        except Exception:  # a header never fails a store
+            out[str(name)] = "?"
+    return out
+
+
 def _warn(message: str) -> None:
     logger.warning(message)
     warnings.warn(message, CacheWarning, stacklevel=4)
@@ -549,11 +606,15 @@ def persistf(
     alt_dirs: Iterable[str | os.PathLike] | None = None,
     *,
     version: str | None = None,
+    ignore_globals: Sequence[str] | None = None,
+    track_dependencies: bool | None = None,
 ) -> Any:
-    """Cache a function's results on disk, keyed by its code and its arguments.
+    """Cache a function's results on disk, keyed by its code, what its code depends on, and its arguments.
 
     Use as ``@persistf`` or ``@persistf(...)``. See the README for each option;
-    ``version="v2"`` pins the code version instead of deriving it from the source.
+    ``version="v2"`` pins the code version instead of deriving it from the code and its dependencies;
+    ``ignore_globals=["logger"]`` leaves named globals, helpers or closure variables out of the key;
+    ``track_dependencies=False`` keys on the function's own code only.
     """
     if expand_dict_kwargs is not None and not isinstance(expand_dict_kwargs, str):
         expand: tuple[str, ...] | str = _names(expand_dict_kwargs, "expand_dict_kwargs")
@@ -573,6 +634,8 @@ def persistf(
         local=bool(local),
         alt_dirs=tuple(os.path.abspath(os.fspath(d)) for d in (alt_dirs or ())),
         version=None if version is None else str(version),
+        ignore_globals=_names(ignore_globals, "ignore_globals"),
+        track_dependencies=None if track_dependencies is None else bool(track_dependencies),
     )
     if isinstance(groupby, str):
         raise ValueError(f"groupby={groupby!r} must be a list of argument names, e.g. groupby=[{groupby!r}]")
