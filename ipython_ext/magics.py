@@ -32,7 +32,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class, output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from persist_to_disk import keys, layout, locks, miss
+from persist_to_disk import fingerprint, keys, layout, locks, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from persist_to_disk.store import ENOVAL, Entry, LocalStore
@@ -126,6 +126,9 @@ class _Plan:
     code_version: str
     analysis: cells.CellNames
     readable: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)  # digest of each name read, before the cell ran
+    attrs: dict[str, frozenset[str]] = field(default_factory=dict)  # attributes read off each name
+    hidden: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -194,7 +197,8 @@ class _CellRun:
         analysis = cells.analyze_cell(self.cell)
         version = cell_code_version(self.cell)
         hidden = getattr(self.shell, "user_ns_hidden", {})
-        digests = namespace.input_digests(analysis.reads, self.ns, hidden)
+        attrs = dict(fingerprint.code_reads(compile(code.tree, code.filename, "exec")).attrs)
+        digests = namespace.input_digests(analysis.reads, self.ns, hidden, attrs)
         digest = cell_digest(self.name, version, digests)
         settings = config.settings()
         folder_name = self._label(version)
@@ -209,7 +213,8 @@ class _CellRun:
         key = layout.entry_relpath((), bucket, digest)
         coarse = locks.coarse_scope(settings.lock_granularity, str(persist_root), str(folder))
         readable = namespace.readable_inputs(analysis.reads, self.ns, hidden)
-        return _Plan(self._label(version), store, key, digest, str(persist_root), coarse, version, analysis, readable)
+        return _Plan(self._label(version), store, key, digest, str(persist_root), coarse, version, analysis, readable,
+                     digests, attrs, hidden)
 
     # -- hit ---------------------------------------------------------------------------------------------
     def _load(self, plan: _Plan) -> Entry | Any:
@@ -240,8 +245,19 @@ class _CellRun:
             result = code.execute()  # an exception leaves here: nothing is stored
             seconds = time.perf_counter() - start
         names = {n: self.ns[n] for n in plan.analysis.assigns if n in self.ns}
+        for name in self._changed_in_place(plan):
+            names[name] = self.ns[name]  # `df["b"] = ...`, `log.append(...)`: a hit must redo that too
         deleted = sorted(n for n in plan.analysis.deletes if n not in self.ns)
         return result, self._store(plan, code, names, deleted, result, recorder.items, seconds)
+
+    def _changed_in_place(self, plan: _Plan) -> list[str]:
+        """Names the cell read and changed without assigning them (their digest moved while it ran)."""
+        unassigned = [n for n in plan.inputs if n not in plan.analysis.assigns and n in self.ns]
+        try:
+            after = namespace.input_digests(unassigned, self.ns, plan.hidden, plan.attrs)
+        except UnhashableArgumentError:
+            return []
+        return sorted(n for n, digest in after.items() if digest != plan.inputs.get(n))
 
     def _store(self, plan: _Plan, code: _CellCode, names: dict[str, Any], deleted: list[str], result: Any,
                outputs: list[tuple], seconds: float) -> bool:

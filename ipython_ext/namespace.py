@@ -1,11 +1,11 @@
 """A cell's inputs and outputs in the notebook namespace, for the ``%%persist`` key and store.
 
-Inputs (:func:`input_digests`): the values of the names a cell reads, one digest each.
-Functions and classes defined in the notebook count by their code (so editing a helper
-in an earlier cell is a new key), and so do the notebook names *they* read, transitively:
-a cell calling ``f()``, where ``f`` uses the global ``N`` and calls ``g``, is keyed on
-``N`` and on ``g``'s code too. Modules count by name, importable functions by qualified
-name (as in the decorator's keys), everything else by value through ``persist_to_disk.keys``.
+Inputs (:func:`input_digests`): the values of the names a cell reads, one digest each, the
+decorator's way (``persist_to_disk.fingerprint``): a function or class defined in the notebook
+or the project counts by its code, the user code it reaches and the values of the globals it
+reads (so editing a helper in an earlier cell, or changing a global it uses, is a new key);
+a project module by the attributes the cell reads off it (``params.LR``), a library module by
+its version, everything else by value through ``persist_to_disk.keys``.
 
 Outputs (:func:`dumps` / :func:`loading_into`): the names a cell assigns, pickled with
 cloudpickle so that functions and classes defined in the cell are stored by value. Two
@@ -32,13 +32,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import cloudpickle
-import xxhash
 
-from persist_to_disk import identity, keys
+from persist_to_disk import fingerprint, identity, keys
 from persist_to_disk.errors import UnhashableArgumentError
 from persist_to_disk.readable import short_repr
 
-__all__ = ["class_code", "dumps", "input_digests", "loading_into", "readable_inputs", "unpicklable_names"]
+__all__ = ["dumps", "input_digests", "loading_into", "readable_inputs", "unpicklable_names"]
 
 log = logging.getLogger("persist_to_disk")
 
@@ -69,87 +68,22 @@ def _persisted_type() -> type | None:
     return getattr(module, "PersistedFunction", None)
 
 
-def _code_names(code: types.CodeType) -> set[str]:
-    """Global (and attribute) names a code object and its nested code objects use."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _code_names(const)
-    return names
-
-
-def _class_functions(cls: type) -> Iterable[types.FunctionType]:
-    for attr in vars(cls).values():
-        if isinstance(attr, (staticmethod, classmethod)):
-            attr = attr.__func__
-        if isinstance(attr, property):
-            yield from (f for f in (attr.fget, attr.fset, attr.fdel) if isinstance(f, types.FunctionType))
-        elif isinstance(attr, types.FunctionType):
-            yield attr
-        elif isinstance(attr, type) and attr.__qualname__.startswith(cls.__qualname__ + "."):
-            yield from _class_functions(attr)
-
-
-_SKIP_CLASS_ATTRS = frozenset(
-    {"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__", "__firstlineno__", "__static_attributes__",
-     "__slotnames__", "_abc_impl"}  # the last two are caches: pickling an instance adds __slotnames__
-)
-
-
-def class_code(cls: type) -> str:
-    """A digest of a notebook class's code: its methods' code versions, bases and plain attributes.
-
-    ``inspect.getsource`` cannot find a class typed into IPython, so the class is
-    fingerprinted from what it holds. Docstrings and comments do not count.
-    """
-    h = xxhash.xxh3_64()
-    h.update(cls.__qualname__.encode())
-    for base in cls.__bases__:
-        h.update(b"|base:" + keys.qualified_name(base).encode())
-        if _is_notebook_class(base):
-            h.update(class_code(base).encode())
-    for name in sorted(vars(cls)):
-        if name in _SKIP_CLASS_ATTRS:
-            continue
-        attr = vars(cls)[name]
-        h.update(b"|" + name.encode() + b"=")
-        kind = type(attr).__name__
-        if isinstance(attr, (staticmethod, classmethod)):
-            attr = attr.__func__
-        if isinstance(attr, property):
-            parts = [identity.code_version(f) if f is not None else "-" for f in (attr.fget, attr.fset, attr.fdel)]
-            h.update(f"property:{','.join(parts)}".encode())
-        elif isinstance(attr, types.FunctionType):
-            h.update(f"{kind}:{identity.code_version(attr)}".encode())
-        elif isinstance(attr, type) and _is_notebook_class(attr):
-            h.update(b"class:" + class_code(attr).encode())
-        else:
-            try:
-                h.update(keys.hash_value(attr).encode())
-            except Exception:
-                h.update(f"{kind}:unhashable".encode())
-    return h.hexdigest()
-
-
-def _stand_in(value: Any, ns: Mapping[str, Any]) -> tuple[Any, set[str]]:
-    """(what the key hashes for a value, the notebook names it reads in turn)."""
-    persisted = _persisted_type()
-    if persisted is not None and isinstance(value, persisted):
-        func = identity.unwrap(value)
-        uses = _code_names(func.__code__) if _is_notebook_function(func, ns) else set()
-        return ("ptd:persisted", value.__qualname__, value.code_version()), uses
-    if _is_notebook_function(value, ns):
-        return value, _code_names(value.__code__)  # keys hash its code, defaults and closure (code_of)
-    if _is_notebook_class(value):
-        uses: set[str] = set()
-        for func in _class_functions(value):
-            uses |= _code_names(func.__code__)
-        return ("ptd:class", value.__qualname__, class_code(value)), uses
-    return value, set()
-
-
 def _hash(value: Any) -> str:
-    return keys.hash_arguments({"value": value}, code_of=identity.code_version)
+    return keys.hash_arguments({"value": value}, code_of=fingerprint.code_of)
+
+
+def _module_stand_in(module: types.ModuleType, attrs: frozenset[str], name: str) -> tuple:
+    """A module as the cell uses it: the code and current values of the attributes it reads (``params.LR``)."""
+    fp = fingerprint.of_module(module, attrs, name)
+    values = {}
+    for ref in fp.values:
+        value = ref.read()
+        try:
+            keys.hash_value(value)
+        except UnhashableArgumentError:
+            value = ("ptd:unhashable", keys.qualified_name(type(value)))
+        values[ref.name] = value
+    return ("ptd:module", module.__name__, fp.code, values)
 
 
 def _counts(name: str, ns: Mapping[str, Any], hidden: Mapping[str, Any]) -> bool:
@@ -162,47 +96,37 @@ def _counts(name: str, ns: Mapping[str, Any], hidden: Mapping[str, Any]) -> bool
 
 
 def input_digests(
-    reads: Iterable[str], ns: Mapping[str, Any], hidden: Mapping[str, Any] | None = None
+    reads: Iterable[str],
+    ns: Mapping[str, Any],
+    hidden: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, frozenset[str]] | None = None,
 ) -> dict[str, str]:
-    """One digest per input name: the names read, and the notebook names their code reads.
+    """One digest per name the cell reads.
 
-    Raises UnhashableArgumentError naming the variable when a name the cell reads
-    directly cannot be hashed; one read only through a function's code is keyed on
-    its type then (an open file or a lock a helper uses is not data).
+    Functions and classes count by their dependency fingerprint (``persist_to_disk.fingerprint``,
+    the decorator's): their code, the user code they reach and the values of the notebook
+    globals they read; modules by the attributes the cell reads off them (``attrs``). Raises
+    UnhashableArgumentError naming the variable when a value the cell reads cannot be hashed.
     """
     hidden = hidden or {}
+    attrs = attrs or {}
     digests: dict[str, str] = {}
-    direct = sorted(set(reads))
-    todo = list(reversed(direct))
-    direct_set = set(direct)
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
+    for name in sorted(set(reads)):
         value = ns.get(name, _NOT_FOUND)
         if value is _NOT_FOUND:
-            if name in direct_set:
-                digests[name] = _hash(_ABSENT)
+            digests[name] = _hash(_ABSENT)
             continue
         if not _counts(name, ns, hidden):
             continue
-        stand_in, uses = _stand_in(value, ns)
         try:
-            digests[name] = _hash(stand_in)
+            if isinstance(value, types.ModuleType):
+                value = _module_stand_in(value, attrs.get(name, frozenset()), name)
+            digests[name] = _hash(value)
         except UnhashableArgumentError as exc:
-            if name in direct_set:
-                raise UnhashableArgumentError(
-                    f"variable {name!r} ({type(value).__name__}) read by the cell cannot be hashed into a cache "
-                    f"key ({exc.__cause__ or exc})"
-                ) from exc
-            digests[name] = _hash(("ptd:unhashable", keys.qualified_name(type(value))))
-        except RecursionError:
-            if name in direct_set:
-                raise UnhashableArgumentError(f"variable {name!r} is nested too deeply to hash") from None
-            digests[name] = _hash(("ptd:unhashable", keys.qualified_name(type(value))))
-        todo.extend(sorted(uses - seen, reverse=True))
+            raise UnhashableArgumentError(
+                f"variable {name!r} ({type(value).__name__}) read by the cell cannot be hashed into a cache "
+                f"key ({exc.__cause__ or exc})"
+            ) from exc
     return digests
 
 
@@ -223,7 +147,7 @@ def readable_inputs(
             elif _is_notebook_function(value, ns):
                 out[name] = f"function {value.__qualname__} (code {identity.code_version(value)})"
             elif _is_notebook_class(value):
-                out[name] = f"class {value.__qualname__} (code {class_code(value)})"
+                out[name] = f"class {value.__qualname__} (code {fingerprint.class_code(value)})"
             elif isinstance(value, types.ModuleType):
                 out[name] = f"module {value.__name__}"
             elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
