@@ -339,7 +339,12 @@ def _info_entry(catalog: Catalog, path: Path, args: argparse.Namespace, out: Tex
         raise CatalogError(f"no entry file {path}")
     entry = cat.read_header(CatalogEntry(path, path.stat().st_size, path.stat().st_mtime))
     data = _entry_json(entry)
-    data["header"] = entry.header
+    header = dict(entry.header or {})
+    rows = header.pop("dependencies", None) or []
+    header.pop("arg_digests", None)
+    data["header"] = header
+    if rows:  # what the result depends on besides its arguments (README: What the key is made of)
+        data["dependencies"] = {f"{row[0]} {row[1]}": f"{row[2]} [{row[3][:12]}]" for row in rows if len(row) == 4}
     _emit(data, args, out)
     return EXIT_OK if entry.status == "ok" else EXIT_FAILED
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import fingerprint, identity, keys, layout, locks, miss
+from . import fingerprint, identity, keys, layout, locks, miss, why
 from ._state import config
 from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from .readable import readable_arguments, short_repr
@@ -273,10 +273,26 @@ class PersistedFunction:
             # [[groupby argument(s), folder], ...]: where the function folder ends (for the browser and CLI)
             "groupby": self._groupby_header(call),
         }
-        if call.fingerprint is not None:
-            header["dependencies"] = _dependency_rows(call.fingerprint)
-        header["arg_digests"] = _argument_digests(call.named)
+        record = _record(call)
+        header["dependencies"] = [list(row) for row in record.dependencies]
+        header["arg_digests"] = dict(record.arg_digests)
+        if _interactive():
+            self._say_what_changed(call, record)
         return self._put(call, value, header)
+
+    def _say_what_changed(self, call: Call, record: why.CallRecord) -> None:
+        """In a notebook: a recompute that replaces an entry of the same arguments says why, in one line."""
+        scanned = 0
+        for info in call.store.iter_entries():
+            scanned += 1
+            if scanned > _SCAN_FOR_WHY:  # a big folder: not worth a slower miss
+                return
+            if info.header is None or info.key == call.key or not why.same_arguments(record, info.header):
+                continue
+            reasons = why.differences(record, why.CallRecord.from_header(info.header))
+            if reasons:
+                print(f"[persist] {self._name}: recomputing, " + "; ".join(reasons))
+            return
 
     def _groupby_header(self, call: Call) -> list[list[str]]:
         folders = call.key.split("/")[:-2]  # key: <groupby folders...>/<bucket>/<digest>.ptd
@@ -504,11 +520,22 @@ def _rebuild(func: bytes | Callable, options: Options, origin: Origin, version: 
     return rebuilt
 
 
-def _dependency_rows(fp: fingerprint.Fingerprint) -> list[list[str]]:
-    """The header's record of what the result depends on: code (digests) and values (digest, short repr)."""
-    rows = [dep.as_json() for dep in fp.code_dependencies]
-    rows += [dep.as_json() for dep in fingerprint.describe_values(fp, short_repr)]
-    return rows
+_SCAN_FOR_WHY = 256  # entries read at most, on a miss in a notebook, to say why it recomputes
+
+
+def _interactive() -> bool:
+    """Whether an IPython shell runs this process (the decorator prints only there)."""
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
+
+
+def _record(call: Call) -> why.CallRecord:
+    """What the call's key is made of, readable: entry headers keep it, ``why`` compares it."""
+    rows: list[tuple[str, str, str, str]] = []
+    if call.fingerprint is not None:
+        rows = [tuple(dep.as_json()) for dep in call.fingerprint.code_dependencies]  # type: ignore[misc]
+        rows += [tuple(dep.as_json()) for dep in fingerprint.describe_values(call.fingerprint, short_repr)]  # type: ignore[misc]
+    return why.CallRecord(_argument_digests(call.named), readable_arguments(call.named), tuple(rows))
 
 
 def _argument_digests(named: dict[str, Any]) -> dict[str, str]:
@@ -563,6 +590,15 @@ class CacheHandle:
         """Delete this call's entry; the next call recomputes. True if there was one."""
         call = self._call(args, kwargs)
         return call.store.delete(call.key) > 0
+
+    def why(self, *args: Any, **kwargs: Any) -> why.Explanation:
+        """What differs between this call and the nearest stored entry ("global SCALE: 2 -> 3")."""
+        call = self._call(args, kwargs)
+        name = self._owner._name
+        if call.store.contains(call.key):
+            return why.Explanation(name, cached=True)
+        headers = (info.header for info in call.store.iter_entries() if info.header is not None)
+        return why.explain(name, _record(call), headers)
 
     def entries(self) -> list[EntryInfo]:
         """Every entry of this function (all code versions), with readable arguments, values not loaded."""

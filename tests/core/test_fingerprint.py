@@ -310,3 +310,36 @@ def test_state_read_per_call_is_only_what_the_code_reads(cache_root):
     fp = fingerprint.of_object(namespace["f"])
     assert {(d.kind, d.name) for d in fp.code_dependencies} == {("function", "f"), ("function", "helper")}
     assert [v.name for v in fp.values] == ["SCALE"]
+
+
+# -- saying why ------------------------------------------------------------------------------------------------
+def test_why_names_what_differs_from_the_nearest_entry(cache_root):
+    namespace = {"ptd": ptd, "SCALE": 2}
+    exec("def scale(x):\n    return x * SCALE\n\n@ptd.persistf()\ndef f(x, lr=0.01):\n    return scale(x)\n", namespace)
+    f = namespace["f"]
+    assert str(f.cache.why(5)) == "f: nothing is cached for this function yet"
+    f(5)
+    assert str(f.cache.why(5)) == "f: this call is cached"
+    namespace["SCALE"] = 3
+    assert f.cache.why(5).reasons == ["global SCALE: 2 -> 3"]
+    assert f.cache.why(5, lr=0.001).reasons == ["argument lr: 0.01 -> 0.001", "global SCALE: 2 -> 3"]
+    namespace["SCALE"] = 2
+    exec("def scale(x):\n    return x * SCALE + 1\n", namespace)
+    assert f.cache.why(5).reasons == ["function `scale` in <string>:1 changed"]
+    assert "function `scale`" in str(f.cache.why(5))
+
+
+def test_an_entry_header_and_ptd_info_list_the_dependencies(project):
+    project.write("main.py", MAIN)
+    project.write("util.py", UTIL)
+    project.run()
+    entry = next(project.home.rglob("*.ptd"))
+    env = dict(os.environ, HOME=str(project.home))
+    proc = subprocess.run([sys.executable, "-m", "persist_to_disk", "info", str(entry)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    deps = text[text.index("dependencies:"):]
+    for expected in ("function f: main.py:", "function helper: main.py:", "function bonus: util.py:",
+                     "global OFFSET: __main__ = 1", "global SCALE: __main__ = 2", "attribute util.RATE: util = 10"):
+        assert expected in deps, deps

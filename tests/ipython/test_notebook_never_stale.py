@@ -62,6 +62,9 @@ def test_notebook_edits_recompute_and_a_restart_hits(project: Path, run_notebook
     nb = run_notebook(nb_path, cells, env=env)
     printed = _printed(nb, nbtools.cell_text)
     assert printed == ["R1 10", "R2 11", "R3 16", "LR 1.0", "LR 2.0", "LOG ['ran']", "Y 4", "Y 103"], printed
+    shown = [nbtools.cell_text(cell) for cell in nb.cells]
+    assert "[persist] f: recomputing, function `helper` in" in shown[5], "a recompute says why, in one line"
+    assert "[persist] f: recomputing, global SCALE: 2 -> 3" in shown[7]
     first = Counter(counter.read_text().split())
     assert first == {"f": 5, "lr": 2, "mutate": 1, "usef": 2}, "each change recomputes once, nothing else does"
 
