@@ -238,7 +238,7 @@ class _Walk:
                 key=lambda v: (v.kind, v.name),
             )
         )
-        return Fingerprint(h.hexdigest(), code, values, tuple(self.guards))
+        return Fingerprint(h.hexdigest(), code, values, tuple(_unique_guards(self.guards)))
 
     # -- functions
     def function(self, func: types.FunctionType, name: str, *, root: bool = False) -> None:
@@ -370,6 +370,18 @@ class _Walk:
         self.values[(kind, name)] = ValueRef(kind, name, where, lambda: value)
 
 
+def _unique_guards(guards: list[tuple[Callable[[], Any], Any]]) -> list[tuple[Callable[[], Any], Any]]:
+    """One guard per binding (a helper two functions call is checked once per call, not twice)."""
+    seen: dict[tuple, tuple[Callable[[], Any], Any]] = {}
+    for read, expected in guards:
+        func = getattr(read, "func", read)
+        owner = getattr(func, "__self__", func)  # the dict behind a bound `ns.get`
+        args = tuple(a if isinstance(a, str) else id(a) for a in getattr(read, "args", ()))
+        ident = (id(owner), getattr(func, "__name__", ""), args)
+        seen.setdefault(ident, (read, expected))
+    return list(seen.values())
+
+
 _SKIP_CLASS_ATTRS = frozenset(
     {"__dict__", "__weakref__", "__module__", "__doc__", "__qualname__", "__firstlineno__", "__static_attributes__",
      "__slotnames__", "_abc_impl", "__annotations__", "__parameters__", "__orig_bases__", "__dataclass_fields__",
@@ -489,25 +501,24 @@ class Tracker:
         self._root = root
         self._ignore = ignore
         self._fingerprint: Fingerprint | None = None
-        self._labels: tuple[tuple[str, ValueRef], ...] = ()
-        self._unhashable: set[str] = set()
+        self._labels: tuple[tuple[bytes, ValueRef], ...] = ()  # in the order of fp.values (sorted)
+        self._unhashable: set[bytes] = set()
 
     def current(self) -> Fingerprint:
         fp = self._fingerprint
         if fp is None or not fp.still_valid():
             fp = self._fingerprint = of_object(self._root, self._ignore)
-            # labels no argument name can take: the values join the arguments in one key
-            self._labels = tuple((f"\x00{ref.kind} {ref.where}.{ref.name}", ref) for ref in fp.values)
+            self._labels = tuple((keys.extra_label(f"{ref.kind} {ref.name} in {ref.where}"), ref) for ref in fp.values)
         return fp
 
-    def values(self) -> dict[str, Any]:
-        """The values the code reads now (call ``current()`` first), by label."""
+    def values(self) -> list[tuple[bytes, Any]]:
+        """The values the code reads now (call ``current()`` first), labelled for ``hash_arguments(extra=...)``."""
         if not self._unhashable:
-            return {label: ref.read() for label, ref in self._labels}
-        out = {}
+            return [(label, ref.read()) for label, ref in self._labels]
+        out = []
         for label, ref in self._labels:
             value = ref.read()
-            out[label] = _type_stand_in(value) if label in self._unhashable else value
+            out.append((label, _type_stand_in(value) if label in self._unhashable else value))
         return out
 
     def mark_unhashable(self) -> bool:
@@ -537,11 +548,11 @@ class Tracker:
         if not fp.values:
             return fp.code
         try:
-            values = keys.hash_arguments(self.values(), code_of=code_of)
+            values = keys.hash_arguments({}, extra=self.values(), code_of=code_of)
         except UnhashableArgumentError:
             if not self.mark_unhashable():
                 raise
-            values = keys.hash_arguments(self.values(), code_of=code_of)
+            values = keys.hash_arguments({}, extra=self.values(), code_of=code_of)
         return f"{fp.code}:{values}"
 
 

@@ -26,7 +26,7 @@ import struct
 import sys
 import types
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import xxhash
@@ -374,9 +374,12 @@ def hash_arguments(
     *,
     prefix: bytes = b"",
     code_of: Callable[[Any], str] | None = None,
+    extra: Sequence[tuple[bytes, Any]] = (),
 ) -> str:
     """Digest (32 hex chars) of named arguments, independent of their order.
 
+    ``extra``: more values, each with a label made by :func:`extra_label`, in a fixed order
+    (the values of the globals a function reads); no argument name can take their place.
     A value that cannot be hashed raises UnhashableArgumentError naming the argument,
     whatever went wrong inside the value's own code.
     """
@@ -390,7 +393,19 @@ def hash_arguments(
             hasher.feed(named[name])
         except Exception as exc:
             raise _unhashable_error(f"argument {name!r}", named[name], exc) from exc
+    for label, value in extra:
+        hasher.h.update(label)
+        try:
+            hasher.feed(value)
+        except Exception as exc:
+            raise _unhashable_error(label[9:].decode("utf-8", "replace"), value, exc) from exc
     return hasher.digest()
+
+
+def extra_label(text: str) -> bytes:
+    """A label for :func:`hash_arguments`' ``extra`` values: its first byte is no argument name's."""
+    payload = text.encode("utf-8", "surrogatepass")
+    return b"\x01" + _pack_len(len(payload)) + payload
 
 
 def _unhashable_error(what: str, value: Any, exc: Exception) -> UnhashableArgumentError:

@@ -349,8 +349,7 @@ class PersistedFunction:
     def __ptd_hash__(self) -> tuple:
         """A persisted function read by a cell or passed as an argument: its code and the values it reads."""
         fp = self._fingerprint(config.settings())
-        values = self._tracker.values() if fp is not None and fp.values else {}
-        return ("ptd:persisted", self._name, self._version(fp), values)
+        return ("ptd:persisted", self._name, self._version(fp), self._tracker.digest() if fp is not None else "")
 
     def _resolve(self, args: tuple, kwargs: dict) -> Call:
         named = self._named_arguments(args, kwargs)
@@ -377,11 +376,11 @@ class PersistedFunction:
         if fp is None or not fp.values:
             return keys.hash_arguments(named, prefix=prefix, code_of=fingerprint.code_of)
         try:
-            return keys.hash_arguments({**named, **self._tracker.values()}, prefix=prefix, code_of=fingerprint.code_of)
+            return keys.hash_arguments(named, prefix=prefix, code_of=fingerprint.code_of, extra=self._tracker.values())
         except UnhashableArgumentError:
             if not self._tracker.mark_unhashable():
                 raise  # an argument's fault: the error names it
-            return keys.hash_arguments({**named, **self._tracker.values()}, prefix=prefix, code_of=fingerprint.code_of)
+            return keys.hash_arguments(named, prefix=prefix, code_of=fingerprint.code_of, extra=self._tracker.values())
 
     def _group_folders(self, named: dict[str, Any]) -> list[str]:
         folders = []
