@@ -166,9 +166,9 @@ def _feed_series_values(h: CanonicalHasher, series: Any) -> None:
 def _feed_categories(h: CanonicalHasher, dtype: Any) -> None:
     """A categorical's categories and order flag: ``str(dtype)`` says only 'category'."""
     categories = getattr(dtype, "categories", None)
-    if categories is not None:
+    if categories is not None:  # their values only: pandas 3 calls a str Index's dtype `str`, pandas 2 `object`
         h.tag(b"o", b"ordered" if dtype.ordered else b"unordered")
-        _feed_index(h, categories)
+        _feed_array_like(h, categories)
 
 
 def _feed_array_like(h: CanonicalHasher, values: Any) -> None:

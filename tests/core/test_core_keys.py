@@ -398,7 +398,7 @@ GOLDEN_DIGESTS = {
     "function": "8ad6367c6d67f0427f307f9e9b0e6ca2",
     "dates": "2f5580d213e4eebccdd4f87e646eecd3",
     "nan_array": "56c8117f787a7fbbf49650b34f453e3b",
-    "categorical": "854cc769ad36fef55498d79408c045e6",
+    "categorical": "940b970eb8859cb47453ac38ea038545",
     "aware": "e536cdacbf0d4aa2cc9f16e81efd2007",
     "pure_path": "44971a8646ae26a3c80e4abe716a73c3",
     "abc_class": "8e6eac909b9e2fc4f1359aee30e9478d",
