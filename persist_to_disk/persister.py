@@ -282,17 +282,16 @@ class PersistedFunction:
 
     def _say_what_changed(self, call: Call, record: why.CallRecord) -> None:
         """In a notebook: a recompute that replaces an entry of the same arguments says why, in one line."""
-        scanned = 0
-        for info in call.store.iter_entries():
-            scanned += 1
-            if scanned > _SCAN_FOR_WHY:  # a big folder: not worth a slower miss
+        same = []
+        for scanned, info in enumerate(call.store.iter_entries()):
+            if scanned >= _SCAN_FOR_WHY:  # a big folder: not worth a slower miss
                 return
-            if info.header is None or info.key == call.key or not why.same_arguments(record, info.header):
-                continue
-            reasons = why.differences(record, why.CallRecord.from_header(info.header))
-            if reasons:
-                print(f"[persist] {self._name}: recomputing, " + "; ".join(reasons))
-            return
+            if info.header is not None and info.key != call.key and why.same_arguments(record, info.header):
+                same.append(info.header)
+        found = why.nearest(record, same)
+        reasons = why.differences(record, why.CallRecord.from_header(found)) if found is not None else []
+        if reasons:
+            print(f"[persist] {self._name}: recomputing, " + "; ".join(reasons))
 
     def _groupby_header(self, call: Call) -> list[list[str]]:
         folders = call.key.split("/")[:-2]  # key: <groupby folders...>/<bucket>/<digest>.ptd

@@ -133,10 +133,10 @@ def make_store(design: str, root: str) -> Any:
 
 
 # -- persisted functions ----------------------------------------------------------------------------
-_ARGS: dict[str, Any] = {}
+_ARGS: dict[str, Any] = {}  # the run's instrumentation (log file, delays), not an input of the results
 
 
-@ptd.persistf(hashsize=4)
+@ptd.persistf(hashsize=4, ignore_globals=["_ARGS"])
 def rel_stress(key):
     _log(_ARGS.get("log"), f"{os.getpid()} {key}")
     if _ARGS.get("compute_delay"):
@@ -144,7 +144,7 @@ def rel_stress(key):
     return stress_value(key)
 
 
-@ptd.persistf
+@ptd.persistf(ignore_globals=["_ARGS"])
 def rel_slow(key):
     """Logs that it started, then (if asked) says so in a marker file and holds until released."""
     _log(_ARGS.get("log"), f"{os.getpid()} {key}")
@@ -160,7 +160,7 @@ def rel_slow(key):
     return {"key": key, "by": os.getpid()}
 
 
-@ptd.persistf
+@ptd.persistf(ignore_globals=["_ARGS"])
 def rel_big(key, size):
     _log(_ARGS.get("log"), f"{os.getpid()} {key}")
     return expected_value(key, size)
