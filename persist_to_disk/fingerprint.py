@@ -507,9 +507,22 @@ class Tracker:
     def current(self) -> Fingerprint:
         fp = self._fingerprint
         if fp is None or not fp.still_valid():
-            fp = self._fingerprint = of_object(self._root, self._ignore)
+            fp = self._fingerprint = self._walk()
             self._labels = tuple((keys.extra_label(f"{ref.kind} {ref.name} in {ref.where}"), ref) for ref in fp.values)
         return fp
+
+    def _walk(self) -> Fingerprint:
+        try:
+            return of_object(self._root, self._ignore)
+        except Exception as exc:  # a walk that trips on odd code must never cost the user's call
+            warnings.warn(
+                f"the dependencies of {_root_name(self._root)} could not be read ({type(exc).__name__}: {exc}); "
+                "its results are keyed on its own code only",
+                CacheWarning,
+                stacklevel=5,
+            )
+            own = Dependency("function", _root_name(self._root), "", identity.code_version(self._root))
+            return Fingerprint(own.digest, (own,), (), ())
 
     def values(self) -> list[tuple[bytes, Any]]:
         """The values the code reads now (call ``current()`` first), labelled for ``hash_arguments(extra=...)``."""

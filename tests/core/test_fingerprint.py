@@ -343,3 +343,18 @@ def test_an_entry_header_and_ptd_info_list_the_dependencies(project):
     for expected in ("function f: main.py:", "function helper: main.py:", "function bonus: util.py:",
                      "global OFFSET: __main__ = 1", "global SCALE: __main__ = 2", "attribute util.RATE: util = 10"):
         assert expected in deps, deps
+
+
+def test_a_walk_that_fails_never_costs_the_call(cache_root, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("odd code")
+
+    monkeypatch.setattr(fingerprint, "of_object", broken)
+
+    @ptd.persistf()
+    def f(x):
+        return x + 1
+
+    with pytest.warns(ptd.CacheWarning, match="dependencies of .*f could not be read.*odd code"):
+        assert f(1) == 2
+    assert f(1) == 2 and f.cache.contains(1)
