@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import subprocess
 import sys
@@ -427,3 +428,99 @@ def test_importing_the_core_does_not_import_ipywidgets():
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=os.environ.copy()
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+# ------------------------------------------------------------------------------------- the table, redesigned
+def test_header_buttons_sort_the_table(funcs, cache):
+    panel = open_panel()
+    panel.headers["size"].click()
+    sizes = [e.size for e in panel.state.page_entries]
+    assert panel.state.sort == "size" and sizes == sorted(sizes, reverse=True)
+    assert panel.headers["size"].description == "Size ▼"
+    panel.headers["size"].click()
+    assert [e.size for e in panel.state.page_entries] == sorted(sizes) and panel.headers["size"].description == "Size ▲"
+    for key in ("created", "last_read", "compute"):
+        panel.headers[key].click()
+        assert panel.state.sort == key and panel.state.descending
+    panel.headers["version"].click()  # not sortable: nothing happens
+    assert panel.state.sort == "compute"
+
+
+def test_a_function_column_above_function_level_only(funcs, cache):
+    train, _square, _ = funcs
+    panel = open_panel()
+    owners = {row.cells["function"].description for row, _e in zip(panel.rows, panel.state.page_entries)}
+    assert owners == {"funcs.train()", "funcs.square()"} and panel.table.children[1] is panel.headers["function"]
+    panel.select_node(node_path(train.folder(), cache))
+    assert panel.headers["function"] not in panel.table.children and len(rows(panel)) == 4
+
+
+def test_a_click_on_a_row_shows_its_full_arguments(cache):
+    @ptd.persistf()
+    def fit(description, weights):
+        return 1
+
+    long = "a description far longer than the thirty-two characters that a table cell used to keep"
+    fit(long, list(range(20)))
+    fit("short", [1])
+    panel = open_panel(func=fit)
+    index = next(i for i, e in enumerate(panel.state.page_entries) if "far longer" in e.args_text)
+    panel.rows[index].cells["size"].click()
+    assert panel.state.selected == {panel.state.page_entries[index].path}
+    details = html.unescape(panel.details.value)
+    assert f"description = {long!r}" in details and f"weights = {list(range(20))!r}" in details
+    assert panel.rows[index].cells["arguments"].tooltip == panel.state.page_entries[index].args_text
+
+
+def test_a_cell_entry_shows_the_variables_it_holds_and_totals_the_compute_time(cache, tmp_path):
+    from persist_to_disk.store import LocalStore
+
+    folder = cache / ptd.config.project_folder_name(tmp_path / "proj")
+    for i, seconds in enumerate((3600.0, 7200.0, 720.0)):
+        header = {"func": "features", "kind": "cell", "args": {"window": str(i)}, "names": ["X", "summary"],
+                  "code_version": "c1", "created": time.time(), "compute_seconds": seconds, "groupby": []}
+        LocalStore(folder).put(f"nb/features/{i}/" + f"{i}" * 32 + ".ptd", "v", header)
+    panel = open_panel()
+    assert "3 h 12 min to recompute" in panel.totals.value and "3 entries" in panel.totals.value
+    assert all("→ X, summary" in row and "cell features" in row for row in rows(panel))
+    panel.rows[0].cells["arguments"].click()
+    details = html.unescape(panel.details.value)
+    assert "<th>holds</th><td>X, summary</td>" in details and "<th>reads</th>" in details
+    assert "arguments" not in details
+
+
+def test_the_panel_rereads_a_node_that_changed_on_disk(funcs, cache):
+    _train, square, _ = funcs
+    panel = open_panel(func=square)
+    assert not panel.check_disk()  # nothing changed
+    square(99)  # another process (or cell) writes an entry
+    assert panel.check_disk() and len(panel.state.entries) == 6
+    assert "changed on disk" in panel.status.value
+    pick(panel, "x=99")
+    panel.invalidate_selected_button.click()  # a question is open: the table must not move under it
+    square.cache.invalidate(1)
+    assert panel.check_disk() and panel.state.stale and len(panel.state.entries) == 6
+    assert "changed on disk since this was read: Refresh" in panel.status.value
+    panel.cancel_button.click()
+    panel.refresh_button.click()
+    assert not panel.state.stale and len(panel.state.entries) == 5
+
+
+def test_the_watcher_thread_rereads_on_its_own(funcs, cache):
+    _train, square, _ = funcs
+    panel = br.CacheBrowser(panel_catalog(cache), start=None, background=True, watch_seconds=0.05)
+    panel.wait()
+    before = len(panel.state.entries)
+    square(123)
+    deadline = time.monotonic() + 30
+    while len(panel.state.entries) != before + 1 and time.monotonic() < deadline:
+        panel.wait()
+        time.sleep(0.02)  # polling a condition, with a deadline
+    assert len(panel.state.entries) == before + 1
+    panel.close()
+
+
+def panel_catalog(cache: Path):
+    from persist_to_disk.catalog import Catalog
+
+    return Catalog(cache)
