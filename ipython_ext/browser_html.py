@@ -21,7 +21,7 @@ from persist_to_disk.readable import (
     version_label,
 )
 
-from .browser_state import PanelState, SortColumn, Status, entry_owner
+from .browser_state import PanelState, SortColumn, Status, entry_owner, node_name
 
 CHECK_WIDTH = "26px"
 
@@ -42,14 +42,14 @@ def _arguments(e: CatalogEntry) -> str:
     return e.args_text if e.status == "ok" else f"<{e.error}> {e.path.name}"
 
 
-FUNCTION = Column("function", "Function / cell", "minmax(70px, 1fr)", entry_owner, "function")
+FUNCTION = Column("function", "Function / cell", "minmax(80px, 1fr)", entry_owner, "function")
 COLUMNS = (
-    Column("arguments", "Arguments", "minmax(90px, 2fr)", _arguments, "arguments"),
-    Column("size", "Size", "70px", lambda e: format_bytes(e.size), "size", numeric=True),
-    Column("created", "Created", "88px", lambda e: format_short_time(e.created), "created"),
-    Column("last_read", "Last read", "88px", lambda e: format_short_time(e.last_read), "last_read"),
-    Column("compute", "Compute", "80px", lambda e: format_seconds(e.compute_seconds), "compute", numeric=True),
-    Column("version", "Version", "58px", lambda e: version_label(e.status, e.current)),
+    Column("arguments", "Arguments", "minmax(110px, 2fr)", _arguments, "arguments"),
+    Column("size", "Size", "78px", lambda e: format_bytes(e.size), "size", numeric=True),
+    Column("created", "Created", "80px", lambda e: format_short_time(e.created), "created"),
+    Column("last_read", "Last read", "82px", lambda e: format_short_time(e.last_read), "last_read"),
+    Column("compute", "Compute", "92px", lambda e: format_seconds(e.compute_seconds), "compute", numeric=True),
+    Column("version", "Version", "66px", lambda e: version_label(e.status, e.current)),
 )
 
 
@@ -74,7 +74,7 @@ def totals_html(state: PanelState) -> str:
     if node is None:
         return ""
     s = state.summary
-    parts = [f"<b>{html.escape(node.label)}</b>: {plural(s.entries, 'entry')}", format_bytes(s.bytes)]
+    parts = [f"<b>{html.escape(node_name(node))}</b>: {plural(s.entries, 'entry')}", format_bytes(s.bytes)]
     if s.compute_seconds:
         parts.append(f"{format_seconds(s.compute_seconds)} to recompute")
     if state.filter_text.strip():
@@ -132,16 +132,21 @@ def status_html(state: PanelState) -> tuple[str, bool]:
 
 
 STYLE = """<style>
-.ptd-browser { max-width: 100%; box-sizing: border-box; color: var(--jp-ui-font-color1);
+.ptd-browser { container-type: inline-size; max-width: 100%; box-sizing: border-box; color: var(--jp-ui-font-color1);
   font-family: var(--jp-ui-font-family); font-size: var(--jp-ui-font-size1); gap: 6px; }
 .ptd-browser * { box-sizing: border-box; }
 .ptd-browser .jupyter-widgets { margin: 0; max-width: 100%; }
 .ptd-browser .widget-html-content { line-height: 1.4; }
 .ptd-browser .ptd-top, .ptd-browser .ptd-actions, .ptd-browser .ptd-pager, .ptd-browser .ptd-footer { gap: 6px; }
 .ptd-browser .ptd-body { gap: 10px; }
-.ptd-browser .ptd-side { flex: 1 1 200px; max-width: 280px; min-width: 0; }
+.ptd-browser .ptd-side { flex: 1 1 170px; max-width: 240px; min-width: 0; }
 .ptd-browser .ptd-main { flex: 999 1 480px; min-width: 0; gap: 6px; }
+@container (max-width: 960px) {  /* a narrow column: the tree goes above the table, which gets the width */
+  .ptd-browser .ptd-side { flex-basis: 100%; max-width: none; }
+  .ptd-browser .ptd-tree select { height: 132px; }
+}
 .ptd-browser .ptd-tree select { font-family: var(--jp-code-font-family); font-size: 12px; line-height: 1.4;
+  overflow-x: hidden; text-overflow: ellipsis;
   background: var(--jp-layout-color1); color: var(--jp-ui-font-color1); border-color: var(--jp-border-color1); }
 .ptd-browser .ptd-table { border: 1px solid var(--jp-border-color2); border-radius: 3px; overflow: hidden;
   align-items: center; background: var(--jp-layout-color1); }
@@ -152,14 +157,16 @@ STYLE = """<style>
 .ptd-browser button.ptd-head, .ptd-browser button.ptd-cellbutton {
   width: 100%; height: 26px; padding: 0 6px; text-align: left; border-radius: 0; box-shadow: none;
   background: transparent; color: var(--jp-ui-font-color1); font-size: 12px; overflow: hidden;
-  text-overflow: ellipsis; white-space: nowrap; }
+  text-overflow: ellipsis; white-space: nowrap; outline: none; }
 .ptd-browser button.ptd-head { background: var(--jp-layout-color2); font-weight: 600; color: var(--jp-ui-font-color1); }
 .ptd-browser button.ptd-head:hover, .ptd-browser button.ptd-cellbutton:hover { background: var(--jp-layout-color3); }
+.ptd-browser .ptd-table button.jupyter-button:hover:enabled,
+.ptd-browser .ptd-table button.jupyter-button:focus:enabled { box-shadow: none; outline: none; }
 .ptd-browser button.ptd-head:disabled { opacity: 1; cursor: default; }
 .ptd-browser button.ptd-num { text-align: right; }
 .ptd-browser button.ptd-code { font-family: var(--jp-code-font-family); }
-.ptd-browser .ptd-table .ptd-selected { background: var(--jp-brand-color3); }
-.ptd-browser .ptd-table .ptd-focus { background: var(--jp-brand-color2); color: var(--jp-ui-inverse-font-color1); }
+.ptd-browser .ptd-table button.ptd-selected { background: var(--jp-brand-color3); }
+.ptd-browser .ptd-table button.ptd-focus { background: var(--jp-brand-color2); color: var(--jp-ui-inverse-font-color1); }
 .ptd-browser .ptd-table .ptd-older { color: var(--jp-ui-font-color2); }
 .ptd-browser .ptd-table .ptd-broken { color: var(--jp-error-color1); }
 .ptd-browser .ptd-details { background: var(--jp-layout-color2); border-radius: 3px; padding: 4px 8px; }

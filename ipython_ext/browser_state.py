@@ -144,6 +144,11 @@ def summarize(entries: Iterable[CatalogEntry]) -> Summary:
     return Summary(count, size, seconds, older, broken)
 
 
+def node_name(node: Node) -> str:
+    """A node as messages name it: a project by its folder name (its path on disk is in the project list)."""
+    return node.project.name if node.kind == "project" else node.label
+
+
 def entry_owner(e: CatalogEntry) -> str:
     """The function or cell an entry belongs to, as every face names it."""
     return function_label(e.kind, e.func or "?") if e.header is not None else "?"
@@ -286,7 +291,7 @@ def ask_older(state: PanelState) -> PanelState:
         return say(state, "No entries of older code versions here.")
     size = sum(e.size for e in older)
     question = (
-        f"Delete {plural(len(older), 'entry')} of older code versions (or corrupt) in {state.node.label} "
+        f"Delete {plural(len(older), 'entry')} of older code versions (or corrupt) in {node_name(state.node)} "
         f"({format_bytes(size)})?"
     )
     return ask(state, Pending(question, entries=older))
@@ -299,8 +304,8 @@ def ask_node(state: PanelState, on_disk: Totals | None = None) -> PanelState:
         return state
     count, size = (len(state.entries), state.summary.bytes) if on_disk is None else (on_disk.entries, on_disk.bytes)
     if not count:
-        return say(state, f"Nothing to delete in {node.label}.")
-    question = f"Delete all {plural(count, 'entry')} in {node.label} ({format_bytes(size)})?"
+        return say(state, f"Nothing to delete in {node_name(node)}.")
+    question = f"Delete all {plural(count, 'entry')} in {node_name(node)} ({format_bytes(size)})?"
     return ask(state, Pending(question, node=node))
 
 

@@ -271,8 +271,9 @@ class CacheBrowser(widgets.VBox):
         self.prev_button.disabled = state.page == 0
         self.next_button.disabled = state.page >= state.pages - 1
         self.details.value = view.details_html(state)
-        label = state.node.label if state.node is not None else ""
-        label = label if len(label) <= 40 else label[:39] + "…"
+        node = state.node
+        label = "" if node is None else st.node_name(node)
+        label = label if len(label) <= 32 else label[:31] + "…"
         self.invalidate_node_button.description = f"Invalidate all in {label}" if label else "Invalidate all"
         if state.pending is not None:
             self.confirm_message.value = f"<b>{html.escape(state.pending.question)}</b> This cannot be undone."
@@ -342,6 +343,7 @@ class CacheBrowser(widgets.VBox):
         self._open(state, node, (node.id,))
 
     def _open(self, state: PanelState, node: Node, path: tuple[str, ...]) -> None:
+        self._seen = None
         self._set(st.open_node(state, node, path))
         self._scan()
 
@@ -385,8 +387,9 @@ class CacheBrowser(widgets.VBox):
         if node is None:
             return
         want_project = self.state.project_totals is None
+        watched_before = set(self._seen or ())  # a bucket emptied since is still watched: a new entry may land there
         started = time.perf_counter()
-        self._set(replace(st.say(self.state, f"Reading {node.label} …"), busy=True))
+        self._set(replace(st.say(self.state, f"Reading {st.node_name(node)} …"), busy=True))
 
         def work(progress: Callable[[int, int], None], stopped: Callable[[], bool]) -> Any:
             listing = self.catalog.scan(node, progress=progress, should_stop=stopped)
@@ -395,7 +398,8 @@ class CacheBrowser(widgets.VBox):
                 totals = listing.totals
             elif want_project:
                 totals = self.catalog.totals(self.catalog.project_node(node.project))
-            seen = mtimes(st.watched_folders(replace(self.state, node=node, entries=tuple(listing.entries))))
+            folders = st.watched_folders(replace(self.state, node=node, entries=tuple(listing.entries)))
+            seen = mtimes(sorted(watched_before.union(folders)))
             return listing, totals, seen
 
         def done(result: Any) -> None:
@@ -410,7 +414,7 @@ class CacheBrowser(widgets.VBox):
             if not n and state.note:
                 text = state.note
             else:
-                text = f"{why}{plural(n, 'entry')} in {node.label} ({time.perf_counter() - started:.1f} s){extra}."
+                text = f"{why}{plural(n, 'entry')} in {st.node_name(node)} ({time.perf_counter() - started:.1f} s){extra}."
             self._set(replace(st.say(state, text), busy=False))
 
         self._run(work, done, f"reading {node.label}")
@@ -438,7 +442,7 @@ class CacheBrowser(widgets.VBox):
             state = self.state
             if state.node is None or state.busy or self._seen is None:
                 return False
-            if mtimes(st.watched_folders(state)) == self._seen:
+            if mtimes(list(self._seen)) == self._seen:
                 return False
             if state.pending is not None or len(state.entries) > REREAD_LIMIT:
                 if not state.stale:
@@ -568,6 +572,8 @@ class CacheBrowser(widgets.VBox):
             failed = {path for path, _why in result.failed}
             gone = [e.path for e in chosen if Path(os.path.abspath(e.path)) not in failed]
             state = st.forget(self.state, gone) if self.state.node == node else self.state
+            if self._seen is not None:  # this panel's own deletion is no news from the disk
+                self._seen = mtimes(list(self._seen))
             self._report(replace(state, busy=False), result)
 
         self._run(work, done, "deleting entries", cancellable=False)

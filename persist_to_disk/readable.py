@@ -59,13 +59,13 @@ def format_time(ts: float | None) -> str:
 
 
 def format_short_time(ts: float | None, now: float | None = None) -> str:
-    """``Nov 24 15:03`` this year, ``2023-11-24`` before: for a table column."""
+    """For a table column, as file managers do: ``15:03`` today, ``Nov 24`` this year, ``2023-11-24`` before."""
     if not ts:
         return "-"
-    when = time.localtime(ts)
-    if when.tm_year == time.localtime(now).tm_year:
-        return time.strftime("%b %d %H:%M", when)
-    return time.strftime("%Y-%m-%d", when)
+    when, today = time.localtime(ts), time.localtime(now)
+    if when.tm_year != today.tm_year:
+        return time.strftime("%Y-%m-%d", when)
+    return time.strftime("%H:%M" if when.tm_yday == today.tm_yday else "%b %d", when)
 
 
 def format_seconds(seconds: float | None) -> str:

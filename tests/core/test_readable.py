@@ -26,7 +26,8 @@ def test_durations_read_as_people_say_them(seconds, text):
 def test_times():
     ts = time.mktime((2023, 11, 24, 15, 3, 0, 0, 0, -1))
     assert readable.format_time(ts) == "2023-11-24 15:03" and readable.format_time(None) == "-"
-    assert readable.format_short_time(ts, now=ts) == "Nov 24 15:03"
+    assert readable.format_short_time(ts, now=ts + 60) == "15:03"
+    assert readable.format_short_time(ts, now=ts + 2 * 86400) == "Nov 24"
     assert readable.format_short_time(ts, now=ts + 400 * 86400) == "2023-11-24"
 
 

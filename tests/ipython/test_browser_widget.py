@@ -130,7 +130,7 @@ def test_rows_show_readable_arguments_size_times_and_version(funcs, cache):
     panel = open_panel(func=train)
     assert panel.state.node.kind == "function"
     row = next(label for label in rows(panel) if "dataset='MNIST', lr=0.1 " in label)
-    assert " B " in row and time.strftime("%b %d") in row and "current" in row
+    assert " B " in row and time.strftime("%H:") in row and "current" in row  # created today: its time
     assert [panel.headers[c.key].description for c in columns(panel.state)][:2] == ["Arguments", "Size"]
     pick(panel, "dataset='MNIST', lr=0.1 ")
     assert "lr = 0.1" in panel.details.value and str(train.folder()) in panel.details.value
@@ -504,6 +504,17 @@ def test_the_panel_rereads_a_node_that_changed_on_disk(funcs, cache):
     panel.cancel_button.click()
     panel.refresh_button.click()
     assert not panel.state.stale and len(panel.state.entries) == 5
+
+
+def test_its_own_deletions_are_no_news_and_a_recomputed_entry_is(funcs, cache):
+    _train, square, calls = funcs
+    panel = open_panel(func=square)
+    pick(panel, "x=2")
+    panel.invalidate_selected_button.click()
+    panel.confirm_button.click()
+    assert len(panel.state.entries) == 4 and not panel.check_disk()
+    square(2)  # recomputed into the bucket the deletion emptied
+    assert panel.check_disk() and len(panel.state.entries) == 5
 
 
 def test_the_watcher_thread_rereads_on_its_own(funcs, cache):
