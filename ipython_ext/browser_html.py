@@ -18,6 +18,7 @@ from persist_to_disk.readable import (
     format_short_time,
     format_time,
     plural,
+    short_path,
     version_label,
 )
 
@@ -114,7 +115,7 @@ def details_html(state: PanelState) -> str:
         ("last read", format_time(e.last_read)),
         ("compute time", format_seconds(e.compute_seconds)),
         ("code version", f"{e.code_version or '-'} ({version_label(e.status, e.current)})"),
-        ("file", str(e.path)),
+        ("file", short_path(e.path)),
     ]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     more = len(state.selected - {e.path})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from persist_to_disk.catalog import CatalogEntry, Node, Totals
-from persist_to_disk.readable import format_bytes, function_label, plural
+from persist_to_disk.readable import format_bytes, function_label, plural, short_path
 
 PAGE_SIZE = 25
 MAX_TREE_CHILDREN = 400  # rows per tree level; a groupby argument with more values says how many are hidden
@@ -142,6 +142,13 @@ def summarize(entries: Iterable[CatalogEntry]) -> Summary:
         older += e.current is False
         broken += e.status != "ok"
     return Summary(count, size, seconds, older, broken)
+
+
+def tree_label(node: Node) -> str:
+    """A node in the tree: a project with its folder on disk (``proj-3 (~/proj)``)."""
+    if node.kind == "project" and node.project.source:
+        return f"{node.project.name} ({short_path(node.project.source)})"
+    return node.label
 
 
 def node_name(node: Node) -> str:
@@ -339,7 +346,7 @@ def tree_rows(root: Node | None, open_path: tuple[str, ...], levels: TreeLevels)
         kids, hidden = levels.children(node) if is_open else ([], 0)
         leaf = (is_open and not kids) or (node.function is not None and node.level >= len(node.function.groupby))
         mark = " " if leaf else ("▾" if is_open else "▸")
-        rows.append(TreeRow(f"{INDENT * depth}{mark} {node.label}", node, path))
+        rows.append(TreeRow(f"{INDENT * depth}{mark} {tree_label(node)}", node, path))
         for kid in kids:
             add(kid, depth + 1, (*path, kid.id))
         if hidden:

@@ -49,7 +49,7 @@ import ipywidgets as widgets
 
 from persist_to_disk import catalog as cat
 from persist_to_disk.catalog import Catalog, CatalogEntry, CatalogError, Node, Project, Totals
-from persist_to_disk.readable import plural
+from persist_to_disk.readable import plural, short_path
 
 from . import browser_html as view
 from . import browser_state as st
@@ -135,7 +135,7 @@ class CacheBrowser(widgets.VBox):
         self._projects: dict[str, Project] = {}
         self._seen: dict[Path, int] | None = None  # folder mtimes at the last scan
 
-        root = f"<b>persist_to_disk cache</b> <code>{html.escape(str(catalog.root))}</code>"
+        root = f"<b>persist_to_disk cache</b> <code>{html.escape(short_path(catalog.root))}</code>"
         self.title = _styled(widgets.HTML(root), "ptd-title")
         self.project_select = _styled(
             widgets.Dropdown(description="Project", layout=widgets.Layout(width="300px")), "ptd-project"
@@ -325,7 +325,7 @@ class CacheBrowser(widgets.VBox):
 
     # -- projects and the tree ------------------------------------------------------------------------------
     def _set_projects(self, projects: list[Project], current: Project | None) -> None:
-        options = [(p.name if p.source is None else f"{p.name}  ({p.source})", p.name) for p in projects]
+        options = [(p.name if p.source is None else f"{p.name}  ({short_path(p.source)})", p.name) for p in projects]
         if current is not None and current.name not in {p.name for p in projects}:
             options.insert(0, (f"{current.name}  (nothing cached yet)", current.name))
         self._projects = {p.name: p for p in projects}

@@ -8,6 +8,7 @@ with the functions here, so the three say the same thing the same way.
 
 from __future__ import annotations
 
+import os
 import reprlib
 import time
 from collections.abc import Mapping
@@ -87,6 +88,15 @@ def plural(n: int, word: str, words: str | None = None) -> str:
         return f"1 {word}"
     many = words or (word[:-1] + "ies" if word.endswith("y") else word + "s")
     return f"{n:,} {many}"
+
+
+def short_path(path: str | os.PathLike) -> str:
+    """A path for a narrow place: the home folder as ``~`` (``~/proj``)."""
+    text = os.fspath(path)
+    home = os.path.expanduser("~")
+    if home not in ("", "/", "~") and (text == home or text.startswith(home.rstrip(os.sep) + os.sep)):
+        return "~" + text[len(home.rstrip(os.sep)) :]
+    return text
 
 
 # ---------------------------------------------------------------------------------- the vocabulary

@@ -242,7 +242,7 @@ class Server:
 
 @pytest.fixture
 def lab(tmp_path: Path, isolated_home: Path) -> Iterator[tuple[Server, Path]]:
-    work = tmp_path / "work"
+    work = isolated_home / "work"  # as a user's: the panel shows its paths as ~/work/...
     (work / "proj").mkdir(parents=True)
     (work / "nb.ipynb").write_text(json.dumps(_notebook(work), indent=1), encoding="utf-8")
     env = os.environ.copy()  # the temp HOME, PYTHONPATH with the checkout (tests/conftest.py)

@@ -45,3 +45,10 @@ def test_a_call_and_what_a_cell_holds():
     assert readable.call_text({}) == "()"
     assert readable.call_text({"window": "3"}, ["X", "summary"]) == "window=3 → X, summary"
     assert readable.call_text({}, ["X"]) == "→ X" and readable.call_text({}, []) == "→ nothing"
+
+
+def test_short_paths_say_home_as_a_tilde(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    assert readable.short_path(tmp_path / "me" / "proj") == "~/proj"
+    assert readable.short_path(tmp_path / "meme") == str(tmp_path / "meme")
+    assert readable.short_path("/elsewhere/x") == "/elsewhere/x"
