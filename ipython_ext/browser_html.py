@@ -167,7 +167,8 @@ STYLE = """<style>
 .ptd-browser button.ptd-num { text-align: right; }
 .ptd-browser button.ptd-code { font-family: var(--jp-code-font-family); }
 .ptd-browser .ptd-table button.ptd-selected { background: var(--jp-brand-color3); }
-.ptd-browser .ptd-table button.ptd-focus { background: var(--jp-brand-color2); color: var(--jp-ui-inverse-font-color1); }
+.ptd-browser .ptd-table button.ptd-focus { background: var(--jp-brand-color2);
+  color: var(--jp-ui-inverse-font-color1); }
 .ptd-browser .ptd-table .ptd-older { color: var(--jp-ui-font-color2); }
 .ptd-browser .ptd-table .ptd-broken { color: var(--jp-error-color1); }
 .ptd-browser .ptd-details { background: var(--jp-layout-color2); border-radius: 3px; padding: 4px 8px; }

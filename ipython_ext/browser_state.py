@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -86,21 +85,16 @@ class PanelState:
     notice: Status = Status()  # a deletion's outcome: stays in front of the status until the user moves on
     stale: bool = False  # the cache changed on disk since the node was read
     note: str = ""  # said when the node has no entries (why the panel is empty)
-
-    @cached_property
-    def shown(self) -> tuple[CatalogEntry, ...]:
-        """The entries that pass the filter, in the table's order."""
-        text = self.filter_text.strip()
-        chosen = [e for e in self.entries if e.matches(text)] if text else list(self.entries)
-        key = _SORT_KEYS[self.sort]
-        chosen.sort(key=lambda e: (key(e), str(e.path)), reverse=self.descending)
-        return tuple(chosen)
+    # derived, and kept by the updates that change what they derive from (not recomputed on
+    # every click: sorting 50,000 entries takes a fifth of a second)
+    shown: tuple[CatalogEntry, ...] = ()  # the entries that pass the filter, in the table's order
+    summary: Summary = Summary(0, 0, 0.0, 0, 0)  # totals of ``entries``
 
     @property
     def pages(self) -> int:
         return max(1, -(-len(self.shown) // self.page_size))
 
-    @cached_property
+    @property
     def page_entries(self) -> tuple[CatalogEntry, ...]:
         start = self.page * self.page_size
         return self.shown[start : start + self.page_size]
@@ -119,10 +113,6 @@ class PanelState:
         """Whether the node holds entries of several functions or cells (a project or source)."""
         return self.node is not None and self.node.function is None
 
-    @cached_property
-    def summary(self) -> Summary:
-        return summarize(self.entries)
-
     @property
     def line(self) -> Status:
         """The status line: the last deletion's outcome first, then the latest message."""
@@ -130,6 +120,15 @@ class PanelState:
         if not notice.text or notice.text == status.text:
             return status if status.text or not notice.text else notice
         return Status(f"{notice.text} {status.text}".strip(), notice.error or status.error)
+
+
+def _arranged(state: PanelState) -> PanelState:
+    """The state with ``shown`` computed again: filtered, then sorted (ties by file, so the order is stable)."""
+    text = state.filter_text.strip()
+    chosen = [e for e in state.entries if e.matches(text)] if text else list(state.entries)
+    key = _SORT_KEYS[state.sort]
+    chosen.sort(key=lambda e: (key(e), str(e.path)), reverse=state.descending)
+    return replace(state, shown=tuple(chosen))
 
 
 def summarize(entries: Iterable[CatalogEntry]) -> Summary:
@@ -192,6 +191,8 @@ def open_node(state: PanelState, node: Node | None, path: tuple[str, ...]) -> Pa
         node=node,
         open_path=path,
         entries=(),
+        shown=(),
+        summary=summarize(()),
         complete=node is None,
         page=0,
         selected=frozenset(),
@@ -209,17 +210,19 @@ def show_entries(state: PanelState, entries: Iterable[CatalogEntry], *, complete
     new = replace(
         state,
         entries=entries,
+        summary=summarize(entries),
         complete=complete,
         selected=state.selected & paths,
         focus=state.focus if state.focus in paths else None,
         stale=False,
     )
+    new = _arranged(new)
     return replace(new, page=min(state.page, new.pages - 1))
 
 
 def set_filter(state: PanelState, text: str) -> PanelState:
     """Show only entries whose arguments contain ``text``; ticks on hidden entries go (never delete unseen)."""
-    new = replace(state, filter_text=text, page=0)
+    new = _arranged(replace(state, filter_text=text, page=0))
     visible = {e.path for e in new.shown}
     return replace(new, selected=state.selected & visible)
 
@@ -229,7 +232,7 @@ def sort_by(state: PanelState, column: SortColumn) -> PanelState:
     if column not in _SORT_KEYS:
         raise ValueError(f"cannot sort by {column!r}; columns: {', '.join(_SORT_KEYS)}")
     descending = not state.descending if column == state.sort else column in _NEWEST_FIRST
-    return replace(state, sort=column, descending=descending, page=0)
+    return _arranged(replace(state, sort=column, descending=descending, page=0))
 
 
 def turn_page(state: PanelState, delta: int) -> PanelState:

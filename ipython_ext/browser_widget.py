@@ -48,7 +48,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from persist_to_disk import catalog as cat
-from persist_to_disk.catalog import Catalog, CatalogEntry, CatalogError, Node, Project, Totals
+from persist_to_disk.catalog import Catalog, CatalogEntry, CatalogError, Node, Project
 from persist_to_disk.readable import plural, short_path
 
 from . import browser_html as view
@@ -146,7 +146,9 @@ class CacheBrowser(widgets.VBox):
             widgets.Text(placeholder="filter entries by argument text", layout=widgets.Layout(width="100%")),
             "ptd-filter",
         )
-        self.tick_all = _styled(widgets.Checkbox(False, indent=False, tooltip="select every entry shown"), "ptd-tick-all")
+        self.tick_all = _styled(
+            widgets.Checkbox(False, indent=False, tooltip="select every entry shown"), "ptd-tick-all"
+        )
         self.headers = {
             c.key: _styled(widgets.Button(description=c.title, tooltip=f"sort by {c.title.lower()}"), "ptd-head")
             for c in (view.FUNCTION, *view.COLUMNS)
@@ -298,8 +300,7 @@ class CacheBrowser(widgets.VBox):
         for c in cols:
             self.headers[c.key].description = view.header_text(state, c)
             self.headers[c.key].disabled = c.sort is None
-        shown = {e.path for e in state.shown}
-        self.tick_all.value = bool(shown) and shown <= state.selected
+        self.tick_all.value = bool(state.shown) and len(state.selected) >= len(state.shown)  # ticks stay among shown
         children: list[widgets.Widget] = [self.tick_all, *(self.headers[c.key] for c in cols)]
         for row, entry in zip(self.rows, state.page_entries):
             row.check.value = entry.path in state.selected
@@ -361,7 +362,8 @@ class CacheBrowser(widgets.VBox):
             return
         row = self._tree_rows[index]
         if row.node is None:
-            self._set(st.say(self.state, "Too many folders to list here; narrow with browse(func=...) or use `ptd ls`."))
+            text = "Too many folders to list here; narrow with browse(func=...) or use `ptd ls`."
+            self._set(st.say(self.state, text))
         elif row.node != self.state.node:
             self._open(self.state, row.node, row.path)
 
@@ -374,7 +376,8 @@ class CacheBrowser(widgets.VBox):
         target = self.catalog.node(root.project, path)
         chain = [root]
         while chain[-1].id != target.id:
-            kids = [k for k in self._levels.children(chain[-1])[0] if target.id == k.id or target.id.startswith(k.id + "/")]
+            below = self._levels.children(chain[-1])[0]
+            kids = [k for k in below if target.id == k.id or target.id.startswith(k.id + "/")]
             if not kids:
                 raise CatalogError(f"{path!r} is not in this panel's tree (rooted at {root.label})")
             chain.append(max(kids, key=lambda k: len(k.id)))
@@ -414,7 +417,8 @@ class CacheBrowser(widgets.VBox):
             if not n and state.note:
                 text = state.note
             else:
-                text = f"{why}{plural(n, 'entry')} in {st.node_name(node)} ({time.perf_counter() - started:.1f} s){extra}."
+                took = time.perf_counter() - started
+                text = f"{why}{plural(n, 'entry')} in {st.node_name(node)} ({took:.1f} s){extra}."
             self._set(replace(st.say(state, text), busy=False))
 
         self._run(work, done, f"reading {node.label}")
@@ -527,8 +531,8 @@ class CacheBrowser(widgets.VBox):
 
     @_guarded("selecting entries")
     def _on_tick_all(self, change: dict[str, Any]) -> None:
-        shown = {e.path for e in self.state.shown}
-        if change["new"] != (bool(shown) and shown <= self.state.selected):
+        state = self.state
+        if change["new"] != (bool(state.shown) and len(state.selected) >= len(state.shown)):
             self._set(st.tick_all(self.state, change["new"]))
 
     # -- invalidating --------------------------------------------------------------------------------------

@@ -349,7 +349,8 @@ class Catalog:
 
     def function_node(self, project: Project, function: Function) -> Node:
         parts = function.folder.relative_to(project.folder).parts
-        return Node("function", project, parts, function_label(function.kind, function.name), function, (function.folder,))
+        label = function_label(function.kind, function.name)
+        return Node("function", project, parts, label, function, (function.folder,))
 
     def children(self, node: Node) -> list[Node]:
         """The nodes one level below: sources, functions of a source, groupby folders (read lazily)."""

@@ -322,8 +322,8 @@ def _info(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
             "older_version_entries": sum(1 for e in listing.entries if e.current is False),
             "functions": len(listing.versions),
             "current_versions": {str(k.relative_to(node.project.folder)): v for k, v in listing.versions.items()},
-            "oldest_created": readable.format_time(min((e.created for e in listing.entries if e.created), default=None)),
-            "newest_created": readable.format_time(max((e.created for e in listing.entries if e.created), default=None)),
+            "oldest_created": readable.format_time(min((e.created for e in listing.entries if e.created), default=0)),
+            "newest_created": readable.format_time(max((e.created for e in listing.entries if e.created), default=0)),
             "last_read": readable.format_time(max((e.last_read for e in listing.entries), default=None)),
         }
         if node.function is not None:

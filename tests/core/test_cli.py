@@ -300,7 +300,7 @@ def test_a_groupby_folder_is_named_argument_equals_value_as_in_the_panel(filled,
     assert out.stdout.splitlines()[0].startswith(f"{project} {grouped} (group)")
     assert out.stdout.count("dataset='MNIST'") == 2 and "CIFAR" not in out.stdout
     assert ptd_cli("ls", project, rel(train.folder(), cache) + "/MNIST").stdout == out.stdout  # the folder too
-    assert ptd_cli("clear", project, grouped, "--dry-run").stdout.startswith(f"would delete 2 entries (")
+    assert ptd_cli("clear", project, grouped, "--dry-run").stdout.startswith("would delete 2 entries (")
     assert f"in {project} {grouped}" in ptd_cli("clear", project, grouped, "--dry-run").stdout
 
 

@@ -17,7 +17,8 @@ def test_sizes_and_counts():
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "-"), (0.0421, "42 ms"), (8.24, "8.2 s"), (90, "1 min 30 s"), (812.4, "13 min 32 s"), (11520, "3 h 12 min")],
+    [(None, "-"), (0.0421, "42 ms"), (8.24, "8.2 s"), (90, "1 min 30 s"), (812.4, "13 min 32 s"),
+     (11520, "3 h 12 min")],
 )
 def test_durations_read_as_people_say_them(seconds, text):
     assert readable.format_seconds(seconds) == text
@@ -37,7 +38,8 @@ def test_one_name_for_each_kind_of_folder_and_version():
     assert readable.function_label("manual", "load") == "load (manual_cache)"
     assert readable.group_label("dataset", "mnist") == "dataset=mnist"
     assert [readable.version_label("ok", c) for c in (True, False, None)] == ["current", "older", "-"]
-    assert readable.version_label("corrupt", None) == "corrupt" and readable.version_label("vanished", True) == "vanished"
+    assert readable.version_label("corrupt", None) == "corrupt"
+    assert readable.version_label("vanished", True) == "vanished"
 
 
 def test_a_call_and_what_a_cell_holds():

@@ -438,7 +438,8 @@ def test_header_buttons_sort_the_table(funcs, cache):
     assert panel.state.sort == "size" and sizes == sorted(sizes, reverse=True)
     assert panel.headers["size"].description == "Size ▼"
     panel.headers["size"].click()
-    assert [e.size for e in panel.state.page_entries] == sorted(sizes) and panel.headers["size"].description == "Size ▲"
+    assert [e.size for e in panel.state.page_entries] == sorted(sizes)
+    assert panel.headers["size"].description == "Size ▲"
     for key in ("created", "last_read", "compute"):
         panel.headers[key].click()
         assert panel.state.sort == key and panel.state.descending
@@ -507,7 +508,7 @@ def test_the_panel_rereads_a_node_that_changed_on_disk(funcs, cache):
 
 
 def test_its_own_deletions_are_no_news_and_a_recomputed_entry_is(funcs, cache):
-    _train, square, calls = funcs
+    _train, square, _calls = funcs
     panel = open_panel(func=square)
     pick(panel, "x=2")
     panel.invalidate_selected_button.click()
