@@ -73,7 +73,8 @@ def _guarded(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def wrapper(self: CacheBrowser, *args: Any, **kwargs: Any) -> Any:
             try:
                 self._watcher.poke()
-                return method(self, *args, **kwargs)
+                with self._lock:  # a scan finishing in its thread cannot slip in between reading and setting the state
+                    return method(self, *args, **kwargs)
             except Exception as exc:
                 logger.exception("cache browser: %s failed", what)
                 self._set(st.fail(self.state, f"{what} failed: {type(exc).__name__}: {exc}"))
