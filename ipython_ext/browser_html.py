@@ -22,7 +22,7 @@ from persist_to_disk.readable import (
     version_label,
 )
 
-from .browser_state import PanelState, SortColumn, Status, entry_owner, node_name
+from .browser_state import PanelState, SortColumn, Status, node_name
 
 CHECK_WIDTH = "26px"
 
@@ -43,7 +43,7 @@ def _arguments(e: CatalogEntry) -> str:
     return e.args_text if e.status == "ok" else f"<{e.error}> {e.path.name}"
 
 
-FUNCTION = Column("function", "Function / cell", "minmax(80px, 1fr)", entry_owner, "function")
+FUNCTION = Column("function", "Function / cell", "minmax(80px, 1fr)", lambda e: e.owner, "function")
 COLUMNS = (
     Column("arguments", "Arguments", "minmax(110px, 2fr)", _arguments, "arguments"),
     Column("size", "Size", "78px", lambda e: format_bytes(e.size), "size", numeric=True),
@@ -101,7 +101,7 @@ def details_html(state: PanelState) -> str:
     if e is None:
         return "<i>Click a row to see its details; tick rows to invalidate them.</i>" if state.shown else ""
     gone = not e.path.exists()
-    rows: list[tuple[str, str]] = [("function" if e.kind != "cell" else "cell", entry_owner(e))]
+    rows: list[tuple[str, str]] = [("function" if e.kind != "cell" else "cell", e.owner)]
     args = "\n".join(f"{k} = {v}" for k, v in e.args.items())
     if e.names is not None:  # a %%persist cell: what it read, what it holds
         rows.append(("reads", args or "nothing"))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from persist_to_disk.catalog import CatalogEntry, Node, Totals
-from persist_to_disk.readable import format_bytes, function_label, plural, short_path
+from persist_to_disk.readable import format_bytes, plural, short_path
 
 PAGE_SIZE = 25
 MAX_TREE_CHILDREN = 400  # rows per tree level; a groupby argument with more values says how many are hidden
@@ -155,13 +155,8 @@ def node_name(node: Node) -> str:
     return node.project.name if node.kind == "project" else node.label
 
 
-def entry_owner(e: CatalogEntry) -> str:
-    """The function or cell an entry belongs to, as every face names it."""
-    return function_label(e.kind, e.func or "?") if e.header is not None else "?"
-
-
 _SORT_KEYS: dict[SortColumn, Callable[[CatalogEntry], object]] = {
-    "function": lambda e: entry_owner(e).lower(),
+    "function": lambda e: e.owner.lower(),
     "arguments": lambda e: e.args_text.lower(),
     "size": lambda e: e.size,
     "created": lambda e: e.created or e.last_read,

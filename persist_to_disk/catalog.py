@@ -170,6 +170,12 @@ class CatalogEntry:
         return self._field("func")
 
     @property
+    def owner(self) -> str:
+        """The function or cell the entry belongs to, as the panel and the CLI name it (``train()``,
+        ``cell features``); ``?`` when the header cannot be read."""
+        return function_label(self.kind, self.func or "?") if self.header is not None else "?"
+
+    @property
     def created(self) -> float | None:
         value = self._field("created")
         return float(value) if isinstance(value, (int, float)) else None

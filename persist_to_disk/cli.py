@@ -241,7 +241,7 @@ def _ls_entries(catalog: Catalog, node: Node, args: argparse.Namespace, out: Tex
     head = ("FUNCTION",) * above + ("ARGUMENTS", "SIZE", "CREATED", "LAST READ", "COMPUTE", "VERSION", "FILE")
     table = [head]
     for e in shown:
-        whose = (readable.function_label(e.kind, e.func or "?"),) * above
+        whose = (e.owner,) * above
         table.append(
             (
                 *whose,

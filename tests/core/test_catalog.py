@@ -192,7 +192,9 @@ def test_cells_and_manual_entries_have_their_kind(cache, tmp_path):
     assert kinds == {"load data": ("cell", ("notebooks", "exp")), "helper": ("manual", ("notebooks", "exp"))}
     node = catalog.node(proj, "notebooks/exp/load data")
     assert node.label == "cell load data"
-    assert [e.kind for e in catalog.scan(node).entries] == ["cell"]
+    assert [(e.kind, e.owner) for e in catalog.scan(node).entries] == [("cell", "cell load data")]
+    (helper,) = catalog.scan(catalog.node(proj, "notebooks/exp/helper")).entries
+    assert helper.owner == "helper (manual_cache)"
     assert project.is_dir()
 
 
