@@ -108,6 +108,8 @@ def details_html(state: PanelState) -> str:
         rows.append(("holds", ", ".join(e.names) or "nothing"))
     else:
         rows.append(("arguments", args or "()"))
+    if e.dependencies:
+        rows.append(("depends on", "\n".join(f"{kind} {name}: {where}" for kind, name, where in e.dependencies)))
     rows += [
         ("status", "vanished (deleted by someone else; Refresh)" if gone else (e.error or "ok")),
         ("size", format_bytes(e.size)),

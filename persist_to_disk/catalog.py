@@ -160,6 +160,15 @@ class CatalogEntry:
         return [str(n) for n in names] if isinstance(names, list) else None
 
     @property
+    def dependencies(self) -> list[tuple[str, str, str]]:
+        """What the result depends on besides its arguments, as the key recorded it:
+        ``(kind, name, where)``, e.g. ``("global", "SCALE", "__main__ = 3")``."""
+        rows = self._field("dependencies")
+        if not isinstance(rows, list):
+            return []
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows if isinstance(r, list) and len(r) >= 3]
+
+    @property
     def args_text(self) -> str:
         """The call in readable form: ``dataset='MNIST', lr=0.001``; a cell's adds what it holds
         (``window=3 → X, summary``)."""

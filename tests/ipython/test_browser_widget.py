@@ -490,6 +490,20 @@ def test_a_cell_entry_shows_the_variables_it_holds_and_totals_the_compute_time(c
     assert "arguments" not in details
 
 
+def test_the_details_list_what_an_entry_depends_on(cache):
+    scale = 3
+
+    @ptd.persistf()
+    def scaled(x):
+        return x * scale  # a closure: part of the key, recorded in the header
+
+    scaled(2)
+    panel = open_panel(func=scaled)
+    panel.rows[0].cells["arguments"].click()
+    details = html.unescape(panel.details.value)
+    assert "<th>depends on</th>" in details and "closure scale" in details and "= 3" in details
+
+
 def test_the_panel_rereads_a_node_that_changed_on_disk(funcs, cache):
     _train, square, _ = funcs
     panel = open_panel(func=square)
