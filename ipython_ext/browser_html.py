@@ -108,8 +108,9 @@ def details_html(state: PanelState) -> str:
         rows.append(("holds", ", ".join(e.names) or "nothing"))
     else:
         rows.append(("arguments", args or "()"))
-    if e.dependencies:
-        rows.append(("depends on", "\n".join(f"{kind} {name}: {where}" for kind, name, where in e.dependencies)))
+    others = [(kind, name, where) for kind, name, where in e.dependencies if (kind, name) != ("function", e.func)]
+    if others:  # what else the key holds (the function's own code is its code version)
+        rows.append(("depends on", "\n".join(f"{kind} {name}: {where}" for kind, name, where in others)))
     rows += [
         ("status", "vanished (deleted by someone else; Refresh)" if gone else (e.error or "ok")),
         ("size", format_bytes(e.size)),

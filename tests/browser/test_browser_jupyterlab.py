@@ -90,7 +90,8 @@ WORK = pathlib.Path({str(work)!r})
 ptd.config.set_persist_path(WORK / "cache")
 ptd.config.set_project_path(WORK / "proj")
 COUNTER = WORK / "counter.txt"
-WINDOW = 25""",
+WINDOW = 25
+SEED = 7""",
         """@ptd.persistf()
 def slow(x):
     with open(COUNTER, "a") as fh:  # one line per real computation
@@ -100,7 +101,7 @@ def slow(x):
 @ptd.persistf(groupby=["dataset"])
 def train(dataset, lr, epochs=10, layers=(512, 256, 128), optimizer="adamw", augment="random-crop+flip+colour-jitter"):
     time.sleep(0.2 + lr)  # a (short) training run
-    return {"dataset": dataset, "lr": lr}
+    return {"dataset": dataset, "lr": lr, "seed": SEED}
 
 for x in (1, 2, 3):
     slow(x)
@@ -406,6 +407,7 @@ def test_invalidate_an_entry_in_jupyterlab(lab: tuple[Server, Path], request: py
             details = panel.locator(".ptd-details")
             expect(details).to_contain_text("augment = 'random-crop+flip+colour-jitter'")
             expect(details).to_contain_text("layers = (512, 256, 128)")
+            expect(details).to_contain_text("global SEED")  # what else the key depends on
             _no_sideways_scroll(panel)
             page.mouse.move(0, 0)  # no hover highlight in the picture
             panel.screenshot(path=str(ARTIFACTS / "panel-light.png"))

@@ -502,6 +502,7 @@ def test_the_details_list_what_an_entry_depends_on(cache):
     panel.rows[0].cells["arguments"].click()
     details = html.unescape(panel.details.value)
     assert "<th>depends on</th>" in details and "closure scale" in details and "= 3" in details
+    assert "function test_the_details_list_what_an_entry_depends_on" not in details  # itself: its code version
 
 
 def test_the_panel_rereads_a_node_that_changed_on_disk(funcs, cache):
