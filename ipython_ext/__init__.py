@@ -5,7 +5,8 @@
 * :mod:`ipython_ext.cells`: what a cell reads and assigns (static analysis);
 * :mod:`ipython_ext.magics`: the ``%%persist`` cell magic (with :mod:`~ipython_ext.namespace`
   and :mod:`~ipython_ext.outputs`);
-* :mod:`ipython_ext.browser`: the cache browser panel and ``%persist_browse``.
+* :mod:`ipython_ext.browser`: the cache browser panel and ``%persist_browse`` (its state, HTML,
+  widgets and background work in ``browser_state``, ``browser_html``, ``browser_widget``, ``browser_tasks``).
 
 Importing this package imports no IPython; loading the extension does.
 """

@@ -43,6 +43,7 @@ from typing import Any
 from .config import _ID_SEP, PROJECT_IDS_FILE, settings_dir
 from .errors import CacheError
 from .layout import ENTRY_SUFFIX, find_marker_root, safe_folder_name
+from .readable import call_text, format_bytes, function_label, group_label, plural
 from .store import CorruptEntry, LocalStore, read_header_file
 
 logger = logging.getLogger("persist_to_disk")
@@ -99,6 +100,17 @@ class Node:
         return "/".join(self.parts)
 
     @property
+    def shown_path(self) -> str:
+        """The path as the panel and the CLI show it: groupby folders as ``dataset=mnist``
+        (``pipeline/train/train_a_model/dataset=mnist``); :meth:`Catalog.node` takes it back."""
+        if self.function is None or self.level == 0:
+            return self.path
+        top = len(self.parts) - self.level
+        groups = self.function.groupby
+        named = [group_label(groups[i], part) if i < len(groups) else part for i, part in enumerate(self.parts[top:])]
+        return "/".join((*self.parts[:top], *named))
+
+    @property
     def id(self) -> str:
         return "/".join((self.project.name, *self.parts))
 
@@ -142,13 +154,35 @@ class CatalogEntry:
         return args if isinstance(args, dict) else {}
 
     @property
+    def names(self) -> list[str] | None:
+        """The variables a ``%%persist`` cell entry holds (None for a function's entry)."""
+        names = self._field("names")
+        return [str(n) for n in names] if isinstance(names, list) else None
+
+    @property
+    def dependencies(self) -> list[tuple[str, str, str]]:
+        """What the result depends on besides its arguments, as the key recorded it:
+        ``(kind, name, where)``, e.g. ``("global", "SCALE", "__main__ = 3")``."""
+        rows = self._field("dependencies")
+        if not isinstance(rows, list):
+            return []
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows if isinstance(r, list) and len(r) >= 3]
+
+    @property
     def args_text(self) -> str:
-        """The call's arguments in readable form: ``dataset='MNIST', lr=0.001``."""
-        return ", ".join(f"{name}={value}" for name, value in self.args.items())
+        """The call in readable form: ``dataset='MNIST', lr=0.001``; a cell's adds what it holds
+        (``window=3 → X, summary``)."""
+        return call_text(self.args, self.names)
 
     @property
     def func(self) -> str | None:
         return self._field("func")
+
+    @property
+    def owner(self) -> str:
+        """The function or cell the entry belongs to, as the panel and the CLI name it (``train()``,
+        ``cell features``); ``?`` when the header cannot be read."""
+        return function_label(self.kind, self.func or "?") if self.header is not None else "?"
 
     @property
     def created(self) -> float | None:
@@ -330,7 +364,8 @@ class Catalog:
 
     def function_node(self, project: Project, function: Function) -> Node:
         parts = function.folder.relative_to(project.folder).parts
-        return Node("function", project, parts, function_label(function), function, (function.folder,))
+        label = function_label(function.kind, function.name)
+        return Node("function", project, parts, label, function, (function.folder,))
 
     def children(self, node: Node) -> list[Node]:
         """The nodes one level below: sources, functions of a source, groupby folders (read lazily)."""
@@ -344,7 +379,7 @@ class Catalog:
             return []
         label = function.groupby[node.level]
         return [
-            Node("group", node.project, (*node.parts, name), f"{label}={name}", function, (node.folder / name,))
+            Node("group", node.project, (*node.parts, name), group_label(label, name), function, (node.folder / name,))
             for name in _subfolders(node.folder)
         ]
 
@@ -364,11 +399,12 @@ class Catalog:
             if parts == fparts:
                 return self.function_node(project, function)
             if parts[: len(fparts)] == fparts:
+                parts = _group_folders(project.folder, parts, len(fparts), function.groupby)
                 if not project.folder.joinpath(*parts).is_dir():
                     break
                 level = len(parts) - len(fparts)
                 labels = function.groupby
-                label = f"{labels[level - 1]}={parts[-1]}" if level <= len(labels) else parts[-1]
+                label = group_label(labels[level - 1], parts[-1]) if level <= len(labels) else parts[-1]
                 return Node("group", project, parts, label, function, (project.folder.joinpath(*parts),))
         stripped = (*parts[:-1], _strip_suffix(parts[-1]))
         for candidate in (parts, stripped):
@@ -723,12 +759,20 @@ def _function_at(folder: Path, project_folder: Path, header: Mapping[str, Any] |
     return Function(folder, name, _kind_of(header), source, header.get("module"), labels)
 
 
-def function_label(function: Function) -> str:
-    if function.kind == "cell":
-        return f"%%persist {function.name}"
-    if function.kind == "manual":
-        return f"{function.name} (manual_cache)"
-    return f"{function.name}()"
+def _group_folders(
+    project_folder: Path, parts: tuple[str, ...], start: int, labels: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A path's groupby parts as folder names: ``dataset=mnist`` (as the panel and the CLI show
+    a groupby folder) means the folder ``mnist`` below ``train_a_model``, unless a folder is
+    named ``dataset=mnist`` itself."""
+    found = list(parts)
+    for i in range(start, len(found)):
+        level = i - start
+        prefix = f"{labels[level]}=" if level < len(labels) else None
+        here = project_folder.joinpath(*found[: i + 1])
+        if prefix and found[i].startswith(prefix) and not here.is_dir():
+            found[i] = found[i][len(prefix) :]
+    return tuple(found)
 
 
 def _subfolders(folder: Path) -> list[str]:
@@ -779,39 +823,7 @@ def _read_registry() -> dict[str, str]:
     return found
 
 
-# ------------------------------------------------------------------------------------------ formatting
-def format_bytes(n: float) -> str:
-    """``1.5 MiB``: binary units, as ``--max-size 10G`` means 10 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
-def format_time(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    if n == 1:
-        return f"1 {word}"
-    many = words or (word[:-1] + "ies" if word.endswith("y") else word + "s")
-    return f"{n:,} {many}"
-
-
+# --------------------------------------------------------------------------------------------- parsing
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import catalog as cat
+from . import readable
 from .catalog import Catalog, CatalogEntry, CatalogError, Node
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
@@ -160,7 +161,7 @@ def _ls_projects(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int
         return EXIT_OK
     table = [("PROJECT", "ENTRIES", "SIZE", "LAST READ", "PROJECT FOLDER")]
     for p, n, b, t in rows:
-        table.append((p.name, f"{n:,}", cat.format_bytes(b), cat.format_time(t), p.source or "?"))
+        table.append((p.name, f"{n:,}", readable.format_bytes(b), readable.format_time(t), p.source or "?"))
     _table(out, table, right={1, 2})
     return EXIT_OK
 
@@ -202,18 +203,18 @@ def _ls_functions(catalog: Catalog, node: Node, args: argparse.Namespace, out: T
         table.append(
             (
                 "/".join(f.function.source) or ".",
-                f.function.folder.name,
+                f.label,
                 f.function.kind,
                 f"{n:,}",
-                cat.format_bytes(b),
-                cat.format_time(t),
+                readable.format_bytes(b),
+                readable.format_time(t),
                 ", ".join(f.function.groupby) or "-",
             )
         )
     _table(out, table, right={3, 4})
     total = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    out.write(f"total: {cat.plural(total[0], 'entry')}, {cat.format_bytes(total[1])}\n")
-    out.write(f"list a function's entries: ptd ls {node.project.name} {rows[0][0].path}\n")
+    out.write(f"total: {readable.plural(total[0], 'entry')}, {readable.format_bytes(total[1])}\n")
+    out.write(f"list a function's entries: ptd ls {node.project.name} {rows[0][0].shown_path}\n")
     return EXIT_OK
 
 
@@ -235,41 +236,42 @@ def _ls_entries(catalog: Catalog, node: Node, args: argparse.Namespace, out: Tex
         )
         out.write("\n")
         return EXIT_OK
-    out.write(f"{node.project.name} {node.path or '.'} ({node.kind}): {node.folder}\n")
-    table = [("ARGUMENTS", "SIZE", "CREATED", "LAST READ", "COMPUTE", "VERSION", "FILE")]
+    out.write(f"{node.project.name} {node.shown_path or '.'} ({node.kind}): {node.folder}\n")
+    above = node.function is None  # entries of several functions and cells: say whose each is
+    head = ("FUNCTION",) * above + ("ARGUMENTS", "SIZE", "CREATED", "LAST READ", "COMPUTE", "VERSION", "FILE")
+    table = [head]
     for e in shown:
+        whose = (e.owner,) * above
         table.append(
             (
+                *whose,
                 _clip(_args_cell(e), 60),
-                cat.format_bytes(e.size),
-                cat.format_time(e.created),
-                cat.format_time(e.last_read),
-                cat.format_seconds(e.compute_seconds),
-                _version_cell(e),
+                readable.format_bytes(e.size),
+                readable.format_time(e.created),
+                readable.format_time(e.last_read),
+                readable.format_seconds(e.compute_seconds),
+                readable.version_label(e.status, e.current),
                 str(e.path.relative_to(node.folder)),
             )
         )
-    _table(out, table, right={1, 4})
+    _table(out, table, right={1 + above, 4 + above})
     totals = cat.Totals()
     for e in entries:
         totals.add(e.size)
     more = f" ({len(entries) - len(shown):,} more not shown; -n 0 shows all)" if len(shown) < len(entries) else ""
-    out.write(f"total: {cat.plural(totals.entries, 'entry')}, {cat.format_bytes(totals.bytes)}{more}\n")
+    out.write(f"total: {_totals_text(totals, entries)}{more}\n")
     return EXIT_OK
 
 
 def _args_cell(e: CatalogEntry) -> str:
-    if e.status != "ok":
-        return f"<{e.error}>"
-    return e.args_text or "()"
+    return e.args_text if e.status == "ok" else f"<{e.error}>"
 
 
-def _version_cell(e: CatalogEntry) -> str:
-    if e.status != "ok":
-        return e.status
-    if e.current is None:
-        return "-"
-    return "current" if e.current else "older"
+def _totals_text(totals: cat.Totals, entries: list[CatalogEntry]) -> str:
+    text = f"{readable.plural(totals.entries, 'entry')}, {readable.format_bytes(totals.bytes)}"
+    seconds = sum(e.compute_seconds or 0.0 for e in entries)
+    return f"{text}, {readable.format_seconds(seconds)} to recompute" if seconds else text
+
 
 
 def _entry_json(e: CatalogEntry) -> dict[str, Any]:
@@ -310,19 +312,19 @@ def _info(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
         data = {
             "project": node.project.name,
             "project_folder": node.project.source,
-            "node": node.path or ".",
+            "node": node.shown_path or ".",
             "kind": node.kind,
             "folder": str(node.folder),
             "entries": totals.entries,
             "bytes": totals.bytes,
-            "size": cat.format_bytes(totals.bytes),
+            "size": readable.format_bytes(totals.bytes),
             "corrupt": statuses.get("corrupt", 0),
             "older_version_entries": sum(1 for e in listing.entries if e.current is False),
             "functions": len(listing.versions),
             "current_versions": {str(k.relative_to(node.project.folder)): v for k, v in listing.versions.items()},
-            "oldest_created": cat.format_time(min((e.created for e in listing.entries if e.created), default=None)),
-            "newest_created": cat.format_time(max((e.created for e in listing.entries if e.created), default=None)),
-            "last_read": cat.format_time(max((e.last_read for e in listing.entries), default=None)),
+            "oldest_created": readable.format_time(min((e.created for e in listing.entries if e.created), default=0)),
+            "newest_created": readable.format_time(max((e.created for e in listing.entries if e.created), default=0)),
+            "last_read": readable.format_time(max((e.last_read for e in listing.entries), default=None)),
         }
         if node.function is not None:
             data["function"] = node.function.name
@@ -370,12 +372,13 @@ def _clear(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
     node = _node(catalog, args)
     files = catalog.entry_files(node)
     size = sum(e.size for e in files)
-    what = f"{cat.plural(len(files), 'entry')} ({cat.format_bytes(size)}) in {node.project.name} {node.path or '.'}"
+    place = f"{node.project.name} {node.shown_path or '.'}"
+    what = f"{readable.plural(len(files), 'entry')} ({readable.format_bytes(size)}) in {place}"
     if args.dry_run:
         out.write(f"would delete {what}\n")
         return EXIT_OK
     if not files:
-        out.write(f"nothing to delete in {node.project.name} {node.path or '.'}\n")
+        out.write(f"nothing to delete in {place}\n")
         return EXIT_OK
     _confirm(f"Delete {what}?", args)
     result = catalog.delete_node(node)
@@ -389,7 +392,7 @@ def _prune(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
         where = str(catalog.root)
     else:
         nodes = [_node(catalog, args)]
-        where = f"{nodes[0].project.name} {nodes[0].path or '.'}"
+        where = f"{nodes[0].project.name} {nodes[0].shown_path or '.'}"
     entries: list[CatalogEntry] = []
     for node in nodes:
         if args.old_versions:
@@ -399,15 +402,15 @@ def _prune(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
     plan = cat.plan_prune(entries, older_than=args.older_than, old_versions=args.old_versions, max_size=args.max_size)
     goes = plan.totals
     reasons = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in plan.reasons.items() if n)
-    what = f"{cat.plural(goes.entries, 'entry')} ({cat.format_bytes(goes.bytes)}) in {where}"
-    keeps = f"{cat.plural(plan.keep.entries, 'entry')} ({cat.format_bytes(plan.keep.bytes)}) stay"
+    what = f"{readable.plural(goes.entries, 'entry')} ({readable.format_bytes(goes.bytes)}) in {where}"
+    keeps = f"{readable.plural(plan.keep.entries, 'entry')} ({readable.format_bytes(plan.keep.bytes)}) stay"
     if not plan.delete:
         out.write(f"nothing to prune in {where}; {keeps}\n")
         return EXIT_OK
     if args.dry_run:
         out.write(f"would delete {what} [{reasons}]; {keeps}\n")
         out.writelines(
-            f"  {cat.format_time(entry.last_read)}  {cat.format_bytes(entry.size):>10}  {entry.path}\n"
+            f"  {readable.format_time(entry.last_read)}  {readable.format_bytes(entry.size):>10}  {entry.path}\n"
             for entry in sorted(plan.delete, key=lambda e: e.last_read)[:DEFAULT_LIMIT]
         )
         if len(plan.delete) > DEFAULT_LIMIT:

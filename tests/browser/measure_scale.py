@@ -6,7 +6,8 @@ Entries are written with the store directly (headers like the decorator's: one f
 grouped by one argument with 10 values, 500 buckets), in a temp HOME and persist path.
 Prints: time to return the panel (``ptd.browse()``, what a user waits for before it shows),
 time until its background scan has listed every entry, the catalog's stat-only and header
-listings, a filter and a page turn on the full list, and the CLI's ``ls`` at both levels.
+listings, a filter, a page turn, a sort, a row click and a look for changes on disk on the
+full list, and the CLI's ``ls`` at both levels.
 """
 
 from __future__ import annotations
@@ -88,18 +89,22 @@ def main() -> None:
     print(f"{'panel: ptd.browse() returns (tree, first status)':<58} {opened:7.3f} s")
     panel.wait(600)
     print(f"{'panel: open until all entries are listed (background)':<58} {time.perf_counter() - start:7.3f} s")
-    assert len(panel.entries) == args.entries, len(panel.entries)
+    assert len(panel.state.entries) == args.entries, len(panel.state.entries)
     timed("panel: filter 'seed=4999' over all entries", lambda: setattr(panel.filter, "value", "seed=4999"))
     panel.filter.value = ""
     timed("panel: next page", panel.next_button.click)
-    timed(
-        "panel: open a groupby folder (1/10 of the entries), synchronous",
-        lambda: (setattr(panel, "background", False), panel.select_node(node.path + "/set3")),
-    )
+    timed("panel: sort all entries by size (header click)", panel.headers["size"].click)
+    timed("panel: click a row (details)", panel.rows[0].cells["arguments"].click)
+    timed("panel: look for changes on disk (folder mtimes)", panel.check_disk)
+    panel.close()
     start = time.perf_counter()
     sync = ptd.browse(background=False)
     print(f"{'panel: ptd.browse(background=False) (open + full list)':<58} {time.perf_counter() - start:7.3f} s")
-    assert len(sync.entries) == args.entries
+    assert len(sync.state.entries) == args.entries
+    timed(
+        "panel: open a groupby folder (1/10 of the entries), synchronous",
+        lambda: sync.select_node(node.path + "/set3"),
+    )
 
     def cli(*argv: str) -> None:
         out = subprocess.run(

@@ -1,15 +1,19 @@
 """The cache browser in a real browser: JupyterLab 4 in headless Chromium, driven by Playwright.
 
-A person's path: a notebook fills a cache with a persisted function whose body appends
-to a counter file, shows ``ptd.browse()``; in the page we open the function in the tree,
-select one entry, press "Invalidate selected", confirm, see the bytes freed; the entry's
-file is gone on disk, and re-running the call recomputes it (the counter grows by one).
+A person's path, in a 1,000 px wide window: a notebook fills a cache with two persisted
+functions (one counts its real computations in a file) and a ``%%persist`` cell, and shows
+``ptd.browse()``. In the page: nothing in the panel scrolls sideways (measured with
+JavaScript, in the light and the dark theme), a header click sorts the table, a click on
+a row shows its full arguments; then we open ``slow()`` in the tree, tick one entry,
+press "Invalidate selected", confirm and see the bytes freed; the entry's file is gone on
+disk, and re-running the call recomputes it (the counter grows by one).
 
 Needs Debian's Chromium and the ``browser`` extras (``bash .ci/install-browser.sh`` as
 root, ``pip install -e '.[test]'``). Without them it is skipped with the reason in the
-summary on a developer's machine, and FAILS in CI (``CI`` set) unless ``PTD_SKIP_BROWSER=1``. On failure a screenshot, a Playwright trace and the
-server log's tail are kept in ``tests/browser/artifacts/``. ``PTD_UPDATE_SCREENSHOT=1``
-also writes the README's picture, ``docs/cache-browser.png``.
+summary on a developer's machine, and FAILS in CI (``CI`` set) unless ``PTD_SKIP_BROWSER=1``.
+Screenshots (light and dark) go to ``tests/browser/artifacts/``; on failure also a Playwright
+trace and the server log's tail. ``PTD_UPDATE_SCREENSHOT=1`` also writes the README's
+picture, ``docs/panel.png``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-DOCS_SCREENSHOT = ROOT / "docs" / "cache-browser.png"
+DOCS_SCREENSHOT = ROOT / "docs" / "panel.png"
+VIEWPORT = {"width": 1000, "height": 1300}
 CHROMIUM = os.environ.get("PTD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -78,12 +83,15 @@ def browser_prerequisites() -> None:
 # ------------------------------------------------------------------------------------------- notebook
 def _notebook(work: Path) -> dict:
     cells = [
-        f"""import pathlib
+        f"""%load_ext persist_to_disk
+import pathlib, time
 import persist_to_disk as ptd
 WORK = pathlib.Path({str(work)!r})
 ptd.config.set_persist_path(WORK / "cache")
 ptd.config.set_project_path(WORK / "proj")
-COUNTER = WORK / "counter.txt\"""",
+COUNTER = WORK / "counter.txt"
+WINDOW = 25
+SEED = 7""",
         """@ptd.persistf()
 def slow(x):
     with open(COUNTER, "a") as fh:  # one line per real computation
@@ -91,14 +99,19 @@ def slow(x):
     return x * 10
 
 @ptd.persistf(groupby=["dataset"])
-def train(dataset, lr, epochs=10):
-    return {"dataset": dataset, "lr": lr}
+def train(dataset, lr, epochs=10, layers=(512, 256, 128), optimizer="adamw", augment="random-crop+flip+colour-jitter"):
+    time.sleep(0.2 + lr)  # a (short) training run
+    return {"dataset": dataset, "lr": lr, "seed": SEED}
 
 for x in (1, 2, 3):
     slow(x)
-for dataset in ("mnist", "cifar"):
+for dataset in ("mnist", "cifar10"):
     for lr in (0.1, 0.01):
         train(dataset, lr)""",
+        """%%persist features
+signal = [((i * 7919) % 1000) / 1000 for i in range(20_000)]
+smoothed = [sum(signal[i:i + WINDOW]) / WINDOW for i in range(0, len(signal), WINDOW)]
+time.sleep(0.5)""",
         "panel = ptd.browse()\npanel",
         'result = slow(2)\nprint("RUNS", len(COUNTER.read_text().splitlines()), "RESULT", result)',
     ]
@@ -156,6 +169,7 @@ class Server:
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={work}",
             "--LabApp.extension_manager=readonly",  # no registry look-ups from the extension manager
+            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the test switches themes with its commands
         ]
         if os.name == "posix" and os.getuid() == 0:
             argv.append("--allow-root")
@@ -229,7 +243,7 @@ class Server:
 
 @pytest.fixture
 def lab(tmp_path: Path, isolated_home: Path) -> Iterator[tuple[Server, Path]]:
-    work = tmp_path / "work"
+    work = isolated_home / "work"  # as a user's: the panel shows its paths as ~/work/...
     (work / "proj").mkdir(parents=True)
     (work / "nb.ipynb").write_text(json.dumps(_notebook(work), indent=1), encoding="utf-8")
     env = os.environ.copy()  # the temp HOME, PYTHONPATH with the checkout (tests/conftest.py)
@@ -292,19 +306,62 @@ def _option_index(select, text: str) -> int:
     raise AssertionError(f"no option with {text!r} among {labels}")
 
 
+# What scrolls sideways: the panel, anything in it, and the output area and notebook around it.
+# A table cell that cuts its text with an ellipsis (overflow hidden) does not scroll: its full
+# text is its tooltip and in the details; those are counted apart, and must be cells.
+_OVERFLOW_JS = """panel => {
+  const name = el => el.tagName.toLowerCase() + (el.className && typeof el.className === 'string'
+      ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+  const around = [];
+  for (let el = panel.parentElement; el && !el.classList.contains('jp-NotebookPanel'); el = el.parentElement) {
+    around.push(el);
+  }
+  const scrolls = [], clipped = [], outside = [];
+  const right = panel.getBoundingClientRect().right + 0.5;
+  for (const el of [panel, ...panel.querySelectorAll('*'), ...around]) {
+    if (el.scrollWidth > el.clientWidth && el.clientWidth > 0) {
+      const style = getComputedStyle(el);
+      if (['hidden', 'clip'].includes(style.overflowX) && style.textOverflow === 'ellipsis') {
+        clipped.push(name(el));
+      } else if (el.tagName !== 'OPTION') {
+        scrolls.push(`${name(el)}: scrollWidth ${el.scrollWidth} > clientWidth ${el.clientWidth}`);
+      }
+    }
+    const box = el.getBoundingClientRect();
+    if (panel.contains(el) && box.width > 0 && box.right > right) {
+      outside.push(`${name(el)} ends ${(box.right - right).toFixed(1)} px right of the panel`);
+    }
+  }
+  return {scrolls, clipped, outside, width: panel.getBoundingClientRect().width};
+}"""
+
+
+def _no_sideways_scroll(panel) -> dict:
+    found = panel.evaluate(_OVERFLOW_JS)
+    assert found["scrolls"] == [] and found["outside"] == [], found
+    for name in found["clipped"]:  # cut on purpose: table cells, and the tree's list (long labels)
+        assert name.startswith("select") or "ptd-cellbutton" in name or "ptd-head" in name, found["clipped"]
+    return found
+
+
+def _switch_theme(page, theme: str) -> None:
+    page.evaluate("theme => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", theme)
+
+
 # ------------------------------------------------------------------------------------------------ test
 def test_invalidate_an_entry_in_jupyterlab(lab: tuple[Server, Path], request: pytest.FixtureRequest) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     server, work = lab
     cache = work / "cache"
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     ARTIFACTS.mkdir(exist_ok=True)
     name = request.node.name
     started = time.monotonic()
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        context = browser.new_context(viewport=VIEWPORT)
         context.set_default_timeout(UI_TIMEOUT_MS)
         context.tracing.start(screenshots=True, snapshots=True)
         page = context.new_page()
@@ -312,57 +369,98 @@ def test_invalidate_an_entry_in_jupyterlab(lab: tuple[Server, Path], request: py
             page.goto(f"{server.base}/lab/tree/nb.ipynb?token={server.token}&reset")
             expect(page.locator(".jp-KernelName").first).to_contain_text("Python")
             expect(page.locator(".jp-Notebook-ExecutionIndicator").first).to_have_attribute("data-status", "idle")
-
+            page.keyboard.press("Control+b")  # the notebook takes the window's width, as most people work
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
             expect(page.locator(".jp-CodeCell .jp-InputPrompt").first).to_contain_text("[1]:")
-            last_output = page.locator(".jp-CodeCell").nth(3).locator(".jp-OutputArea-output")
+            last_output = page.locator(".jp-CodeCell").nth(4).locator(".jp-OutputArea-output")
             expect(last_output).to_contain_text("RUNS 3 RESULT 20")
 
             panel = page.locator(".ptd-browser")
             expect(panel).to_be_visible()
             status = panel.locator(".ptd-status")
-            expect(status).to_contain_text("7 entries in")
+            expect(status).to_contain_text("8 entries in")
             before = _entries(cache)
             assert sorted(before) == ["x=1", "x=2", "x=3"], before
+            table = panel.locator(".ptd-table")
+            expect(panel.locator(".ptd-totals")).to_contain_text("to recompute")
+            expect(table.locator("button.ptd-col-function", has_text="cell features")).to_have_count(1)
+            expect(table.locator("button.ptd-col-function", has_text="train()")).to_have_count(4)
+            expect(table.locator("button.ptd-col-arguments", has_text="→ signal, smoothed")).to_have_count(1)
+            _no_sideways_scroll(panel)
 
-            # the tree: open the source, then slow()
+            # the tree: open the notebook's folder (its functions and the cell show below it)
             tree = panel.locator(".ptd-tree select")
-            tree.select_option(index=1)
+            tree.select_option(index=_option_index(tree, "▸"))
             expect(tree.locator("option", has_text="slow()")).to_have_count(1)
+            expect(tree.locator("option", has_text="cell features")).to_have_count(1)
+            expect(status).to_contain_text("8 entries in")
+
+            # sort by compute time: the cell (0.5 s) and the training runs come first
+            table.locator("button.ptd-head", has_text="Compute").click()
+            expect(table.locator("button.ptd-head", has_text="Compute ▼")).to_have_count(1)
+            expect(table.locator("button.ptd-col-function").first).to_have_text("cell features")
+            expect(table.locator("button.ptd-col-function").nth(1)).to_have_text("train()")
+
+            # a click on a row: its full arguments, however long
+            table.locator("button.ptd-col-arguments", has_text="dataset='mnist', lr=0.01").click()
+            details = panel.locator(".ptd-details")
+            expect(details).to_contain_text("augment = 'random-crop+flip+colour-jitter'")
+            expect(details).to_contain_text("layers = (512, 256, 128)")
+            expect(details).to_contain_text("global SEED")  # what else the key depends on
+            _no_sideways_scroll(panel)
+            page.mouse.move(0, 0)  # no hover highlight in the picture
+            panel.screenshot(path=str(ARTIFACTS / "panel-light.png"))
+            if os.environ.get("PTD_UPDATE_SCREENSHOT") == "1":
+                shutil.copyfile(ARTIFACTS / "panel-light.png", DOCS_SCREENSHOT)
+
+            # the dark theme: the panel's colours follow it, and it still fits
+            light = table.evaluate("el => getComputedStyle(el).backgroundColor")
+            _switch_theme(page, "JupyterLab Dark")
+            expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
+            expect(table).not_to_have_css("background-color", light)
+            _no_sideways_scroll(panel)
+            panel.screenshot(path=str(ARTIFACTS / "panel-dark.png"))
+            _switch_theme(page, "JupyterLab Light")
+            expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true")
+
+            # open slow() in the tree
             tree.select_option(index=_option_index(tree, "slow()"))
             expect(status).to_contain_text("3 entries in")
             expect(panel.locator(".ptd-totals")).to_contain_text("slow()")
+            expect(table.locator("button.ptd-col-function")).to_have_count(0)  # one function: no such column
 
-            # select x=2, invalidate, confirm
-            rows = panel.locator(".ptd-entries select")
-            expect(rows.locator("option")).to_have_count(3)
-            rows.select_option(index=_option_index(rows, "x=2 "))
-            expect(panel.locator(".ptd-details")).to_contain_text("x = 2")
-            expect(panel.locator(".ptd-details")).to_contain_text(str(before["x=2"]))
+            # tick x=2, invalidate, confirm
+            rows = table.locator("button.ptd-col-arguments")
+            expect(rows).to_have_count(3)
+            row = next(i for i, text in enumerate(rows.all_inner_texts()) if text == "x=2")
+            table.locator(".ptd-row-check input").nth(row).check()
+            expect(panel.locator(".ptd-page")).to_contain_text("1 selected")
             panel.locator("button.ptd-invalidate-selected").click()
             confirm = panel.locator(".ptd-confirm-box")
             expect(confirm).to_be_visible()
             expect(confirm).to_contain_text("Delete 1 selected entry")
             assert before["x=2"].exists(), "deleted before the confirmation"
-            panel.screenshot(path=str(ARTIFACTS / "cache-browser.png"))
-            if os.environ.get("PTD_UPDATE_SCREENSHOT") == "1":
-                shutil.copyfile(ARTIFACTS / "cache-browser.png", DOCS_SCREENSHOT)
+            _no_sideways_scroll(panel)
+            panel.screenshot(path=str(ARTIFACTS / "panel-confirm.png"))
             panel.locator("button.ptd-confirm").click()
             expect(status).to_contain_text("Deleted 1 entry, freed")
             expect(confirm).to_be_hidden()
-            expect(rows.locator("option")).to_have_count(2)
+            expect(rows).to_have_count(2)
 
             after = _entries(cache)
             assert sorted(after) == ["x=1", "x=3"] and not before["x=2"].exists()
             assert _counter(work) == ["1", "2", "3"]
 
             # the next call recomputes: run the last cell again
-            page.locator(".jp-CodeCell").nth(3).locator(".jp-InputArea-editor").click()
+            page.locator(".jp-CodeCell").nth(4).locator(".jp-InputArea-editor").click()
             page.keyboard.press("Shift+Enter")
             expect(last_output).to_contain_text("RUNS 4 RESULT 20")
             assert _counter(work) == ["1", "2", "3", "2"]
             assert before["x=2"].exists(), "the recomputed entry was not stored again"
+            # ... and the panel, watching the disk, lists it again on its own
+            expect(rows).to_have_count(3)
+            expect(status).to_contain_text("changed on disk")
             errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
             assert "Traceback" not in " ".join(errors.all_inner_texts())
         except BaseException:

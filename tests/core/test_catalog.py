@@ -191,8 +191,10 @@ def test_cells_and_manual_entries_have_their_kind(cache, tmp_path):
     kinds = {f.folder.name: (f.kind, f.source) for f in catalog.functions(proj)}
     assert kinds == {"load data": ("cell", ("notebooks", "exp")), "helper": ("manual", ("notebooks", "exp"))}
     node = catalog.node(proj, "notebooks/exp/load data")
-    assert node.label == "%%persist load data"
-    assert [e.kind for e in catalog.scan(node).entries] == ["cell"]
+    assert node.label == "cell load data"
+    assert [(e.kind, e.owner) for e in catalog.scan(node).entries] == [("cell", "cell load data")]
+    (helper,) = catalog.scan(catalog.node(proj, "notebooks/exp/helper")).entries
+    assert helper.owner == "helper (manual_cache)"
     assert project.is_dir()
 
 
@@ -405,9 +407,3 @@ def test_bad_sizes_and_durations_say_what_is_expected(bad):
         cat.parse_size(bad)
     with pytest.raises(ValueError, match="e.g. 30d"):
         cat.parse_duration(bad)
-
-
-def test_formatting():
-    assert cat.format_bytes(512) == "512 B" and cat.format_bytes(1536) == "1.5 KiB"
-    assert cat.plural(1, "entry") == "1 entry" and cat.plural(2000, "entry") == "2,000 entries"
-    assert cat.format_seconds(None) == "-" and cat.format_seconds(90) == "1.5 min"

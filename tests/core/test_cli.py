@@ -288,3 +288,35 @@ def test_help_lists_the_commands():
     for command in ("ls", "info", "clear", "prune"):
         assert command in out.stdout
     assert "Exit codes" in out.stdout
+
+
+# ------------------------------------------------------------------------------- one vocabulary with the panel
+def test_a_groupby_folder_is_named_argument_equals_value_as_in_the_panel(filled, cache):
+    train, _square, _calls = filled
+    project = project_name(cache)
+    grouped = rel(train.folder(), cache) + "/dataset=MNIST"  # what the panel's tree shows
+    out = ptd_cli("ls", project, grouped)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].startswith(f"{project} {grouped} (group)")
+    assert out.stdout.count("dataset='MNIST'") == 2 and "CIFAR" not in out.stdout
+    assert ptd_cli("ls", project, rel(train.folder(), cache) + "/MNIST").stdout == out.stdout  # the folder too
+    assert ptd_cli("clear", project, grouped, "--dry-run").stdout.startswith("would delete 2 entries (")
+    assert f"in {project} {grouped}" in ptd_cli("clear", project, grouped, "--dry-run").stdout
+
+
+def test_functions_and_cells_are_named_as_in_the_panel(filled, cache):
+    from persist_to_disk.store import LocalStore
+
+    _train, square, _calls = filled
+    project = project_name(cache)
+    header = {"func": "features", "kind": "cell", "args": {"window": "3"}, "names": ["X", "summary"],
+              "code_version": "c1", "created": time.time(), "compute_seconds": 11520.0, "groupby": []}
+    LocalStore(cache / project).put("nb/features/1/" + "c" * 32 + ".ptd", "v", header)
+    listing = ptd_cli("ls", project).stdout
+    assert "cell features" in listing and "square()" in listing and "train()" in listing
+    entries = ptd_cli("ls", project, "nb", "--filter", "window").stdout
+    assert "FUNCTION" in entries.splitlines()[1] and "cell features" in entries  # rows of several: whose is each
+    assert "window=3 → X, summary" in entries and "3 h 12 min" in entries
+    assert "3 h 12 min to recompute" in entries.splitlines()[-1]
+    one = ptd_cli("ls", project, rel(square.folder(), cache)).stdout
+    assert "FUNCTION" not in one and "current" in one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ pytest.importorskip("ipywidgets")
 
 import persist_to_disk as ptd
 from ipython_ext import browser as br
+from ipython_ext.browser_html import columns
+from ipython_ext.browser_state import INDENT
 from persist_to_disk.catalog import CatalogError
 
 
@@ -62,13 +65,24 @@ def node_path(folder: Path, cache: Path) -> str:
 
 
 def tree_labels(panel: br.CacheBrowser) -> list[str]:
-    return [label.replace(br._INDENT, " ").strip() for label, _ in panel.tree.options]
+    return [label.replace(INDENT, " ").strip() for label, _ in panel.tree.options]
+
+
+def rows(panel: br.CacheBrowser) -> list[str]:
+    """The table's rows on this page, as the cells' texts joined by spaces."""
+    cols = columns(panel.state)
+    return [
+        " ".join(row.cells[c.key].description for c in cols)
+        for row, _entry in zip(panel.rows, panel.state.page_entries)
+    ]
 
 
 def pick(panel: br.CacheBrowser, text: str) -> None:
-    """Select the table rows whose text contains ``text``."""
-    panel.entry_list.value = tuple(value for label, value in panel.entry_list.options if text in label)
-    assert panel.entry_list.value, f"no row with {text!r} in {panel.entry_list.options}"
+    """Tick the rows whose arguments contain ``text`` (their checkboxes, as a click does)."""
+    hits = [i for i, e in enumerate(panel.state.page_entries) if text in e.args_text + " "]
+    assert hits, f"no row with {text!r} in {rows(panel)}"
+    for i in hits:
+        panel.rows[i].check.value = True
 
 
 # ---------------------------------------------------------------------------------------------- opening
@@ -77,14 +91,14 @@ def test_opens_on_the_current_project_with_totals(funcs, cache):
     assert isinstance(panel, br.CacheBrowser) and "ptd-browser" in panel._dom_classes
     labels = tree_labels(panel)
     assert labels[0].startswith("▾ proj-") and len(labels) == 2  # the project, open; its one source, closed
-    assert len(panel.entries) == 9 and len(panel.entry_list.options) == 9
-    assert "9 entries" in panel.totals.value and "project proj-" in panel.totals.value
+    assert len(panel.state.entries) == 9 and len(rows(panel)) == 9
+    assert "9 entries" in panel.totals.value and "to recompute" in panel.totals.value
     assert "9 entries in" in panel.status.value
     assert panel.invalidate_node_button.description.startswith("Invalidate all in proj-")
     assert panel.confirm_box.layout.display == "none"
     for widget, cls in (
         (panel.tree, "ptd-tree"),
-        (panel.entry_list, "ptd-entries"),
+        (panel.table, "ptd-entries"),
         (panel.invalidate_selected_button, "ptd-invalidate-selected"),
         (panel.confirm_button, "ptd-confirm"),
         (panel.status, "ptd-status"),
@@ -104,21 +118,20 @@ def test_tree_opens_lazily_down_to_groupby_folders(funcs, cache):
     panel.tree.value = train_id
     labels = tree_labels(panel)
     assert "dataset=CIFAR" in " ".join(labels) and "dataset=MNIST" in " ".join(labels)
-    assert len(panel.entries) == 4 and panel.node.kind == "function"
+    assert len(panel.state.entries) == 4 and panel.state.node.kind == "function"
     assert panel.invalidate_node_button.description == "Invalidate all in funcs.train()"
     panel.select_node(node_path(train.folder(), cache) + "/MNIST")
-    assert panel.node.label == "dataset=MNIST" and len(panel.entries) == 2
-    assert panel.tree.value == panel.node.id
+    assert panel.state.node.label == "dataset=MNIST" and len(panel.state.entries) == 2
+    assert panel._tree_rows[panel.tree.value].node == panel.state.node
 
 
 def test_rows_show_readable_arguments_size_times_and_version(funcs, cache):
     train, _square, _ = funcs
     panel = open_panel(func=train)
-    assert panel.node.kind == "function"
-    labels = [label for label, _ in panel.entry_list.options]
-    row = next(label for label in labels if "dataset='MNIST', lr=0.1 " in label)
-    assert " B " in row and time.strftime("%b %d") in row and "current" in row
-    assert br._row_header().split()[:2] == ["ARGUMENTS", "SIZE"]
+    assert panel.state.node.kind == "function"
+    row = next(label for label in rows(panel) if "dataset='MNIST', lr=0.1 " in label)
+    assert " B " in row and time.strftime("%H:") in row and "current" in row  # created today: its time
+    assert [panel.headers[c.key].description for c in columns(panel.state)][:2] == ["Arguments", "Size"]
     pick(panel, "dataset='MNIST', lr=0.1 ")
     assert "lr = 0.1" in panel.details.value and str(train.folder()) in panel.details.value
 
@@ -129,15 +142,15 @@ def test_filter_and_paging(funcs, cache):
     assert panel.page_label.value == "page 1 of 3 · 5 shown" and panel.prev_button.disabled
     panel.next_button.click()
     panel.next_button.click()
-    assert panel.page_label.value.startswith("page 3 of 3") and len(panel.entry_list.options) == 1
+    assert panel.page_label.value.startswith("page 3 of 3") and len(rows(panel)) == 1
     assert panel.next_button.disabled
     panel.prev_button.click()
     assert panel.page_label.value.startswith("page 2 of 3")
     panel.filter.value = "x=3"
-    assert [label.split()[0] for label, _ in panel.entry_list.options] == ["x=3"]
+    assert [label.split()[0] for label in rows(panel)] == ["x=3"]
     assert "1 match the filter" in panel.totals.value and panel.page_label.value == "page 1 of 1 · 1 shown"
     panel.filter.value = ""
-    assert len(panel.shown) == 5
+    assert len(panel.state.shown) == 5
 
 
 # ------------------------------------------------------------------------------------------ invalidating
@@ -145,7 +158,7 @@ def test_invalidate_selected_asks_then_deletes_and_the_next_call_recomputes(func
     train, _square, calls = funcs
     panel = open_panel(func=train)
     pick(panel, "dataset='CIFAR', lr=0.01")
-    victim = Path(panel.entry_list.value[0])
+    (victim,) = panel.state.selected
     panel.invalidate_selected_button.click()
     assert panel.confirm_box.layout.display == "flex"
     assert "Delete 1 selected entry" in panel.confirm_message.value
@@ -153,7 +166,7 @@ def test_invalidate_selected_asks_then_deletes_and_the_next_call_recomputes(func
     panel.confirm_button.click()
     assert not victim.exists() and panel.confirm_box.layout.display == "none"
     assert "Deleted 1 entry, freed" in panel.status.value
-    assert len(panel.entries) == 3 and len(files(train.folder())) == 3
+    assert len(panel.state.entries) == 3 and len(files(train.folder())) == 3
     assert panel.last_deleted.bytes > 0
     before = len(calls)
     train("CIFAR", 0.01)
@@ -189,7 +202,7 @@ def test_invalidate_all_in_a_node(funcs, cache):
     panel.confirm_button.click()
     assert not (train.folder() / "MNIST").exists() and len(files(train.folder())) == 2
     assert "Deleted 2 entries, freed" in panel.status.value
-    assert panel.node.kind == "function" and len(panel.entries) == 2  # back on the parent
+    assert panel.state.node.kind == "function" and len(panel.state.entries) == 2  # back on the parent
     assert "dataset=MNIST" not in " ".join(tree_labels(panel))
     panel.invalidate_node_button.click()
     panel.confirm_button.click()
@@ -212,7 +225,7 @@ def test_invalidate_older_versions(cache):
     old(2)
     new(1)
     panel = open_panel(func=new)  # the live function says which version is current
-    versions = sorted(label.split()[-1] for label, _ in panel.entry_list.options)
+    versions = sorted(label.split()[-1] for label in rows(panel))
     assert versions == ["current", "older", "older"] and "2 of older code versions" in panel.totals.value
     panel.invalidate_older_button.click()
     assert "Delete 2 entries of older code versions" in panel.confirm_message.value
@@ -228,18 +241,16 @@ def test_corrupt_and_vanished_entries_do_not_break_the_panel(funcs, cache):
     entries = files(square.folder())
     entries[0].write_bytes(b"PTDE not really")
     panel = open_panel(func=square)
-    rows = [label for label, _ in panel.entry_list.options]
-    assert sum("CORRUPT" in row for row in rows) == 1 and "corrupt or gone" in panel.status.value
-    panel.entry_list.value = (str(entries[1]),)
+    assert sum(row.endswith(" corrupt") for row in rows(panel)) == 1 and "corrupt or gone" in panel.status.value
+    index = next(i for i, e in enumerate(panel.state.page_entries) if e.path == entries[1])
     entries[1].unlink()  # someone else deletes it behind the panel's back
-    panel.entry_list.value = ()
-    panel.entry_list.value = (str(entries[1]),)
+    panel.rows[index].cells["arguments"].click()
     assert "vanished" in panel.details.value
     panel.invalidate_selected_button.click()
     panel.confirm_button.click()
     assert "already gone" in panel.status.value and "ptd-error" not in panel.status._dom_classes
     panel.refresh_button.click()
-    assert len(panel.entries) == 4
+    assert len(panel.state.entries) == 4
 
 
 def test_errors_in_callbacks_show_in_the_panel(funcs, cache, monkeypatch):
@@ -265,11 +276,11 @@ def test_refresh_sees_new_entries_and_vanished_nodes(funcs, cache):
     panel = open_panel()
     square(99)
     panel.refresh_button.click()
-    assert len(panel.entries) == 10
+    assert len(panel.state.entries) == 10
     panel.select_node(node_path(train.folder(), cache))
     assert train.cache.clear() == 4  # another face deletes every entry of the open function
     panel.refresh_button.click()
-    assert panel.node.kind == "source" and len(panel.entries) == 6
+    assert panel.state.node.kind == "source" and len(panel.state.entries) == 6
     assert not any(label.endswith("train()") for label in tree_labels(panel))
 
 
@@ -288,10 +299,10 @@ def test_narrow_to_another_project(cache, tmp_path):
     first = next(p.name for p in cache.iterdir() if p.name.startswith("proj-"))
     second = next(p.name for p in cache.iterdir() if p.name.startswith("other-"))
     panel = open_panel(project="proj")  # a bare name, unique
-    assert panel.node.project.name == first and len(panel.entries) == 1
+    assert panel.state.node.project.name == first and len(panel.state.entries) == 1
     panel.project_select.value = second  # the project dropdown
-    assert panel.node.project.name == second and len(panel.entries) == 2
-    assert open_panel().node.project.name == second  # the current project (set_project_path)
+    assert panel.state.node.project.name == second and len(panel.state.entries) == 2
+    assert open_panel().state.node.project.name == second  # the current project (set_project_path)
     with pytest.raises(CatalogError, match="no project 'nope'"):
         open_panel(project="nope")
 
@@ -306,11 +317,11 @@ def test_narrow_to_a_notebook(cache, tmp_path):
     LocalStore(folder).put("notebooks/exp/load/3/" + "c" * 32 + ".ptd", "v", header)
     LocalStore(folder).put("notebooks/other/f/3/" + "d" * 32 + ".ptd", "v", {**header, "func": "f"})
     panel = open_panel(notebook=str(project / "notebooks" / "exp.ipynb"))
-    assert panel.node.kind == "source" and panel.node.label == "notebooks/exp"
-    assert [label.strip(" ▾▸" + br._INDENT) for label, _ in panel.tree.options] == ["notebooks/exp", "%%persist load"]
-    assert len(panel.entries) == 1 and "path='a.csv'" in panel.entry_list.options[0][0]
+    assert panel.state.node.kind == "source" and panel.state.node.label == "notebooks/exp"
+    assert [label.strip(" ▾▸" + INDENT) for label, _ in panel.tree.options] == ["notebooks/exp", "cell load"]
+    assert len(panel.state.entries) == 1 and "path='a.csv'" in rows(panel)[0]
     empty = open_panel(notebook=str(project / "notebooks" / "new.ipynb"))
-    assert empty.entries == [] and "Nothing is cached yet" in empty.status.value
+    assert empty.state.entries == () and "Nothing is cached yet" in empty.status.value
 
 
 def test_func_that_never_ran_shows_an_empty_panel(cache):
@@ -320,7 +331,7 @@ def test_func_that_never_ran_shows_an_empty_panel(cache):
 
     panel = open_panel(func=never)
     assert (
-        panel.entries == []
+        panel.state.entries == ()
         and "Nothing is cached yet for test_func_that_never_ran_shows_an_empty_panel.never()" in panel.status.value
     )
     with pytest.raises(TypeError, match="decorated with @ptd.persistf"):
@@ -329,7 +340,7 @@ def test_func_that_never_ran_shows_an_empty_panel(cache):
 
 def test_empty_cache(cache):
     panel = open_panel()
-    assert panel.entries == [] and "Nothing is cached" in panel.status.value
+    assert panel.state.entries == () and "Nothing is cached" in panel.status.value
     panel.refresh_button.click()
     panel.invalidate_node_button.click()
     assert "ptd-error" not in panel.status._dom_classes
@@ -340,10 +351,10 @@ def test_background_scans_and_deletions(funcs, cache):
     train, _square, _ = funcs
     panel = ptd.browse(background=True)
     panel.wait()
-    assert len(panel.entries) == 9 and panel.complete and panel.progress.layout.visibility == "hidden"
+    assert len(panel.state.entries) == 9 and panel.state.complete and panel.progress.layout.visibility == "hidden"
     panel.select_node(node_path(train.folder(), cache))
     panel.wait()
-    assert len(panel.entries) == 4
+    assert len(panel.state.entries) == 4
     pick(panel, "dataset='MNIST', lr=0.1 ")
     panel.invalidate_selected_button.click()
     panel.confirm_button.click()
@@ -357,7 +368,7 @@ def test_a_newer_scan_drops_the_older_one(funcs, cache):
     panel.select_node(node_path(train.folder(), cache))
     panel.select_node(node_path(square.folder(), cache))
     panel.wait()
-    assert panel.node.folder == square.folder() and len(panel.entries) == 5
+    assert panel.state.node.folder == square.folder() and len(panel.state.entries) == 5
 
 
 # -------------------------------------------------------------------------------------- magic, import
@@ -386,7 +397,7 @@ def test_magic_displays_the_panel(funcs, shell, monkeypatch):
     train, _square, _ = funcs
     shell.user_ns["train"] = train
     shell.run_line_magic("persist_browse", "--func train")
-    assert isinstance(shown[-1], br.CacheBrowser) and shown[-1].node.function.folder == train.folder()
+    assert isinstance(shown[-1], br.CacheBrowser) and shown[-1].state.node.function.folder == train.folder()
     with pytest.raises(UsageError, match="no such name"):
         shell.run_line_magic("persist_browse", "--func missing")
     with pytest.raises(UsageError, match="no project 'nope'"):
@@ -407,8 +418,8 @@ def test_live_functions_in_the_namespace_decide_the_current_version(cache, shell
     old(1)  # the newest entry is of version 1, but the live function is version 2
     shell.user_ns["h"] = new
     panel = open_panel()
-    assert sorted(label.split()[-1] for label, _ in panel.entry_list.options) == ["current", "older"]
-    assert [e.code_version for e in panel.entries if e.current] == ["pinned:2"]
+    assert sorted(label.split()[-1] for label in rows(panel)) == ["current", "older"]
+    assert [e.code_version for e in panel.state.entries if e.current] == ["pinned:2"]
 
 
 def test_importing_the_core_does_not_import_ipywidgets():
@@ -417,3 +428,126 @@ def test_importing_the_core_does_not_import_ipywidgets():
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=os.environ.copy()
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+# ------------------------------------------------------------------------------------- the table, redesigned
+def test_header_buttons_sort_the_table(funcs, cache):
+    panel = open_panel()
+    panel.headers["size"].click()
+    sizes = [e.size for e in panel.state.page_entries]
+    assert panel.state.sort == "size" and sizes == sorted(sizes, reverse=True)
+    assert panel.headers["size"].description == "Size ▼"
+    panel.headers["size"].click()
+    assert [e.size for e in panel.state.page_entries] == sorted(sizes)
+    assert panel.headers["size"].description == "Size ▲"
+    for key in ("created", "last_read", "compute"):
+        panel.headers[key].click()
+        assert panel.state.sort == key and panel.state.descending
+    panel.headers["version"].click()  # not sortable: nothing happens
+    assert panel.state.sort == "compute"
+
+
+def test_a_function_column_above_function_level_only(funcs, cache):
+    train, _square, _ = funcs
+    panel = open_panel()
+    owners = {row.cells["function"].description for row, _e in zip(panel.rows, panel.state.page_entries)}
+    assert owners == {"funcs.train()", "funcs.square()"} and panel.table.children[1] is panel.headers["function"]
+    panel.select_node(node_path(train.folder(), cache))
+    assert panel.headers["function"] not in panel.table.children and len(rows(panel)) == 4
+
+
+def test_a_click_on_a_row_shows_its_full_arguments(cache):
+    @ptd.persistf()
+    def fit(description, weights):
+        return 1
+
+    long = "a description far longer than the thirty-two characters that a table cell used to keep"
+    fit(long, list(range(6)))
+    fit("short", [1])
+    panel = open_panel(func=fit)
+    index = next(i for i, e in enumerate(panel.state.page_entries) if "far longer" in e.args_text)
+    panel.rows[index].cells["size"].click()
+    assert panel.state.selected == {panel.state.page_entries[index].path}
+    details = html.unescape(panel.details.value)
+    assert f"description = {long!r}" in details and f"weights = {list(range(6))!r}" in details
+    assert panel.rows[index].cells["arguments"].tooltip == panel.state.page_entries[index].args_text
+
+
+def test_a_cell_entry_shows_the_variables_it_holds_and_totals_the_compute_time(cache, tmp_path):
+    from persist_to_disk.store import LocalStore
+
+    folder = cache / ptd.config.project_folder_name(tmp_path / "proj")
+    for i, seconds in enumerate((3600.0, 7200.0, 720.0)):
+        header = {"func": "features", "kind": "cell", "args": {"window": str(i)}, "names": ["X", "summary"],
+                  "code_version": "c1", "created": time.time(), "compute_seconds": seconds, "groupby": []}
+        LocalStore(folder).put(f"nb/features/{i}/" + f"{i}" * 32 + ".ptd", "v", header)
+    panel = open_panel()
+    assert "3 h 12 min to recompute" in panel.totals.value and "3 entries" in panel.totals.value
+    assert all("→ X, summary" in row and "cell features" in row for row in rows(panel))
+    panel.rows[0].cells["arguments"].click()
+    details = html.unescape(panel.details.value)
+    assert "<th>holds</th><td>X, summary</td>" in details and "<th>reads</th>" in details
+    assert "arguments" not in details
+
+
+def test_the_details_list_what_an_entry_depends_on(cache):
+    scale = 3
+
+    @ptd.persistf()
+    def scaled(x):
+        return x * scale  # a closure: part of the key, recorded in the header
+
+    scaled(2)
+    panel = open_panel(func=scaled)
+    panel.rows[0].cells["arguments"].click()
+    details = html.unescape(panel.details.value)
+    assert "<th>depends on</th>" in details and "closure scale" in details and "= 3" in details
+    assert "function test_the_details_list_what_an_entry_depends_on" not in details  # itself: its code version
+
+
+def test_the_panel_rereads_a_node_that_changed_on_disk(funcs, cache):
+    _train, square, _ = funcs
+    panel = open_panel(func=square)
+    assert not panel.check_disk()  # nothing changed
+    square(99)  # another process (or cell) writes an entry
+    assert panel.check_disk() and len(panel.state.entries) == 6
+    assert "changed on disk" in panel.status.value
+    pick(panel, "x=99")
+    panel.invalidate_selected_button.click()  # a question is open: the table must not move under it
+    square.cache.invalidate(1)
+    assert panel.check_disk() and panel.state.stale and len(panel.state.entries) == 6
+    assert "changed on disk since this was read: Refresh" in panel.status.value
+    panel.cancel_button.click()
+    panel.refresh_button.click()
+    assert not panel.state.stale and len(panel.state.entries) == 5
+
+
+def test_its_own_deletions_are_no_news_and_a_recomputed_entry_is(funcs, cache):
+    _train, square, _calls = funcs
+    panel = open_panel(func=square)
+    pick(panel, "x=2")
+    panel.invalidate_selected_button.click()
+    panel.confirm_button.click()
+    assert len(panel.state.entries) == 4 and not panel.check_disk()
+    square(2)  # recomputed into the bucket the deletion emptied
+    assert panel.check_disk() and len(panel.state.entries) == 5
+
+
+def test_the_watcher_thread_rereads_on_its_own(funcs, cache):
+    _train, square, _ = funcs
+    panel = br.CacheBrowser(panel_catalog(cache), start=None, background=True, watch_seconds=0.05)
+    panel.wait()
+    before = len(panel.state.entries)
+    square(123)
+    deadline = time.monotonic() + 30
+    while len(panel.state.entries) != before + 1 and time.monotonic() < deadline:
+        panel.wait()
+        time.sleep(0.02)  # polling a condition, with a deadline
+    assert len(panel.state.entries) == before + 1
+    panel.close()
+
+
+def panel_catalog(cache: Path):
+    from persist_to_disk.catalog import Catalog
+
+    return Catalog(cache)
