@@ -149,8 +149,9 @@ def rel_slow(key):
     """Logs that it started, then (if asked) says so in a marker file and holds until released."""
     _log(_ARGS.get("log"), f"{os.getpid()} {key}")
     marker, release = _ARGS.get("marker"), _ARGS.get("release")
+    child = _fork_sleeper() if _ARGS.get("fork") else None
     if marker:
-        Path(marker).write_text(str(os.getpid()))
+        Path(marker).write_text(str(os.getpid()) if child is None else f"{os.getpid()} {child}")
     if release:
         deadline = time.monotonic() + 60
         while not os.path.exists(release):
@@ -158,6 +159,20 @@ def rel_slow(key):
                 raise TimeoutError("never released")
             time.sleep(0.01)
     return {"key": key, "by": os.getpid()}
+
+
+def _fork_sleeper() -> int:
+    """Fork a child that only lives on (up to a minute), as a pool worker forked mid-computation would."""
+    child = os.fork()
+    if child == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # let the test read the parent's output to its end while this child lives
+            os.dup2(null, fd)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        os._exit(0)
+    return child
 
 
 @ptd.persistf(ignore_globals=["_ARGS"])
@@ -171,6 +186,8 @@ def _setup(a: dict[str, Any]) -> None:
     _ARGS.update(a)
     if a.get("persist"):
         ptd.config.set_persist_path(a["persist"])
+    if a.get("granularity"):
+        ptd.config.set_lock_granularity(a["granularity"])
     if a.get("design") == "seed":
         import persist_to_disk.persister as persister
 
@@ -312,6 +329,45 @@ def mode_stress(a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def mode_storm(a: dict[str, Any]) -> dict[str, Any]:
+    """Recache a few keys in a loop while the test sends SIGINTs; then, signals over, call each key once more.
+
+    A SIGINT raises KeyboardInterrupt only while a persisted call runs (anywhere inside it), so the
+    loop itself survives the storm. ``done`` is written once the last calls returned; the process
+    then stays alive (holding whatever it might have leaked) until ``release`` exists.
+    """
+    import signal
+
+    _setup(a)
+    armed = [False]
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if armed[0]:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    keys = [f"k{i}" for i in range(a["keys"])]
+    counts = {"calls": 0, "interrupted": 0}
+    Path(a["ready"]).write_text("1")
+    i = 0
+    while not os.path.exists(a["stop"]):
+        i += 1
+        try:
+            armed[0] = True
+            rel_stress(keys[i % len(keys)], cache_switch=ptd.RECACHE)
+            armed[0] = False
+            counts["calls"] += 1
+        except KeyboardInterrupt:
+            armed[0] = False
+            counts["interrupted"] += 1
+    wrong = [key for key in keys if rel_stress(key, cache_switch=ptd.RECACHE) != stress_value(key)]
+    Path(a["done"]).write_text("1")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(a["release"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {**counts, "wrong": wrong, "fds": len(os.listdir("/proc/self/fd"))}
+
+
 def mode_verify(a: dict[str, Any]) -> dict[str, Any]:
     """Which keys are cached, and whether each cached value is the right one (nothing is computed)."""
     _setup(a)
@@ -355,6 +411,7 @@ MODES = {
     "call": mode_call,
     "stress": mode_stress,
     "verify": mode_verify,
+    "storm": mode_storm,
     "network": mode_network,
 }
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import stat
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -259,3 +263,106 @@ def test_nothing_reaches_the_network(rel, persist):
     out = rel.run("network", {"persist": str(persist)})
     assert out["events"] == []
     rel.count(operations=9)
+
+
+# -- symlinks planted by another account ------------------------------------------------------------
+def _plant_link(link: Path, target: Path) -> None:
+    """A symlink made by the second account (as it could in a folder it can write)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(target, link)
+    if ROOT:
+        os.lchown(link, OTHER_UID, OTHER_UID)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_planted_bucket_symlink_never_leads_a_write_or_a_read_out_of_the_root(rel, tmp_path, persist):
+    @ptd.persistf(hashsize=1)
+    def f(x):
+        return {"x": x}
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    bucket = f.cache.path(1).parent
+    _plant_link(bucket, outside)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert f(1) == {"x": 1}  # computed; not cached through the link
+    assert list(outside.iterdir()) == [], "a write went out of the cache root"
+    messages = [str(w.message) for w in caught if issubclass(w.category, ptd.CacheWarning)]
+    assert len(messages) == 1 and str(bucket) in messages[0] and "symbolic link" in messages[0], messages
+    (outside / f.cache.path(1).name).write_bytes(b"precious")  # a file the link leads to
+    with pytest.raises(ptd.UntrustedCacheError, match="symbolic link"):
+        f(1)
+    assert (outside / f.cache.path(1).name).read_bytes() == b"precious"
+    rel.count(faults=2, operations=2)
+
+
+def test_prune_and_clear_never_follow_a_symlinked_project_out_of_a_shared_root(rel, tmp_path, persist):
+    @ptd.persistf
+    def f(x):
+        return x
+
+    for x in range(3):
+        f(x)
+    os.chmod(persist, 0o1777)  # a shared root, like /tmp: every account can add a folder (or a link)
+    project = f.cache.folder.relative_to(persist).parts[0]
+    outside = tmp_path / "victim"
+    shutil.copytree(persist / project, outside / project)  # the victim's files, shaped like a cache
+    _plant_link(persist / "evil-99", outside / project)
+    before = _snapshot(outside)
+    assert len(before) == 3
+    runs = [
+        ["prune", "--root", str(persist), "--older-than", "0s", "--yes"],
+        ["clear", "--root", str(persist), "evil-99", "--yes"],
+        ["clear", "--root", str(persist), "evil", "--yes"],
+        ["prune", "--root", str(persist), "evil-99", "--max-size", "0", "--yes"],
+    ]
+    for args in runs:
+        subprocess.run([sys.executable, "-m", "persist_to_disk", *args], capture_output=True, text=True,
+                       timeout=60, env=os.environ.copy())
+    assert _snapshot(outside) == before, "files outside the cache root were deleted"
+    assert (persist / "evil-99").is_symlink()
+    assert not any(p.suffix == ".ptd" for p in (persist / project).rglob("*")), "our own entries were pruned"
+    rel.count(faults=1, operations=len(runs))
+
+
+# -- config.ini -------------------------------------------------------------------------------------
+def _config_warnings() -> tuple[object, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        settings = ptd.config.settings()
+    return settings, [str(w.message) for w in caught if issubclass(w.category, ptd.CacheWarning)]
+
+
+@pytest.mark.parametrize("how", ["other owner", "world-writable", "group-writable"])
+def test_a_config_ini_others_could_write_is_ignored_with_a_warning(rel, planted, tmp_path, how):
+    if how == "other owner" and not ROOT:
+        pytest.skip("chown to another account needs root")
+    f, entry, runs = planted
+    elsewhere = tmp_path / "elsewhere"
+    path = _set_config(trust_shared="true", persist_path=str(elsewhere))
+    if how == "other owner":
+        os.chown(path, OTHER_UID, -1)
+    else:
+        os.chmod(path, 0o666 if how == "world-writable" else 0o620)
+    ptd.config.reload()
+    settings, messages = _config_warnings()
+    assert not settings.trust_shared and settings.persist_path != elsewhere
+    assert len(messages) == 1 and str(path) in messages[0], messages
+    assert "trust_shared" in messages[0] and "persist_path" in messages[0]  # the settings ignored, by name
+    os.chown(entry, OTHER_UID, -1) if ROOT else os.chmod(entry, 0o666)
+    with pytest.raises(ptd.UntrustedCacheError):
+        f(1)
+    assert UNPICKLED == [], "a planted trust_shared made this process unpickle another account's payload"
+    rel.count(faults=2, operations=2)
+
+
+def test_a_config_ini_of_ours_is_honoured(planted, tmp_path):
+    path = _set_config(trust_shared="true")
+    os.chmod(path, 0o600)
+    ptd.config.reload()
+    settings, messages = _config_warnings()
+    assert settings.trust_shared and messages == []
