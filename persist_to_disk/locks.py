@@ -33,7 +33,9 @@ import contextlib
 import contextvars
 import errno
 import os
+import signal
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -41,6 +43,12 @@ from typing import Any
 
 import xxhash
 from filelock import FileLock, Timeout
+
+try:  # the C functions: signal.signal is a Python wrapper, whose own frame a Ctrl-C could interrupt
+    from _signal import getsignal as _get_handler
+    from _signal import signal as _set_handler
+except ImportError:  # pragma: no cover (not CPython)
+    _get_handler, _set_handler = signal.getsignal, signal.signal
 
 try:
     import fcntl
@@ -124,6 +132,10 @@ class _KernelLock:
     A negative timeout blocks in the kernel (woken as soon as the holder releases or
     dies); otherwise it polls and raises ``filelock.Timeout``. A lock taken on a file that
     was unlinked meanwhile (``st_nlink == 0``) is dropped and taken on the file now at the path.
+
+    The descriptor is recorded (``fd``) before any wait, and ``release`` is idempotent: a
+    KeyboardInterrupt landing anywhere in ``acquire`` leaves nothing that ``release`` cannot free.
+    A forked child closes its copies of every open lock descriptor (``_forget_in_child``).
     """
 
     __slots__ = ("path", "timeout", "mode", "fd")
@@ -139,21 +151,18 @@ class _KernelLock:
 
     def _attempt(self, blocking: bool) -> bool | None:
         """One try: True (held), False (busy) or None (taken on a file unlinked meanwhile: try again now)."""
-        fd = _open_lock_file(self.path, self.mode)
-        try:
-            if not self._lock(fd, blocking):
-                os.close(fd)
-                return False
-            if os.fstat(fd).st_nlink == 0:
-                os.close(fd)  # its previous holder removed it: the lock goes with the descriptor
-                return None
-        except BaseException:
-            os.close(fd)
-            raise
-        self.fd = fd
+        if self.fd < 0:
+            _open_locks.add(self)  # first, so that a forked child finds the descriptor whenever it exists
+            self.fd = _open_lock_file(self.path, self.mode)
+        _Interrupts.deliver()  # a Ctrl-C held back so far interrupts now, not after an hour's wait
+        if not self._lock(self.fd, blocking):
+            return False
+        if os.fstat(self.fd).st_nlink == 0:
+            self.release()  # its previous holder removed it: the lock goes with the descriptor
+            return None
         return True
 
-    def __enter__(self) -> _KernelLock:
+    def acquire(self) -> _KernelLock:
         deadline = None if self.timeout is None or self.timeout < 0 else time.monotonic() + self.timeout
         while True:
             got = self._attempt(deadline is None)
@@ -161,6 +170,7 @@ class _KernelLock:
                 return self
             if got is False:
                 if time.monotonic() >= deadline:  # type: ignore[operator]
+                    self.release()
                     raise Timeout(self.path)
                 time.sleep(0.01)
 
@@ -179,12 +189,51 @@ class _KernelLock:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.05)
 
+    def release(self) -> None:
+        """Unlock and close; a no-op when nothing is open. Unlocked first, so a descriptor left open by an
+        interrupt holds no lock (and a child forked meanwhile, sharing the descriptor, does not keep it)."""
+        fd = self.fd
+        if fd < 0:
+            return
+        self._unlock(fd)
+        self.fd = -1
+        _open_locks.discard(self)
+        os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        """Whether a descriptor is open (the lock taken, or being waited for)."""
+        return self.fd >= 0
+
+    def __enter__(self) -> _KernelLock:
+        return self.acquire()
+
     def __exit__(self, *exc: Any) -> None:
-        fd, self.fd = self.fd, -1
-        try:
-            self._unlock(fd)  # explicitly: a child forked meanwhile shares the descriptor
-        finally:
-            os.close(fd)
+        self.release()
+
+
+_open_locks: set[_KernelLock] = set()  # every lock that may have an open descriptor (in this process)
+
+
+def _forget_in_child() -> None:
+    """In a forked child: close the lock descriptors it inherited, without unlocking.
+
+    ``flock`` and byte locks belong to the open file description, which the child shares:
+    a child that kept the descriptor would keep its parent's lock after the parent died, and
+    one that unlocked it would free the lock under its live parent. Closing only drops the
+    child's reference.
+    """
+    for lock in list(_open_locks):
+        fd, lock.fd = lock.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _open_locks.clear()
+    _taken_by_thread.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class _Flock(_KernelLock):
@@ -207,21 +256,19 @@ class _Flock(_KernelLock):
 class _ByteLock(_KernelLock):
     """An open-file-description lock on one byte of a shared file (Linux)."""
 
-    __slots__ = ("offset",)
+    __slots__ = ("lock_arg", "unlock_arg")
 
     def __init__(self, path: str, offset: int, timeout: float, mode: int) -> None:
         super().__init__(path, timeout, mode)
-        self.offset = offset
-
-    def _arg(self, kind: int) -> bytes:
-        return _FLOCK_ARG.pack(kind, os.SEEK_SET, self.offset, 1, 0).ljust(_FLOCK_ARG_SIZE, b"\0")
+        self.lock_arg = _FLOCK_ARG.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0).ljust(_FLOCK_ARG_SIZE, b"\0")
+        self.unlock_arg = _FLOCK_ARG.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0).ljust(_FLOCK_ARG_SIZE, b"\0")
 
     def _lock(self, fd: int, blocking: bool) -> bool:
         if blocking:
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, self._arg(fcntl.F_WRLCK))
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, self.lock_arg)
             return True
         try:
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._arg(fcntl.F_WRLCK))
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self.lock_arg)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 return False
@@ -229,15 +276,40 @@ class _ByteLock(_KernelLock):
         return True
 
     def _unlock(self, fd: int) -> None:
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._arg(fcntl.F_UNLCK))
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self.unlock_arg)
 
 
-def _file_lock(path: str, timeout: float, policy: trust.Policy) -> Any:
+class _ForeignLock:
+    """filelock's lock (no fcntl) or a test's stand-in, behind the kernel locks' acquire/release."""
+
+    __slots__ = ("lock", "held")
+
+    def __init__(self, lock: Any) -> None:
+        self.lock, self.held = lock, False
+
+    def acquire(self) -> _ForeignLock:
+        self.lock.__enter__()
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.lock.__exit__(None, None, None)
+
+    def __enter__(self) -> _ForeignLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _file_lock(path: str, timeout: float, policy: trust.Policy) -> _KernelLock | _ForeignLock:
     """The whole-file lock of a lock file: our flock, or filelock's where there is no fcntl."""
     if fcntl is not None and FileLock is _FILELOCK:  # (a test may swap FileLock for another lock: then use it)
         return _Flock(path, timeout, policy.file_mode)
     trust.makedirs(os.path.dirname(path), policy)
-    return FileLock(path, timeout=timeout, thread_local=False, mode=policy.file_mode)
+    return _ForeignLock(FileLock(path, timeout=timeout, thread_local=False, mode=policy.file_mode))
 
 
 @dataclass
@@ -270,24 +342,68 @@ def _steps(persist_root: str, coarse_scope: str | None, digest_scope: str, timeo
     return [step for step in steps if step.name not in held]  # re-entered by a recursion on the same key
 
 
-def _release(steps: list[_Step], state: Held) -> None:
-    for step in reversed(steps):
-        try:
-            if step.remove is not None and state.stored:
-                with contextlib.suppress(OSError):
-                    os.unlink(step.remove)  # while still held: a waiter then retries at the path and re-checks
-        finally:
-            step.lock.__exit__(None, None, None)
+class _Interrupts:
+    """Ctrl-C while the bookkeeping of a miss's locks runs: raised once it is done, not in the middle.
+
+    While a miss of the main thread holds or takes locks, SIGINT goes through ``_on_sigint``:
+    a KeyboardInterrupt that would be raised inside one of the functions that record or
+    release a lock (``CRITICAL``) is held back and raised at the next safe point (before a
+    blocking wait, at the end of taking, at the end of releasing); anywhere else, including
+    a blocking wait and the computation itself, the previous handler runs at once. Python
+    raises KeyboardInterrupt only in the main thread, so other threads need none of this.
+    Installing and restoring the handler costs ~12 µs a miss (two ``sigaction`` calls each).
+    """
+
+    CRITICAL: set[Any] = set()  # code objects, filled below
+    depth = 0
+    previous: Any = None
+    pending = False
+
+    @classmethod
+    def enter(cls) -> bool:
+        """Hold back Ctrl-C in the critical functions from now on (main thread only); whether it did."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        if cls.depth:
+            cls.depth += 1
+            return True
+        previous = _get_handler(signal.SIGINT)
+        if not callable(previous) or previous is _on_sigint:  # SIG_DFL, SIG_IGN: nothing raised to defer
+            return False
+        cls.previous, cls.pending = previous, False
+        _set_handler(signal.SIGINT, _on_sigint)  # from here on, an interrupt of this function is held back
+        cls.depth = 1
+        return True
+
+    @classmethod
+    def leave(cls) -> None:
+        """Restore the handler (unless something replaced ours meanwhile), then raise what was held back."""
+        cls.depth -= 1
+        if cls.depth == 0:
+            previous, cls.previous = cls.previous, None
+            if _get_handler(signal.SIGINT) is _on_sigint:
+                _set_handler(signal.SIGINT, previous)
+            if cls.pending:
+                cls.pending = False
+                previous(signal.SIGINT, None)
+
+    @classmethod
+    def deliver(cls) -> None:
+        """A safe point: raise a held-back Ctrl-C now."""
+        if cls.pending:
+            cls.pending = False
+            cls.previous(signal.SIGINT, None)
 
 
-@contextlib.contextmanager
-def _marked_held(steps: list[_Step]) -> Iterator[None]:
-    """While the body runs, this thread's (or task's) calls see these locks as held: they are nested."""
-    token = _held.set(_held.get() + tuple(step.name for step in steps))
-    try:
-        yield
-    finally:
-        _held.reset(token)
+def _on_sigint(signum: int, frame: Any) -> None:
+    if frame is not None and frame.f_code in _Interrupts.CRITICAL:
+        _Interrupts.pending = True
+    elif _Interrupts.previous is not None:
+        _Interrupts.previous(signum, frame)
+
+
+# (lock name, thread id) -> the lock a blocking miss of that thread took (or is taking) under that name
+_taken_by_thread: dict[tuple[str, int], Any] = {}
 
 
 def is_nested() -> bool:
@@ -295,43 +411,129 @@ def is_nested() -> bool:
     return bool(_held.get())
 
 
-@contextlib.contextmanager
-def compute_lock(
-    persist_root: str, coarse_scope: str | None, digest_scope: str, timeout: float = -1
-) -> Iterator[Held]:
-    """Hold the locks a miss needs; ``timeout=-1`` waits as long as the holder computes."""
-    steps = _steps(persist_root, coarse_scope, digest_scope, timeout)
-    state = Held()
-    taken: list[_Step] = []
-    try:
-        for step in steps:
-            step.lock.__enter__()
-            taken.append(step)
-        with _marked_held(steps):
-            yield state
-    finally:
-        _release(taken, state)
+class _ComputeLock:
+    """The locks of one miss, held in a ``with`` (or ``async with``) block; entering returns a ``Held``.
+
+    A KeyboardInterrupt (Ctrl-C, a notebook's stop button) never leaves a lock held: each lock
+    records its descriptor before it waits, releasing is idempotent (and runs again if cut
+    short), and Ctrl-C is held back while a lock is recorded or released (``_Interrupts``).
+    And a blocking miss never waits for a lock its own thread took under the same name: such a
+    lock is either forgotten or held further up this thread's stack (in another context), where
+    waiting could only deadlock, so it is released and taken afresh.
+    """
+
+    __slots__ = ("steps", "state", "outer", "deferring")
+
+    def __init__(self, persist_root: str, coarse_scope: str | None, digest_scope: str, timeout: float = -1) -> None:
+        self.steps = _steps(persist_root, coarse_scope, digest_scope, timeout)
+        self.state = Held()
+        self.outer = _held.get()
+        self.deferring = False
+
+    def _mark_held(self) -> None:
+        """From here on, this thread's (or task's) calls see these locks as held: they are nested."""
+        _held.set(self.outer + tuple(step.name for step in self.steps))
+
+    def __enter__(self) -> Held:
+        entered = False
+        try:
+            self.deferring = _Interrupts.enter()
+            thread = threading.get_ident()
+            for step in self.steps:
+                forgotten = _taken_by_thread.get((step.name, thread))
+                if forgotten is not None:
+                    forgotten.release()
+                _taken_by_thread[(step.name, thread)] = step.lock
+                step.lock.acquire()
+            self._mark_held()
+            _Interrupts.deliver()
+            entered = True
+            return self.state
+        finally:
+            if not entered:
+                self._release_all()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._release_all()
+
+    async def __aenter__(self) -> Held:
+        entered = False
+        try:
+            self.deferring = _Interrupts.enter()
+            for step in self.steps:
+                acquire_async = getattr(step.lock, "acquire_async", None)
+                if acquire_async is not None:
+                    await acquire_async()
+                else:  # filelock's lock (no fcntl) or a test's stand-in: its own blocking wait
+                    step.lock.acquire()
+            self._mark_held()
+            _Interrupts.deliver()
+            entered = True
+            return self.state
+        finally:
+            if not entered:
+                self._release_all()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._release_all()
+
+    def _release_all(self) -> None:
+        try:
+            self._release()
+        finally:
+            try:
+                self._release()  # a no-op, unless an interrupt cut the first one short
+            finally:
+                if self.deferring:
+                    self.deferring = False
+                    _Interrupts.leave()  # raises a Ctrl-C held back meanwhile
+
+    def _release(self) -> None:
+        _held.set(self.outer)
+        thread = threading.get_ident()
+        for step in reversed(self.steps):
+            if step.remove is not None and self.state.stored and step.lock.held:
+                try:
+                    os.unlink(step.remove)  # while still held: a waiter then retries at the path and re-checks
+                except OSError:
+                    pass
+            if _taken_by_thread.get((step.name, thread)) is step.lock:
+                del _taken_by_thread[(step.name, thread)]
+            step.lock.release()
 
 
-@contextlib.asynccontextmanager
-async def compute_lock_async(persist_root: str, coarse_scope: str | None, digest_scope: str) -> AsyncIterator[Held]:
-    """``compute_lock`` for a coroutine: waits without blocking the event loop (other tasks run,
+_Interrupts.CRITICAL.update(
+    f.__code__
+    for f in (
+        _Interrupts.enter.__func__,
+        _Interrupts.leave.__func__,
+        _open_lock_file,
+        _KernelLock._attempt,
+        _KernelLock.release,
+        _Flock._unlock,
+        _ByteLock._unlock,
+        _ForeignLock.acquire,
+        _ForeignLock.release,
+        _ComputeLock.__enter__,
+        _ComputeLock.__aenter__,
+        _ComputeLock.__exit__,
+        _ComputeLock.__aexit__,
+        _ComputeLock._release_all,
+        _ComputeLock._release,
+        _ComputeLock._mark_held,
+    )
+)
+
+
+def compute_lock(persist_root: str, coarse_scope: str | None, digest_scope: str, timeout: float = -1) -> _ComputeLock:
+    """The locks a miss needs, for a ``with`` block; ``timeout=-1`` waits as long as the holder computes."""
+    return _ComputeLock(persist_root, coarse_scope, digest_scope, timeout)
+
+
+def compute_lock_async(persist_root: str, coarse_scope: str | None, digest_scope: str) -> _ComputeLock:
+    """``compute_lock`` for an ``async with``: waits without blocking the event loop (other tasks run,
     including the one holding the lock in this process), and a cancelled wait holds nothing."""
-    steps = _steps(persist_root, coarse_scope, digest_scope, -1)
-    state = Held()
-    taken: list[_Step] = []
-    try:
-        for step in steps:
-            acquire = getattr(step.lock, "acquire_async", None)
-            if acquire is not None:
-                await acquire()
-            else:  # filelock's lock (no fcntl) or a test's stand-in: its own blocking wait
-                step.lock.__enter__()
-            taken.append(step)
-        with _marked_held(steps):
-            yield state
-    finally:
-        _release(taken, state)
+    return _ComputeLock(persist_root, coarse_scope, digest_scope)
 
 
 def clear_locks(persist_root: str, clear: bool = False) -> list[str]:

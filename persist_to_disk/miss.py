@@ -7,7 +7,6 @@ stored and returns it. An entry stored lets its digest lock go (``Held.mark_stor
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,9 +32,10 @@ def compute_once(
     gets a result, without the cache.
     """
     __tracebackhide__ = True  # IPython: an error in a cell shows as if run without the magic
-    with contextlib.ExitStack() as stack:
+    lock = locks.compute_lock(persist_root, coarse_scope, digest_scope)
+    try:  # not a `with`: an OSError taking the locks falls back to `unlocked`, one from compute propagates
         try:
-            held = stack.enter_context(locks.compute_lock(persist_root, coarse_scope, digest_scope))
+            held = lock.__enter__()
         except OSError as exc:
             return unlocked(exc)
         if recheck is not None:
@@ -46,6 +46,8 @@ def compute_once(
         if stored:
             held.mark_stored()
         return value
+    finally:
+        lock.__exit__(None, None, None)  # idempotent: frees whatever an interrupt left half-taken
 
 
 async def compute_once_async(
@@ -59,9 +61,10 @@ async def compute_once_async(
 ) -> Any:
     """``compute_once`` for ``async def`` functions: the same protocol, waiting for the locks
     without blocking the event loop."""
-    async with contextlib.AsyncExitStack() as stack:
+    lock = locks.compute_lock_async(persist_root, coarse_scope, digest_scope)
+    try:
         try:
-            held = await stack.enter_async_context(locks.compute_lock_async(persist_root, coarse_scope, digest_scope))
+            held = await lock.__aenter__()
         except OSError as exc:
             return await unlocked(exc)
         if recheck is not None:
@@ -72,3 +75,5 @@ async def compute_once_async(
         if stored:
             held.mark_stored()
         return value
+    finally:
+        await lock.__aexit__(None, None, None)
