@@ -51,6 +51,7 @@ logger = logging.getLogger("persist_to_disk")
 NODE_KINDS = ("project", "source", "function", "group")
 _PROBE_LIMIT = 64  # entry headers a probe reads at most before settling for what it found
 _SOURCE_SUFFIXES = (".py", ".ipynb")
+_CLOCK_SLACK = 60.0  # seconds: a last-read time further ahead than this was stamped by a wrong clock
 
 
 class CatalogError(CacheError):
@@ -600,7 +601,8 @@ def plan_prune(
     ``older_than`` (seconds): entries not read (nor written) for that long.
     ``old_versions``: entries of an older code version than their function's current one
     (see :meth:`Catalog.mark_current`), and unreadable (corrupt) entries, which are never returned.
-    ``max_size`` (bytes): then the least recently read entries until what is left fits.
+    ``max_size`` (bytes): then the least recently read entries until what is left fits (a last-read
+    time in the future counts as never read: see :func:`last_read_rank`).
     """
     now = time.time() if now is None else now
     chosen: dict[Path, CatalogEntry] = {}
@@ -613,7 +615,7 @@ def plan_prune(
         elif old_versions and (entry.current is False or entry.status == "corrupt"):
             chosen[entry.path] = entry
             reasons["old_versions"] += 1
-    rest = sorted((e for e in pool if e.path not in chosen), key=lambda e: e.last_read)
+    rest = sorted((e for e in pool if e.path not in chosen), key=lambda e: last_read_rank(e.last_read, now))
     left = sum(e.size for e in rest)
     if max_size is not None:
         while rest and left > max_size:
@@ -639,14 +641,21 @@ def read_header(entry: CatalogEntry) -> CatalogEntry:
     return entry
 
 
+def last_read_rank(last_read: float, now: float) -> float:
+    """A last-read time to order entries by: one in the future (a wrong clock stamped it) counts as
+    never read, since a read brings such a time back to the present (``LocalStore.load``)."""
+    return last_read if last_read <= now + _CLOCK_SLACK else 0.0
+
+
 def most_recent_version(entries: Iterable[CatalogEntry]) -> str | None:
     """The code version of the most recently used entry that has one."""
     best: tuple[float, float] | None = None
     version = None
+    now = time.time()
     for entry in entries:
         if entry.code_version is None:
             continue
-        rank = (entry.last_read, entry.created or 0.0)
+        rank = (last_read_rank(entry.last_read, now), entry.created or 0.0)
         if best is None or rank > best:
             best, version = rank, entry.code_version
     return version
@@ -709,7 +718,9 @@ def _probe(folder: Path) -> tuple[Path, dict[str, Any] | None] | None:
         except OSError:
             continue
         files = sorted(i.name for i in items if i.name.endswith(ENTRY_SUFFIX) and not i.name.startswith("."))
-        dirs = sorted((i.name for i in items if not i.name.startswith(".") and i.is_dir()), reverse=True)
+        dirs = sorted(
+            (i.name for i in items if not i.name.startswith(".") and i.is_dir(follow_symlinks=False)), reverse=True
+        )
         for name in files:
             path = Path(current, name)
             tried += 1
@@ -778,16 +789,17 @@ def _group_folders(
 def _subfolders(folder: Path) -> list[str]:
     try:
         with os.scandir(folder) as it:
-            return sorted(i.name for i in it if not i.name.startswith(".") and i.is_dir())
+            # a symbolic link is never followed: one planted in a shared root could lead a clear out of it
+            return sorted(i.name for i in it if not i.name.startswith(".") and i.is_dir(follow_symlinks=False))
     except OSError:
         return []
 
 
 def _remove_empty_folders(top: Path, keep: Path) -> None:
     """rmdir the empty folders under top, then top and its empty parents up to (not including) keep."""
-    if not top.is_dir():
+    if top.is_symlink() or not top.is_dir():
         return
-    for folder, _dirs, _files in os.walk(top, topdown=False):
+    for folder, _dirs, _files in os.walk(top, topdown=False):  # (not into linked folders)
         try:
             os.rmdir(folder)  # fails when not empty (a writer's temp file, an entry written meanwhile)
         except OSError:

@@ -25,7 +25,7 @@ from . import fingerprint, identity, keys, layout, locks, miss, why
 from ._state import config
 from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from .readable import readable_arguments, short_repr
-from .store import ENOVAL, EntryInfo, LocalStore
+from .store import ENOVAL, EntryInfo, LocalStore, UnloadableValue
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
 
 logger = logging.getLogger("persist_to_disk")
@@ -302,6 +302,8 @@ class PersistedFunction:
         try:
             call.store.put(call.key, value, header)
             return True
+        except UnloadableValue:  # its entry failed to unpickle, and that was reported: not stored again
+            return False
         except Exception as exc:  # unpicklable result, disk full, read-only folder
             _warn(f"result of {self._name} was not cached: {type(exc).__name__}: {exc}")
             return False

@@ -38,6 +38,7 @@ import mmap
 import os
 import pickle
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -69,6 +70,9 @@ _HEADER_PEEK = 8192
 _TOUCH_AFTER = 60.0  # seconds: how stale "last read" (the file's mtime) may get
 _HOST = socket.gethostname().replace(".", "_")
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+# an entry is opened without following a link and without blocking (a FIFO named like an entry
+# would block the open for ever); what is not a regular file is then refused (fstat after open)
+_O_READ = os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _STALE_TMP_AGE = 86400.0  # seconds: a temp file not touched for a day belongs to a dead writer
 _SWEEP_EVERY = 600.0  # seconds: how often one process looks for stale temp files in one folder
 _swept: dict[str, float] = {}  # folder -> time.monotonic() of its last sweep by this process
@@ -319,10 +323,22 @@ _MMAP_MIN = 1 << 20  # entries from this size are memory-mapped (POSIX; Windows 
 _mmap: Any = mmap if os.name == "posix" else None
 
 
-def _read_all(path: str, check: Any = None) -> tuple[bytes | bytearray | mmap.mmap, os.stat_result]:
-    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+def _open_entry(path: str | os.PathLike) -> tuple[int, os.stat_result]:
+    """An entry file opened for reading, and its fstat; CorruptEntry if it is not a regular file."""
+    fd = os.open(path, _O_READ)
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptEntry("it is not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _read_all(path: str, check: Any = None) -> tuple[bytes | bytearray | mmap.mmap, os.stat_result]:
+    fd, st = _open_entry(path)
+    try:
         if check is not None:  # before reading a byte: an untrusted file is not even read
             check(path, st)
         size = st.st_size
@@ -359,7 +375,8 @@ def _read_all(path: str, check: Any = None) -> tuple[bytes | bytearray | mmap.mm
 
 def read_header_file(path: str | os.PathLike) -> dict[str, Any]:
     """The header of an entry file, reading only its first few kilobytes."""
-    with open(path, "rb") as fh:
+    fd, _st = _open_entry(path)
+    with open(fd, "rb") as fh:
         blob = fh.read(_HEADER_PEEK)
         hlen = _parse_prefix(blob)[0]
         if _PREFIX.size + hlen > len(blob):
@@ -392,6 +409,8 @@ class LocalStore:
         self._policy = policy
         self.trust_root = os.path.normpath(os.path.abspath(os.fspath(trust_root if trust_root is not None else root)))
         self._reported: set[str] = set()
+        # path -> (inode, mtime) of an entry file that failed to unpickle here: not tried (nor reported) again
+        self._unloadable: dict[str, tuple[int, int]] = {}
 
     @property
     def policy(self) -> trust.Policy:
@@ -419,15 +438,21 @@ class LocalStore:
         except OSError as exc:
             self._report(path, f"cannot be read ({exc})")
             return ENOVAL
+        except CorruptEntry as exc:
+            self._report(path, str(exc))
+            return ENOVAL
+        if self._unloadable and self._unloadable.get(path) == (st.st_ino, st.st_mtime_ns):
+            return ENOVAL  # this very file failed to unpickle here before (and was reported)
         try:
             entry = decode(blob, key.rpartition("/")[2])
         except CorruptEntry as exc:
             self._report(path, str(exc))
             return ENOVAL
         except Exception as exc:  # the pickle itself fails: a class renamed, a module gone
+            self._unloadable[path] = (st.st_ino, st.st_mtime_ns)
             self._report(path, f"cannot be unpickled ({type(exc).__name__}: {exc})")
             return ENOVAL
-        if time.time() - st.st_mtime > _TOUCH_AFTER:
+        if not -_TOUCH_AFTER <= time.time() - st.st_mtime <= _TOUCH_AFTER:  # stale, or stamped in the future
             try:
                 os.utime(path)
             except OSError:
@@ -441,17 +466,19 @@ class LocalStore:
 
     def contains(self, key: str) -> bool:
         """Whether a readable entry header exists at key (the value is not loaded)."""
-        try:
-            read_header_file(self.path_of(key))
-            return True
-        except (OSError, CorruptEntry):
-            return False
+        return self.read_header(key) is not None
 
     def read_header(self, key: str) -> dict[str, Any] | None:
+        path = self.path_of(key)
         try:
-            return read_header_file(self.path_of(key))
+            self._check_links(os.path.dirname(path))
+            return read_header_file(path)
         except (OSError, CorruptEntry):
             return None
+
+    def _check_links(self, folder: str) -> None:
+        """UntrustedCacheError if a folder from ``folder`` up to the trust root is a symbolic link."""
+        trust.check_no_links(os.path.normpath(os.path.abspath(folder)), self.trust_root)
 
     def _report(self, path: str, why: str) -> None:
         if path in self._reported:
@@ -469,8 +496,12 @@ class LocalStore:
         header = {**header, "file": key.rpartition("/")[2]}
         payload = pickle_payload(value, dumps)
         path = self.path_of(key)
+        if self._unloadable.get(path) is not None:
+            _check_round_trip(payload)  # the entry there did not unpickle: neither would this one
         folder = os.path.dirname(path)
+        real = os.path.normpath(os.path.abspath(folder))
         policy = self.policy
+        trust.make_folder(real, self.trust_root, policy)  # never through a symbolic link out of the cache
         self._sweep(folder)
         tmp = f"{folder}{os.sep}.{os.path.basename(path)}.{_temp_tag()}{TMP_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
@@ -478,11 +509,11 @@ class LocalStore:
             try:
                 fd = os.open(tmp, flags, 0o600)
                 break
-            except (FileNotFoundError, NotADirectoryError):  # the first entry here, a delete just removed
-                # the emptied folder, or a file is in the way (makedirs then raises the error that says so)
+            except (FileNotFoundError, NotADirectoryError):  # a delete just removed the emptied folder, or
+                # a file is in the way (makedirs then raises the error that says so)
                 if attempt == 4:
                     raise
-                trust.makedirs(folder, policy)
+                trust.make_folder(real, self.trust_root, policy, again=True)
         try:
             try:
                 trust.set_file_mode(fd, policy)
@@ -503,6 +534,7 @@ class LocalStore:
         if self.fsync:
             _fsync_dir(folder)
         self._reported.discard(path)
+        self._unloadable.pop(path, None)
         return header
 
     def _sweep(self, folder: str) -> None:
@@ -526,8 +558,10 @@ class LocalStore:
         (another host's) when nobody touched it for a day. A live writer's is never touched.
         """
         top = os.path.join(self.root, prefix) if prefix else self.root
-        removed = []
-        for folder, _dirs, _files in os.walk(top):
+        removed: list[str] = []
+        if not self._walkable(top):
+            return removed
+        for folder, _dirs, _files in os.walk(top):  # (os.walk does not descend into linked folders)
             for tmp in stale_temp_files(folder):
                 try:
                     os.unlink(tmp)
@@ -539,8 +573,9 @@ class LocalStore:
     def delete(self, key: str) -> int:
         """Remove an entry; return the bytes freed (0 if it was already gone)."""
         path = self.path_of(key)
+        self._check_links(os.path.dirname(path))  # unlink would follow a linked folder out of the cache
         try:
-            size = os.stat(path).st_size
+            size = os.lstat(path).st_size
             os.unlink(path)
         except FileNotFoundError:
             return 0
@@ -550,7 +585,9 @@ class LocalStore:
     def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:
         """Every entry under prefix (a folder key), headers read but values not loaded."""
         top = os.path.join(self.root, prefix) if prefix else self.root
-        for folder, dirs, files in os.walk(top):
+        if not self._walkable(top):
+            return
+        for folder, dirs, files in os.walk(top):  # (os.walk does not descend into linked folders)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             rel = os.path.relpath(folder, self.root).replace(os.sep, "/")  # once per folder, not per file
             base = "" if rel == "." else rel + "/"
@@ -559,10 +596,19 @@ class LocalStore:
                     continue
                 yield self.info(base + name, headers=headers)
 
+    def _walkable(self, top: str) -> bool:
+        """Whether a tree walk may start at ``top``: not through a symbolic link (logged, then skipped)."""
+        try:
+            self._check_links(top)
+        except UntrustedCacheError as exc:
+            logger.warning("%s", exc)
+            return False
+        return True
+
     def info(self, key: str, *, headers: bool = True) -> EntryInfo:
         path = self.path_of(key)
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
         except OSError:
             return EntryInfo(key, Path(path), 0, 0.0, None, "vanished")
         info = EntryInfo(key, Path(path), st.st_size, st.st_mtime)
@@ -642,6 +688,19 @@ def _fault(point: str, tmp: str) -> None:
         while time.monotonic() < deadline:
             time.sleep(0.01)
         os._exit(75)
+
+
+class UnloadableValue(Exception):
+    """``put`` refused a value: the entry at its key failed to unpickle, and so does this value."""
+
+
+def _check_round_trip(payload: Payload) -> None:
+    """Unpickle a payload just made; UnloadableValue if that fails (run only where an entry failed before)."""
+    buffers = [chunk for chunk in payload.chunks[1:] if isinstance(chunk, memoryview)]  # (padding is bytes)
+    try:
+        pickle.loads(payload.chunks[0], buffers=buffers)
+    except Exception as exc:
+        raise UnloadableValue(f"it pickles but cannot be unpickled ({type(exc).__name__}: {exc})") from exc
 
 
 _HASH_ALONGSIDE_MIN = 4 << 20  # payloads from this size are hashed in a thread while they are written

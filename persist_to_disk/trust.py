@@ -131,7 +131,7 @@ def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None
         if checked and (current, top, policy.shared_group) in _trusted:
             break  # this folder and those above it were checked already (by a sibling entry folder)
         try:
-            fst = os.stat(current)
+            fst = os.stat(current) if current == top else os.lstat(current)  # the root may be a link, nothing below
         except OSError:
             return  # vanished while we looked: nothing was loaded from it
         why = _why_untrusted(fst, policy, is_dir=True)
@@ -148,8 +148,62 @@ def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None
 
 
 def forget() -> None:
-    """Check every folder again on the next load (tests; after changing permissions by hand)."""
+    """Check every folder again on the next load or write (tests; after changing permissions by hand)."""
     _trusted.clear()
+    _linkless.clear()
+
+
+# -- no symbolic links below the root --------------------------------------------------------------------
+LINK_WHY = "is a symbolic link; the cache makes none below its root, so one there was planted or made by hand"
+_linkless: set[tuple[str, str]] = set()  # (folder, top): it, and every folder up to top, is no symbolic link
+
+
+def check_no_links(folder: str, top: str) -> None:
+    """Raise UntrustedCacheError if a folder from ``folder`` up to ``top`` (``top`` itself may be a link:
+    the cache root is the user's choice) is a symbolic link, which could lead a write, a delete or
+    a listing out of the cache. Missing folders are fine. One ``lstat`` per folder, the first time."""
+    current = folder
+    checked = []
+    while current != top and _is_under(current, top):
+        if (current, top) in _linkless:
+            break
+        try:
+            st = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            checked.clear()  # below a missing folder nothing exists: remember only what is above it
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                raise UntrustedCacheError(_link_message(current))
+            checked.append(current)
+        current = os.path.dirname(current)
+    if len(_linkless) > 100_000:
+        _linkless.clear()
+    _linkless.update((f, top) for f in checked)
+
+
+def make_folder(folder: str, top: str, policy: Policy, *, again: bool = False) -> None:
+    """``makedirs(folder)`` for a write below ``top``, never through a symbolic link.
+
+    ``again``: the folder was found missing after all (a delete removed it): check it anew.
+    """
+    if again:
+        current = folder
+        while _is_under(current, top) and current != top:
+            _linkless.discard((current, top))
+            current = os.path.dirname(current)
+    elif (folder, top) in _linkless:
+        return
+    check_no_links(folder, top)  # before making anything: a folder made through a link is made outside
+    makedirs(folder, policy)
+    check_no_links(folder, top)  # and the folders just made (one planted meanwhile is refused)
+
+
+def _link_message(path: str) -> str:
+    return (
+        f"persist_to_disk refuses to use {path}: it {LINK_WHY}, and it could lead the cache's reads, writes "
+        f"and deletes out of it. Remove it (`rm {path}`); to keep the cache elsewhere, set persist_path there "
+        f"(the cache root itself may be a link)."
+    )
 
 
 def _is_under(path: str, top: str) -> bool:
@@ -158,6 +212,8 @@ def _is_under(path: str, top: str) -> bool:
 
 def _why_untrusted(st: os.stat_result, policy: Policy, *, is_dir: bool) -> str | None:
     mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        return LINK_WHY
     sticky = is_dir and bool(mode & stat.S_ISVTX)
     if mode & stat.S_IWOTH and not sticky:
         return "is writable by every account"
@@ -180,6 +236,8 @@ def _my_groups() -> set[int]:
 def _message(entry: str, culprit: str, why: str, policy: Policy) -> str:
     from .config import settings_dir
 
+    if why == LINK_WHY:
+        return _link_message(culprit)
     what = "it" if culprit == entry else f"the folder {culprit}"
     fix = "chmod o-w" if "every account" in why else "chmod go-w"
     optin = (
