@@ -19,6 +19,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from . import trust
 from .errors import CacheWarning
 
 logger = logging.getLogger("persist_to_disk")
@@ -110,20 +111,25 @@ class Config:
             parser = configparser.ConfigParser()
             path = self.config_path
             if path.is_file():
+                text, refused = _read_settings_file(path)
                 try:
-                    parser.read(path, encoding="utf-8")
+                    parser.read_string(text, source=str(path))
                 except configparser.Error as exc:
                     raise ValueError(f"{path} is not a valid config.ini: {exc}") from exc
-                if parser.has_section(SECTION):
+                if parser.has_section(SECTION) and refused:
+                    _warn(
+                        f"{path} is ignored: {refused}, so another account could have written it. Its settings "
+                        f"({', '.join(parser.options(SECTION)) or 'none'}) are not used; the defaults are. Make "
+                        f"it yours and writable by you alone (`chown $USER {path}; chmod 600 {path}`)."
+                    )
+                elif parser.has_section(SECTION):
                     found = dict(parser.items(SECTION))
                     unknown = sorted(set(found) - set(DEFAULTS))
                     if unknown:  # a typo would otherwise be ignored without a word
-                        message = (
+                        _warn(
                             f"{path}: unknown setting(s) {', '.join(unknown)} in [{SECTION}] are ignored; "
                             f"known settings: {', '.join(DEFAULTS)}"
                         )
-                        logger.warning(message)
-                        warnings.warn(message, CacheWarning, stacklevel=2)
                     values.update({k: v for k, v in found.items() if k in DEFAULTS})
             else:
                 try:
@@ -141,7 +147,8 @@ class Config:
         if not parser[SECTION]["persist_path"]:
             parser[SECTION]["persist_path"] = str(settings_dir() / "cache")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # writable by you alone: see trust.py
+        with open(fd, "w", encoding="utf-8") as fh:
             fh.write("# persist_to_disk settings; see the README for each one.\n")
             parser.write(fh)
         os.replace(tmp, path)
@@ -333,6 +340,17 @@ class Config:
     def __repr__(self) -> str:
         items = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
         return f"Config({items})"
+
+
+def _warn(message: str) -> None:
+    logger.warning(message)
+    warnings.warn(message, CacheWarning, stacklevel=4)
+
+
+def _read_settings_file(path: Path) -> tuple[str, str | None]:
+    """(the text of config.ini, why it may not be honoured or None), checked on the file it read."""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read(), trust.why_untrusted_settings(str(path), os.fstat(fh.fileno()))
 
 
 def _abspath(path: Any, setting: str) -> str:

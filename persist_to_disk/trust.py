@@ -153,6 +153,24 @@ def forget() -> None:
     _linkless.clear()
 
 
+# -- config.ini -----------------------------------------------------------------------------------------
+def why_untrusted_settings(path: str, st: os.stat_result) -> str | None:
+    """Why a settings file (its ``fstat``) may not be honoured, or None: the entry rule of a private
+    cache, for the file and its folder. Its settings decide what gets loaded (``trust_shared``) and
+    where (``persist_path``), so a file another account could have written is code it could run as you."""
+    if not _POSIX:
+        return None
+    why = _why_untrusted(st, Policy(), is_dir=False)
+    if why:
+        return f"it {why}"
+    folder = os.path.dirname(path)
+    try:
+        why = _why_untrusted(os.stat(folder), Policy(), is_dir=True)
+    except OSError:
+        return None
+    return f"its folder {folder} {why}" if why else None
+
+
 # -- no symbolic links below the root --------------------------------------------------------------------
 LINK_WHY = "is a symbolic link; the cache makes none below its root, so one there was planted or made by hand"
 _linkless: set[tuple[str, str]] = set()  # (folder, top): it, and every folder up to top, is no symbolic link
