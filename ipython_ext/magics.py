@@ -35,7 +35,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from persist_to_disk import fingerprint, keys, layout, locks, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
-from persist_to_disk.store import ENOVAL, Entry, LocalStore
+from persist_to_disk.store import ENOVAL, Entry, LocalStore, UnloadableValue
 from persist_to_disk.switches import CACHE, NOCACHE, READONLY, RECACHE, Switch
 
 from . import cells, namespace
@@ -293,6 +293,8 @@ class _CellRun:
         try:
             plan.store.put(plan.key, payload, header, dumps=dumps)
             return True
+        except UnloadableValue:  # its entry failed to unpickle, and that was reported: not stored again
+            return False
         except OSError as exc:
             self._warn(f"%%persist {plan.label}: the cell's results were not cached: {exc}", code.filename)
             return False

@@ -23,7 +23,7 @@ PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
 ENTRY_SUFFIX = ".ptd"
 MAX_NAME = 100
 _SAFE_NAME = re.compile(r"[^\w.,=+@-]", re.UNICODE)
-_ESCAPED = re.compile(r"-[0-9a-f]{8}\Z")  # the digest tail safe_folder_name gives the names it escapes
+ESCAPE_MARK = "~"  # before the digest of an escaped name: a clean name never holds it (_SAFE_NAME replaces it)
 
 
 class CellLocator(Protocol):
@@ -118,8 +118,8 @@ def safe_folder_name(value: Any, *, setting: str) -> str:
 
     Values that try to (``..``, absolute paths, NUL, empty) are refused with a
     ValueError; other odd characters are replaced and a short digest keeps two
-    different values apart (``a b`` -> ``a_b-8044f8a6``). A value already ending in
-    ``-<8 hex digits>`` is escaped as well, so no value's name equals another's escaped one.
+    different values apart (``a b`` -> ``a_b~8044f8a6``). The ``~`` before the digest is a
+    character no clean name holds, so an escaped name never equals a value's clean one.
     """
     text = value if isinstance(value, str) else str(value)
     if "\x00" in text:
@@ -130,17 +130,11 @@ def safe_folder_name(value: Any, *, setting: str) -> str:
     if ".." in parts or text.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", text):
         raise ValueError(f"{setting}={value!r} would escape the cache folder (it is a path with '..' or absolute)")
     clean = _SAFE_NAME.sub("_", text)
-    # MAX_NAME counts UTF-8 bytes: file systems limit a name to 255 bytes, not characters. A clean name
-    # shaped like an escaped one (``<text>-<8 hex>``) is escaped too, so it cannot equal another value's
-    if (
-        clean != text
-        or len(clean.encode("utf-8", "surrogatepass")) > MAX_NAME
-        or clean.startswith(".")
-        or _ESCAPED.search(clean)
-    ):
+    # MAX_NAME counts UTF-8 bytes: file systems limit a name to 255 bytes, not characters
+    if clean != text or len(clean.encode("utf-8", "surrogatepass")) > MAX_NAME or clean.startswith("."):
         digest = xxhash.xxh3_64_hexdigest(text.encode("utf-8", "surrogatepass"))[:8]
         head = clean.lstrip(".").encode("utf-8", "surrogatepass")[: MAX_NAME - 10].decode("utf-8", "ignore")
-        clean = f"{head}-{digest}"
+        clean = f"{head or '_'}{ESCAPE_MARK}{digest}"
     return clean
 
 

@@ -365,7 +365,7 @@ def mode_storm(a: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while not os.path.exists(a["release"]) and time.monotonic() < deadline:
         time.sleep(0.01)
-    return {**counts, "wrong": wrong, "fds": len(os.listdir("/proc/self/fd"))}
+    return {**counts, "wrong": wrong}
 
 
 def mode_verify(a: dict[str, Any]) -> dict[str, Any]:

@@ -163,13 +163,16 @@ def test_an_escaped_name_never_equals_a_clean_one(rel, persist):
     escaped = layout.safe_folder_name("a b", setting="g")
     assert escaped != "a b"
     assert layout.safe_folder_name(escaped, setting="g") != escaped
+    lookalike = "a_b-8044f8a6"  # what the escape of 'a b' used to be: a clean value
+    assert layout.safe_folder_name(lookalike, setting="g") != escaped
 
     @ptd.persistf(groupby=["g"])
     def f(g):
         return g
 
-    assert f("a b") == "a b" and f(escaped) == escaped
-    assert f.cache.path("a b").parent.parent != f.cache.path(escaped).parent.parent
-    for clean in ("MNIST", "lr=0.001", "a_b", "run-7", "x-1234567", "deadbeef", "v-0123456789"):
+    assert f("a b") == "a b" and f(escaped) == escaped and f(lookalike) == lookalike
+    folders = {f.cache.path(g).parent.parent for g in ("a b", escaped, lookalike)}
+    assert len(folders) == 3, folders
+    for clean in ("MNIST", "lr=0.001", "a_b", "run-7", "cell-c65412e0", "deadbeef", "v-0123456789"):
         assert layout.safe_folder_name(clean, setting="g") == clean  # clean names keep their folders
     rel.count(faults=1, operations=2)

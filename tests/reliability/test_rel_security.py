@@ -204,8 +204,9 @@ def test_the_check_costs_no_folder_stat_on_later_hits(planted, monkeypatch):
     f, entry, runs = planted
     f(1)
     calls = []
-    real = os.stat
-    monkeypatch.setattr(os, "stat", lambda p, *a, **k: (calls.append(str(p)), real(p, *a, **k))[1])
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda p, *a, real=real, **k: (calls.append(str(p)), real(p, *a, **k))[1])
     for _ in range(50):
         f(1)
     assert [c for c in calls if not c.endswith(".ptd")] == []
