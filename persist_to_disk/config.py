@@ -1,8 +1,9 @@
 """Settings: where the cache lives and how it is laid out.
 
 Settings come from ``~/.cache/persist_to_disk/config.ini`` (written on first
-use, and by :meth:`Config.generate_config`), overridden in the process by the
-``set_*`` methods. Everything is read at call time, never at decoration time:
+use, ``0600``, and by :meth:`Config.generate_config`), overridden in the process by the
+``set_*`` methods. A config.ini another account could have written is ignored, with a
+warning (see trust.py). Everything is read at call time, never at decoration time:
 in a notebook a user sets the persist path after defining the function.
 """
 

@@ -17,8 +17,13 @@ swapped it, or a folder above it, for its own. The trust model:
   file as writable by all, such as some network mounts). You vouch for everyone
   who can write there.
 
+No symbolic link below the cache root is followed (``check_no_links``, ``make_folder``):
+the cache makes none, and one planted there could lead a load, a write or a delete out of
+it. ``config.ini`` is held to the private rule (``why_untrusted_settings``): its settings
+decide what is loaded and from where.
+
 The check costs one ``fstat`` of the file already open for reading, plus one
-``stat`` per folder the first time this process loads from it.
+``lstat`` per folder the first time this process loads from (or writes to) it.
 """
 
 from __future__ import annotations
