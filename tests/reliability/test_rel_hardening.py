@@ -61,18 +61,40 @@ def test_a_sigint_storm_never_leaves_a_lock_held(rel, tmp_path, persist, granula
     rel.count(faults=sent, operations=out["calls"] + out["interrupted"] + 6)
 
 
+FORGOTTEN_LOCK = """
+import contextvars, sys
+from persist_to_disk import locks
+root = sys.argv[1]
+left = locks.compute_lock(root, None, "key")  # kept alive, as a traceback's frame would keep it
+left.__enter__()  # taken, then forgotten (as by an interrupt that no handler saw)
+def again():
+    with locks.compute_lock(root, None, "key"):
+        print("taken again")
+contextvars.Context().run(again)  # a context that does not know this thread holds it
+"""
+
+
+@pytest.mark.skipif(not POSIX, reason="kernel locks")
+def test_a_thread_never_waits_on_a_lock_it_holds_itself(tmp_path):
+    done = subprocess.run([sys.executable, "-c", FORGOTTEN_LOCK, str(tmp_path)], capture_output=True, text=True,
+                          timeout=30, env=os.environ.copy())
+    assert done.returncode == 0 and "taken again" in done.stdout, done.stderr
+
+
 # -- fork -------------------------------------------------------------------------------------------
 @pytest.mark.skipif(not POSIX, reason="fork")
-def test_a_forked_child_does_not_keep_its_parents_lock(rel, tmp_path, persist):
+@pytest.mark.parametrize("granularity", ["call", "func"])
+def test_a_forked_child_does_not_keep_its_parents_lock(rel, tmp_path, persist, granularity):
     """The holder forks a child that lives on; once the holder is killed, a waiter gets the lock at once."""
     marker = tmp_path / "computing"
     holder = rel.start("call", {"persist": str(persist), "func": "slow", "keys": ["K"], "marker": str(marker),
-                                "release": str(tmp_path / "never"), "fork": True})
+                                "release": str(tmp_path / "never"), "fork": True, "granularity": granularity})
     text = rel.wait_for(lambda: marker.exists() and marker.read_text(), what="the holder to fork and compute")
     child = int(text.split()[1])
     try:
         rel.kill(holder)
-        out = rel.run("call", {"persist": str(persist), "func": "slow", "keys": ["K"]}, timeout=20)
+        out = rel.run("call", {"persist": str(persist), "func": "slow", "keys": ["K"], "granularity": granularity},
+                      timeout=20)
         assert out["results"][0]["by"] != holder.pid and out["warnings"] == []
         os.kill(child, 0)  # the child still lives: the waiter did not just outwait it
     finally:
