@@ -106,8 +106,15 @@ _FLOCK_ARG_SIZE = -(-_FLOCK_ARG.size // 8) * 8  # with the C struct's tail paddi
 
 
 def _open_lock_file(path: str, mode: int) -> int:
-    """Open a lock file read-write, making it (and its folders, with the policy's modes) if missing."""
+    """Open a lock file read-write, making it (and its folders, with the policy's modes) if missing.
+
+    Never through a symbolic link: a lock folder linked out of the cache (planted in a shared root)
+    would take the lock files with it (UntrustedCacheError; the call then runs without the cache).
+    """
     flags = os.O_RDWR | _O_NOFOLLOW | _O_CLOEXEC
+    folder = os.path.dirname(path)
+    top = folder[: folder.rfind(os.sep + LOCK_DIR)]  # the cache root
+    trust.check_no_links(folder, top)
     while True:
         try:
             return os.open(path, flags)
@@ -118,11 +125,13 @@ def _open_lock_file(path: str, mode: int) -> int:
         except FileExistsError:  # made by another process between the two opens
             continue
         except (FileNotFoundError, NotADirectoryError):  # its folder is missing (first lock, or cleared), or
-            # a file is in the way: makedirs makes the folders, or raises the error that says so
-            trust.makedirs(os.path.dirname(path), trust.current_policy())
+            # a file is in the way: make_folder makes the folders, or raises the error that says so
+            trust.make_folder(folder, top, trust.current_policy(), again=True)
             continue
-        with contextlib.suppress(PermissionError):
+        try:
             os.fchmod(fd, mode)  # past the umask
+        except PermissionError:
+            pass
         return fd
 
 

@@ -301,6 +301,24 @@ def test_a_planted_bucket_symlink_never_leads_a_write_or_a_read_out_of_the_root(
     rel.count(faults=2, operations=2)
 
 
+def test_a_planted_lock_folder_symlink_never_leads_a_lock_file_out_of_the_root(rel, tmp_path, persist):
+    @ptd.persistf(lock_granularity="func")
+    def f(x):
+        return x
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    persist.mkdir(mode=0o1777)  # a shared root, where another account got there first
+    _plant_link(persist / ".locks", outside)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert f(1) == 1  # computed, without the locks
+    assert list(outside.iterdir()) == [], "a lock file was made out of the cache root"
+    messages = [str(w.message) for w in caught if issubclass(w.category, ptd.CacheWarning)]
+    assert len(messages) == 1 and "symbolic link" in messages[0], messages
+    rel.count(faults=1, operations=1)
+
+
 def test_prune_and_clear_never_follow_a_symlinked_project_out_of_a_shared_root(rel, tmp_path, persist):
     @ptd.persistf
     def f(x):
