@@ -39,10 +39,26 @@ def browse(*args: Any, **kwargs: Any) -> Any:
 
     ``ptd.browse()`` shows the current project, ``ptd.browse(notebook=True)`` this notebook,
     ``ptd.browse(func=f)`` one function, ``ptd.browse("other-3")`` another project.
-    """
-    from ipython_ext.browser import browse as _browse  # ipywidgets is imported only now
 
-    return _browse(*args, **kwargs)
+    Raises ImportError naming the install command when ipywidgets is missing, and
+    ``CatalogError`` listing the projects there are when ``project`` names none of them.
+    """
+    __tracebackhide__ = True  # IPython shows the user's line and the message, not the panel's insides
+    from .catalog import CatalogError
+
+    try:
+        from ipython_ext.browser import browse as _browse  # ipywidgets is imported only now
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "ipywidgets":
+            raise
+        raise ImportError(
+            "ptd.browse() needs ipywidgets, which is not installed here: pip install ipywidgets "
+            "(in the kernel's environment: %pip install ipywidgets)"
+        ) from None
+    try:
+        return _browse(*args, **kwargs)
+    except CatalogError as exc:  # an unknown project: its message lists the projects there are
+        raise exc.with_traceback(None) from None
 
 
 def load_ipython_extension(ipython: Any) -> None:
