@@ -28,7 +28,7 @@ def load_ipython_extension(ipython: Any) -> None:
     from . import location
     from .magics import PersistMagics
 
-    location.install()
+    location.install(ipython)
     ipython.register_magics(PersistMagics)
     try:
         from . import browser
@@ -40,8 +40,10 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Remove the magics this extension registered (``%unload_ext`` and ``%reload_ext``)."""
+    from . import location
     from .magics import PersistMagics
 
+    location.uninstall(ipython)
     manager = ipython.magics_manager
     for kind, names in PersistMagics.magics.items():
         for name in names:

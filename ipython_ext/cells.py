@@ -31,6 +31,10 @@ class CellNames:
     reads: frozenset[str]  # names whose value may come from the namespace before the cell runs
     assigns: tuple[str, ...]  # top-level names the cell binds, in first-binding order, no duplicates
     deletes: frozenset[str]  # top-level names removed by `del` (and not re-bound afterwards)
+    # the part of `reads` read only after the cell itself may have bound them, and never bound
+    # again after: `for i in ...: ...` then `print(i)`. A run that does bind such a name (the loop
+    # ran) never reads the namespace's value of it; a run that does not, reads it.
+    reads_after_binding: frozenset[str] = frozenset()
 
 
 def to_python(source: str) -> str:
@@ -209,6 +213,14 @@ class _Analyzer:
         self._clock = itertools.count()
         self._last_bind: dict[str, int] = {}
         self._last_del: dict[str, int] = {}
+        # reads_after_binding: top-level names the cell may have bound so far, when each was first
+        # read only after such a binding, the names read any other way, and those a nested scope
+        # declares `global` (bound whenever it is called)
+        self._maybe_bound: set[str] = set()
+        self._first_late_read: dict[str, int] = {}
+        self._plain_reads: set[str] = set()
+        self._declared_global: set[str] = set()
+        self._loop_start: int | None = None  # clock at the start of the top-level loop being visited
 
     def run(self, tree: ast.Module) -> CellNames:
         self._visit_all(tree.body)
@@ -217,7 +229,22 @@ class _Analyzer:
             reads=frozenset(self.reads),
             assigns=tuple(n for n in self.assigns if n not in deletes),
             deletes=frozenset(deletes),
+            reads_after_binding=frozenset(
+                name for name, first in self._first_late_read.items()
+                if name not in self._plain_reads and name not in self._declared_global
+                and self._last_bind.get(name, -1) < first and self._last_del.get(name, -1) < first
+            ),
         )
+
+    def _read(self, name: str) -> None:
+        """A read of the namespace's value, unless the cell bound the name first (tracked for reads_after_binding)."""
+        self.reads.add(name)
+        if self.scope is self.module and name in self._maybe_bound:
+            # in a loop, a binding anywhere in it may come after this read (in the next iteration)
+            when = self._loop_start if self._loop_start is not None else next(self._clock)
+            self._first_late_read.setdefault(name, when)
+        else:
+            self._plain_reads.add(name)
 
     # -- name events -------------------------------------------------------
 
@@ -234,13 +261,14 @@ class _Analyzer:
                 return  # bound by a walrus earlier in this iteration, e.g. `[y for x in d if (y := f(x))]`
             scope, own = scope.parent, False
         if name not in self.module.bound:
-            self.reads.add(name)
+            self._read(name)
 
     def _bind(self, name: str, scope: _Scope | None = None, definite: bool = True) -> None:
         scope = scope or self.scope
         if scope is self.module or name in scope.globals:
             self.assigns[name] = None
             self._last_bind[name] = next(self._clock)
+            self._maybe_bound.add(name)
             if scope is self.module and definite:
                 scope.bound.add(name)
         elif scope.kind == "class":
@@ -270,6 +298,7 @@ class _Analyzer:
     @contextmanager
     def _enter(self, kind: str, local=(), declared_global=()):
         for name in declared_global:  # the scope may rebind the top-level name when it runs
+            self._declared_global.add(name)
             self._bind(name, self.module, definite=False)
             self._load_global(name)
         self.scope = _Scope(kind, self.scope, local, declared_global)
@@ -281,6 +310,7 @@ class _Analyzer:
     def _load_global(self, name: str) -> None:
         if name not in self.module.bound:
             self.reads.add(name)
+            self._plain_reads.add(name)
 
     # -- visiting ----------------------------------------------------------
 
@@ -357,15 +387,28 @@ class _Analyzer:
 
     def _visit_For(self, node: ast.For) -> None:
         self._visit(node.iter)
-        self._maybe(node.target, *node.body)
-        self._maybe(*node.orelse)
+        with self._loop():
+            self._maybe(node.target, *node.body)
+            self._maybe(*node.orelse)
 
     _visit_AsyncFor = _visit_For
 
     def _visit_While(self, node: ast.While) -> None:
-        self._visit(node.test)  # runs at least once: a walrus here is definite
-        self._maybe(*node.body)
-        self._maybe(*node.orelse)
+        with self._loop():
+            self._visit(node.test)  # runs at least once: a walrus here is definite
+            self._maybe(*node.body)
+            self._maybe(*node.orelse)
+
+    @contextmanager
+    def _loop(self):
+        outermost = self._loop_start is None and self.scope is self.module
+        if outermost:
+            self._loop_start = next(self._clock)
+        try:
+            yield
+        finally:
+            if outermost:
+                self._loop_start = None
 
     def _visit_With(self, node: ast.With) -> None:
         for item in node.items:

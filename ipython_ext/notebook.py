@@ -3,8 +3,9 @@
 A kernel is never told which document it belongs to, yet the cache lays out its
 tree from the notebook's project root (a function defined in
 ``proj/notebooks/exp.ipynb`` caches under ``.../proj-<id>/notebooks/exp/<fn>/``).
-This module collects the hints front ends leave behind, in a fixed order of
-trust, and reports which one won so that ``ptd.config`` can explain itself.
+This module collects the hints front ends and runners leave behind, in a fixed order of
+trust (see :func:`locate_notebook`), and reports which one won so that ``ptd.config``
+can explain itself.
 
 Everything here is best effort: a lookup failure is logged at debug level and
 the next source is tried; nothing raises to the caller and nothing blocks for
@@ -37,11 +38,17 @@ __all__ = [
     "NotebookLocation",
     "find_project_root",
     "locate_notebook",
+    "NOTEBOOK_ENV",
+    "launcher_notebook",
     "running_server_sessions_notebook",
+    "session_start_notebook",
 ]
 
 log = logging.getLogger("persist_to_disk")
 
+
+#: The setting a headless run (nbclient, a scheduler) uses to name the notebook it executes.
+NOTEBOOK_ENV = "PTD_NOTEBOOK"
 
 #: Largest ``/api/sessions`` answer we are willing to read (bytes).
 _MAX_RESPONSE = 8 * 1024 * 1024
@@ -59,7 +66,8 @@ class NotebookLocation:
     """
 
     notebook: Optional[Path]  # absolute path of the .ipynb (or other document); None when unknown
-    how: str  # "explicit", "vscode", "JPY_SESSION_NAME", "__session__", "jupyter-server" or "cwd"
+    how: str  # "explicit", "PTD_NOTEBOOK", "vscode", "jupyter-server", "JPY_SESSION_NAME", "__session__",
+    # "launcher" or "cwd"
     project_root: Path  # absolute
     project_how: str  # "marker:<name>", "notebook-folder" or "cwd"
 
@@ -377,7 +385,7 @@ def _ask_servers(kernel_id: str, dirs: List[Path], deadline: float) -> Optional[
     return None
 
 
-def running_server_sessions_notebook(timeout: float = 1.0) -> Optional[Path]:
+def running_server_sessions_notebook(timeout: float = 1.0, *, in_thread: bool = True) -> Optional[Path]:
     """Ask the Jupyter servers on this machine which notebook this kernel belongs to.
 
     Finds the kernel id from the kernel's connection file, reads the servers'
@@ -385,6 +393,8 @@ def running_server_sessions_notebook(timeout: float = 1.0) -> Optional[Path]:
     Returns the notebook's absolute path, or None (not in a kernel, no
     server knows this kernel, any error).  Never raises and returns within
     about ``timeout`` seconds, even if a server accepts and never answers.
+    ``in_thread=False`` asks from the calling thread (at interpreter exit, where
+    no thread may start), bounded by the requests' own timeouts.
     """
     try:
         if not timeout or timeout <= 0:
@@ -394,6 +404,8 @@ def running_server_sessions_notebook(timeout: float = 1.0) -> Optional[Path]:
         if kernel_id is None:
             return None
         deadline = time.monotonic() + timeout
+        if not in_thread:
+            return _ask_servers(kernel_id, _runtime_dirs(connection_file), deadline)
         result: List[Optional[Path]] = [None]
 
         def work() -> None:
@@ -416,6 +428,86 @@ def running_server_sessions_notebook(timeout: float = 1.0) -> Optional[Path]:
         return None
 
 
+# ------------------------------------------------------------------ launcher source
+#
+# A headless run starts its kernel as a child process: papermill (``papermill in.ipynb
+# out.ipynb``) and ``jupyter nbconvert --execute nb.ipynb`` name the notebook on their
+# command line, and nbclient/papermill pass the kernel nothing else about it (papermill
+# keeps its input path to itself: only the output notebook's ``metadata.papermill.input_path``
+# records it). The notebook named there whose code cells hold the code this kernel has
+# run is the one it executes; an output notebook of papermill counts as its input.
+
+
+def _launcher_command() -> Optional[Tuple[List[str], Path]]:
+    """The parent process's command line and working folder (Linux ``/proc``), or None."""
+    proc = Path("/proc") / str(os.getppid())
+    try:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+        cwd = Path(os.readlink(proc / "cwd"))
+    except OSError:
+        return None
+    return [os.fsdecode(a) for a in argv if a], cwd
+
+
+def _executed_cells(ns: Mapping[str, object]) -> List[str]:
+    """The cells this kernel has run so far, as typed (magics untranslated), stripped, without empties."""
+    history: Any = None
+    if "IPython" in sys.modules:
+        from IPython import get_ipython
+
+        history = getattr(getattr(get_ipython(), "history_manager", None), "input_hist_raw", None)
+    if not isinstance(history, list):
+        history = ns.get("In")
+    if not isinstance(history, list):
+        return []
+    return [cell.strip() for cell in history if isinstance(cell, str) and cell.strip()]
+
+
+def _code_cells(path: Path) -> Optional[Tuple[set, Optional[str]]]:
+    """(the code cells' sources, papermill's input path) of a notebook file, or None if unreadable."""
+    try:
+        import nbformat
+
+        document = nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # not a notebook, unreadable, nbformat missing
+        log.debug("cannot read notebook %s: %r", path, exc)
+        return None
+    sources = {cell.source.strip() for cell in document.cells if cell.cell_type == "code"}
+    papermill = document.metadata.get("papermill")
+    input_path = papermill.get("input_path") if isinstance(papermill, dict) else None
+    return sources, input_path if isinstance(input_path, str) else None
+
+
+def _is_output_of_another(path: Path, input_path: Optional[str], candidates: Mapping[Path, Any], cwd: Path) -> bool:
+    """Whether ``path`` is papermill's output notebook of another notebook on the same command line."""
+    if not input_path:
+        return False
+    source = _absolute(input_path, cwd)
+    return source != path and source in candidates
+
+
+def launcher_notebook(ns: Mapping[str, object]) -> Optional[Path]:
+    """The notebook the process that started this kernel executes, when its command line names it."""
+    executed = _executed_cells(ns)
+    command = _launcher_command() if executed else None
+    if command is None:
+        return None
+    argv, launcher_cwd = command
+    candidates = [_absolute(a, launcher_cwd) for a in argv[1:] if a.endswith(".ipynb") and "://" not in a]
+    read = {path: _code_cells(path) for path in dict.fromkeys(candidates)}
+    scores = {
+        path: sum(cell in found[0] for cell in executed)
+        for path, found in read.items()
+        if found is not None and not _is_output_of_another(path, found[1], read, launcher_cwd)
+    }
+    best = max(scores.values(), default=0)
+    winners = [path for path, score in scores.items() if score == best]
+    if best == 0 or len(winners) != 1:
+        log.debug("no single notebook of the launcher %r holds this kernel's cells: %r", argv, scores)
+        return None
+    return winners[0]
+
+
 # ------------------------------------------------------------------------- public
 
 
@@ -428,11 +520,13 @@ def locate_notebook(
 ) -> NotebookLocation:
     """Find the running notebook and its project root; the first source that answers wins.
 
-    Order: ``explicit`` (relative to cwd), VS Code's ``__vsc_ipynb_file__``,
-    ``$JPY_SESSION_NAME``, ``__session__``, the running Jupyter servers'
-    sessions (at most ``timeout`` seconds), and finally the current folder.
-    ``user_ns`` defaults to the running IPython's namespace when there is
-    one; ``environ`` defaults to ``os.environ``.  Never raises.
+    Order: ``explicit`` (relative to cwd), ``$PTD_NOTEBOOK``, VS Code's
+    ``__vsc_ipynb_file__``, the running Jupyter servers' sessions (at most ``timeout``
+    seconds; they follow renames), ``$JPY_SESSION_NAME`` and ``__session__`` (the name
+    the session started with), the notebook the process that launched this kernel
+    executes (papermill, ``jupyter nbconvert --execute``), and finally the current
+    folder. ``user_ns`` defaults to the running IPython's namespace when there is one;
+    ``environ`` defaults to ``os.environ``. Never raises.
     """
     cwd = _cwd()
     try:
@@ -443,8 +537,7 @@ def locate_notebook(
 
         notebook, how = _find(ns, explicit, env, cwd, timeout)
         if notebook is not None:
-            root, project_how = find_project_root(notebook)
-            return NotebookLocation(notebook, how, root, project_how)
+            return located(notebook, how)
     except Exception as exc:  # pragma: no cover - defensive
         log.debug("locate_notebook failed, using cwd: %r", exc)
     try:
@@ -454,6 +547,22 @@ def locate_notebook(
     if project_how == "notebook-folder":
         root, project_how = cwd, "cwd"
     return NotebookLocation(None, "cwd", root, project_how)
+
+
+def located(notebook: Path, how: str) -> NotebookLocation:
+    """The location of a notebook found by ``how``, with its project root."""
+    root, project_how = find_project_root(notebook)
+    return NotebookLocation(notebook, how, root, project_how)
+
+
+def session_start_notebook(environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
+    """The notebook this kernel's Jupyter session started with (``$JPY_SESSION_NAME``), if it names one.
+
+    The server sets it once, when it starts the kernel; a rename or a restart does not
+    change it, so it tells where a renamed notebook's cache was.
+    """
+    env = environ if environ is not None else os.environ
+    return _session_path(env.get("JPY_SESSION_NAME"), _cwd())
 
 
 def _find(
@@ -466,6 +575,13 @@ def _find(
     if explicit is not None and os.fspath(explicit) != "":
         return _absolute(explicit, cwd), "explicit"
 
+    named = env.get(NOTEBOOK_ENV)
+    path = _session_path(named, cwd)
+    if path is not None:
+        return path, NOTEBOOK_ENV
+    if named:
+        log.debug("ignoring %s=%r: relative and not found", NOTEBOOK_ENV, named)
+
     vsc = ns.get("__vsc_ipynb_file__")
     if isinstance(vsc, os.PathLike):
         vsc = os.fspath(vsc)
@@ -476,6 +592,11 @@ def _find(
         if path is not None:
             return path, "vscode"
         log.debug("ignoring __vsc_ipynb_file__=%r: relative and not found", vsc)
+
+    # the server's session follows renames and moves; JPY_SESSION_NAME keeps the name the kernel started with
+    path = running_server_sessions_notebook(timeout)
+    if path is not None:
+        return path, "jupyter-server"
 
     name = env.get("JPY_SESSION_NAME")
     path = _session_path(name, cwd)
@@ -491,7 +612,7 @@ def _find(
     if session:
         log.debug("ignoring __session__=%r: relative and not found", session)
 
-    path = running_server_sessions_notebook(timeout)
+    path = launcher_notebook(ns)
     if path is not None:
-        return path, "jupyter-server"
+        return path, "launcher"
     return None, "cwd"

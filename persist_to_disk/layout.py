@@ -56,10 +56,11 @@ def cell_locator() -> CellLocator | None:
         try:
             from IPython import get_ipython
 
-            if get_ipython() is not None:
+            shell = get_ipython()
+            if shell is not None:
                 import ipython_ext.location  # installs itself into config
 
-                ipython_ext.location.install()
+                ipython_ext.location.install(shell)
         except Exception:  # no Jupyter layer: behave as in a script
             return None
     return config.notebook_locator

@@ -15,9 +15,10 @@ def names(source):
     return analyze_cell(textwrap.dedent(source))
 
 
-def check(source, reads=(), assigns=(), deletes=()):
+def check(source, reads=(), assigns=(), deletes=(), after_binding=()):
     result = names(source)
-    assert result == CellNames(frozenset(reads), tuple(assigns), frozenset(deletes)), result
+    expected = CellNames(frozenset(reads), tuple(assigns), frozenset(deletes), frozenset(after_binding))
+    assert result == expected, result
 
 
 # -- assignment forms --------------------------------------------------------
@@ -92,6 +93,7 @@ def test_with_target_is_definite_but_with_body_is_not():
         """,
         reads={"open", "path", "print", "text"},
         assigns=["fh", "text"],
+        after_binding={"text"},
     )
 
 
@@ -280,6 +282,7 @@ def test_assignment_only_inside_if_then_load_is_a_read():
         """,
         reads={"flag", "print", "x"},
         assigns=["x"],
+        after_binding={"x"},
     )
 
 
@@ -294,6 +297,7 @@ def test_assignment_only_in_else_branch_then_load_is_a_read():
         """,
         reads={"flag", "print", "x"},
         assigns=["x"],
+        after_binding={"x"},
     )
 
 
@@ -314,11 +318,11 @@ def test_assignment_in_both_if_branches_is_definite():
 
 
 def test_loop_body_assignment_is_not_definite():
-    check("while cond():\n    x = 1\ny = x", reads={"cond", "x"}, assigns=["x", "y"])
+    check("while cond():\n    x = 1\ny = x", reads={"cond", "x"}, assigns=["x", "y"], after_binding={"x"})
 
 
 def test_loop_target_is_not_definite_after_the_loop():
-    check("for i in r:\n    pass\nlast = i", reads={"r", "i"}, assigns=["i", "last"])
+    check("for i in r:\n    pass\nlast = i", reads={"r", "i"}, assigns=["i", "last"], after_binding={"i"})
 
 
 def test_while_condition_walrus_is_definite():
@@ -326,7 +330,7 @@ def test_while_condition_walrus_is_definite():
 
 
 def test_short_circuit_walrus_is_not_definite():
-    check("ok = a and (m := b)\nprint(m)", reads={"a", "b", "print", "m"}, assigns=["m", "ok"])
+    check("ok = a and (m := b)\nprint(m)", reads={"a", "b", "print", "m"}, assigns=["m", "ok"], after_binding={"m"})
 
 
 def test_try_with_fallback_in_every_handler_is_definite():
@@ -354,6 +358,7 @@ def test_try_without_fallback_is_not_definite():
         """,
         reads={"compute", "Exception", "print", "value"},
         assigns=["value"],
+        after_binding={"value"},
     )
 
 
@@ -386,6 +391,7 @@ def test_except_as_name_is_unbound_after_the_handler():
         """,
         reads={"risky", "ValueError", "print", "err"},
         assigns=["err"],
+        after_binding={"err"},  # bound by the cell, or unbound by the handler: never the namespace's
     )
 
 
@@ -444,7 +450,7 @@ def test_short_circuit_walrus_in_comprehension_condition_is_not_definite():
 
 def test_walrus_inside_comprehension_is_not_definite():
     # `data` may be empty: a later load of `y` may see the namespace's `y`.
-    check("[y := f(x) for x in data]\nprint(y)", reads={"data", "f", "print", "y"}, assigns=["y"])
+    check("[y := f(x) for x in data]\nprint(y)", reads={"data", "f", "print", "y"}, assigns=["y"], after_binding={"y"})
 
 
 def test_walrus_at_top_level():
@@ -471,7 +477,7 @@ def test_del_then_rebind_is_not_a_delete():
 
 
 def test_load_after_del_is_a_read():
-    check("x = 1\ndel x\ny = x", reads={"x"}, assigns=["y"], deletes={"x"})
+    check("x = 1\ndel x\ny = x", reads={"x"}, assigns=["y"], deletes={"x"}, after_binding={"x"})
 
 
 def test_del_of_attribute_and_item_reads_the_object():
@@ -594,3 +600,26 @@ def test_normalized_source_of_magic(ipython):
 def test_syntax_error_propagates(func):
     with pytest.raises(SyntaxError):
         func("def f(:\n    pass")
+
+
+# -- reads after the cell's own binding (a loop variable left behind) -----------------------------
+
+
+@pytest.mark.parametrize(
+    "source, after_binding",
+    [
+        ("for seed in range(3):\n    model = seed\nprint(model, seed)", {"model", "seed"}),
+        ("for i in r: pass\nfor j in r2: print(i)", {"i"}),  # the first loop is over before the second
+        ("x = x + 1", set()),  # read before any binding: a real input
+        ("if c: x = 0\nx = x + 1", set()),  # may read the namespace's x and then bind it
+        ("if c: x = 1\nprint(x)\nif d: x = 2", set()),  # bound again after the read
+        ("for i in r:\n    if c: x = i\n    print(x)", set()),  # the next iteration binds after this read
+        ("while n > 0:\n    n = n - 1\nprint(n)", set()),  # the loop's test reads it before the body binds
+        ("def f():\n    global x\n    x = 1\nif c: f()\nprint(x)", set()),  # f may bind it at any time
+        ("for i in r: pass\nf = lambda: i", set()),  # read when f is called, maybe in a later cell
+    ],
+)
+def test_reads_after_the_cells_own_binding(source, after_binding):
+    result = names(source)
+    assert result.reads_after_binding == frozenset(after_binding)
+    assert result.reads_after_binding <= result.reads

@@ -186,12 +186,83 @@ def test_vscode_beats_env_session_and_server(tmp_path, monkeypatch):
     assert (loc.notebook, loc.how) == ((tmp_path / "vsc.ipynb").resolve(), "vscode")
 
 
-def test_env_beats_session_and_server(tmp_path, monkeypatch):
-    monkeypatch.setattr(nb, "running_server_sessions_notebook", _must_not_be_called)
+def test_server_beats_env_and_session_it_follows_renames(tmp_path, monkeypatch):
+    monkeypatch.setattr(nb, "running_server_sessions_notebook", lambda timeout: tmp_path / "renamed.ipynb")
+    ns = {"__session__": str(tmp_path / "Untitled.ipynb")}
+    env = {"JPY_SESSION_NAME": str(tmp_path / "Untitled.ipynb")}
+    loc = nb.locate_notebook(ns, environ=env)
+    assert (loc.notebook, loc.how) == (tmp_path / "renamed.ipynb", "jupyter-server")
+
+
+def test_env_beats_session(tmp_path, monkeypatch):
+    monkeypatch.setattr(nb, "running_server_sessions_notebook", lambda timeout: None)
     ns = {"__session__": str(tmp_path / "sess.ipynb")}
     env = {"JPY_SESSION_NAME": str(tmp_path / "env.ipynb")}
     loc = nb.locate_notebook(ns, environ=env)
     assert (loc.notebook, loc.how) == ((tmp_path / "env.ipynb").resolve(), "JPY_SESSION_NAME")
+
+
+def test_ptd_notebook_beats_every_hint_but_the_explicit_setting(tmp_path, monkeypatch):
+    monkeypatch.setattr(nb, "running_server_sessions_notebook", _must_not_be_called)
+    ns = {"__vsc_ipynb_file__": str(tmp_path / "vsc.ipynb")}
+    env = {"PTD_NOTEBOOK": str(tmp_path / "told.ipynb"), "JPY_SESSION_NAME": str(tmp_path / "env.ipynb")}
+    assert nb.locate_notebook(ns, environ=env).how == "PTD_NOTEBOOK"
+    assert nb.locate_notebook(ns, explicit=tmp_path / "x.ipynb", environ=env).how == "explicit"
+
+
+def test_ptd_notebook_relative_to_the_notebook_folder_nbconvert_runs_in(isolated, monkeypatch):
+    target = make_file(isolated["work"] / "notebooks" / "exp.ipynb")
+    monkeypatch.chdir(target.parent)  # nbconvert starts the kernel in the notebook's folder
+    loc = nb.locate_notebook({}, environ={"PTD_NOTEBOOK": "notebooks/exp.ipynb"})
+    assert (loc.notebook, loc.how) == (target.resolve(), "PTD_NOTEBOOK")
+
+
+# ------------------------------------------------------------------ the launching process
+
+
+def _launched_by(monkeypatch, argv, cwd):
+    monkeypatch.setattr(nb, "_launcher_command", lambda: (argv, cwd))
+    monkeypatch.setattr(nb, "running_server_sessions_notebook", lambda timeout: None)
+
+
+def _notebook_file(path: Path, cells, **metadata) -> Path:
+    import nbformat
+
+    document = nbformat.v4.new_notebook()
+    document.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    document.metadata.update(metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(document, str(path))
+    return path
+
+
+def test_the_launcher_notebook_holding_the_kernels_cells_wins(isolated, monkeypatch):
+    work = isolated["work"]
+    a = _notebook_file(work / "a.ipynb", ["x = 1", "print(x)"])
+    _notebook_file(work / "b.ipynb", ["y = 2"])
+    _launched_by(monkeypatch, ["jupyter-nbconvert", "--execute", "b.ipynb", "a.ipynb"], work)
+    loc = nb.locate_notebook({"In": ["", "x = 1", "print(x)\n"]}, environ={})
+    assert (loc.notebook, loc.how) == (a.resolve(), "launcher")
+
+
+def test_a_papermill_output_stands_for_its_input(isolated, monkeypatch):
+    work = isolated["work"]
+    source = _notebook_file(work / "nbs" / "exp.ipynb", ["x = 1"])
+    _notebook_file(work / "out.ipynb", ["x = 1"], papermill={"input_path": "nbs/exp.ipynb"})
+    _launched_by(monkeypatch, ["papermill", "nbs/exp.ipynb", "out.ipynb"], work)
+    loc = nb.locate_notebook({"In": ["", "x = 1"]}, environ={})
+    assert (loc.notebook, loc.how) == (source.resolve(), "launcher")
+
+
+def test_the_launcher_is_not_guessed_when_no_single_notebook_holds_the_cells(isolated, monkeypatch):
+    work = isolated["work"]
+    _notebook_file(work / "a.ipynb", ["x = 1"])
+    _notebook_file(work / "b.ipynb", ["x = 1"])
+    _launched_by(monkeypatch, ["jupyter-nbconvert", "--execute", "a.ipynb", "b.ipynb"], work)
+    assert nb.locate_notebook({"In": ["", "x = 1"]}, environ={}).how == "cwd"  # a tie
+    assert nb.locate_notebook({"In": ["", "z = 3"]}, environ={}).how == "cwd"  # typed elsewhere
+    _launched_by(monkeypatch, ["python", "-m", "ipykernel_launcher"], work)
+    assert nb.locate_notebook({"In": ["", "x = 1"]}, environ={}).how == "cwd"  # no notebook named
 
 
 def test_env_is_read_from_os_environ_by_default(tmp_path, monkeypatch):
@@ -239,7 +310,7 @@ def test_env_relative_missing_and_nothing_else_gives_cwd(isolated):
 
 
 def test_session_absolute(tmp_path, monkeypatch):
-    monkeypatch.setattr(nb, "running_server_sessions_notebook", _must_not_be_called)
+    monkeypatch.setattr(nb, "running_server_sessions_notebook", lambda timeout: None)
     loc = nb.locate_notebook({"__session__": str(tmp_path / "s.ipynb")}, environ={})
     assert (loc.notebook, loc.how) == ((tmp_path / "s.ipynb").resolve(), "__session__")
 
