@@ -14,6 +14,13 @@ its "value" the names it assigns plus what it printed and displayed::
           -> miss: lock -> look again -> run the cell (outputs shown live and recorded) -> store -> unlock
 
 An exception in the cell propagates as without the magic and nothing is stored.
+
+Names the cell reads only after it may have bound them itself (``for i in ...`` then
+``print(i)``: :attr:`ipython_ext.cells.CellNames.reads_after_binding`) are not part of the
+key: otherwise what the first run leaves behind (or an interrupted run, half-way) would be
+an input of the second, which would miss. A run that did not bind such a name (the loop ran
+zero times) read its value: the entry then records that value's digest, and a later run
+hits only when the name still has it.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ __all__ = ["PersistMagics", "cell_code_version", "cell_digest"]
 logger = logging.getLogger("persist_to_disk")
 
 PAYLOAD_VERSION = 1
+_ABSENT = object()  # a name not defined in the namespace
 STATUS_PREFIX = "[persist]"
 _SOURCE_IN_HEADER = 2000  # characters of the cell kept in the entry header (for the browser)
 
@@ -129,6 +137,8 @@ class _Plan:
     inputs: dict[str, str] = field(default_factory=dict)  # digest of each name read, before the cell ran
     attrs: dict[str, frozenset[str]] = field(default_factory=dict)  # attributes read off each name
     hidden: dict[str, Any] = field(default_factory=dict)
+    # the values of analysis.reads_after_binding before the run (_ABSENT: not defined)
+    before: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -198,7 +208,7 @@ class _CellRun:
         version = cell_code_version(self.cell)
         hidden = getattr(self.shell, "user_ns_hidden", {})
         attrs = dict(fingerprint.code_reads(compile(code.tree, code.filename, "exec")).attrs)
-        digests = namespace.input_digests(analysis.reads, self.ns, hidden, attrs)
+        digests = namespace.input_digests(analysis.reads - analysis.reads_after_binding, self.ns, hidden, attrs)
         digest = cell_digest(self.name, version, digests)
         settings = config.settings()
         folder_name = self._label(version)
@@ -213,8 +223,9 @@ class _CellRun:
         key = layout.entry_relpath((), bucket, digest)
         coarse = locks.coarse_scope(settings.lock_granularity, str(persist_root), str(folder))
         readable = namespace.readable_inputs(analysis.reads, self.ns, hidden)
+        before = {name: self.ns.get(name, _ABSENT) for name in analysis.reads_after_binding}
         return _Plan(self._label(version), store, key, digest, str(persist_root), coarse, version, analysis, readable,
-                     digests, attrs, hidden)
+                     digests, attrs, hidden, before)
 
     # -- hit ---------------------------------------------------------------------------------------------
     def _load(self, plan: _Plan) -> Entry | Any:
@@ -225,7 +236,20 @@ class _CellRun:
         payload = entry.value  # type: ignore[union-attr]
         if not isinstance(payload, dict) or payload.get("ptd_cell") != PAYLOAD_VERSION:
             return ENOVAL
+        stored = payload.get("read_after_binding")
+        if stored and stored != self._digests_of(plan, stored):
+            return ENOVAL  # the run stored read the namespace's value of a name that now has another
         return entry
+
+    def _digests_of(self, plan: _Plan, names: Any) -> dict[str, str | None]:
+        """Digests of the current values of ``names`` (None: cannot be hashed, never equal to a stored one)."""
+        digests: dict[str, str | None] = {}
+        for name in names:
+            try:
+                digests[name] = namespace.input_digests([name], self.ns, plan.hidden, plan.attrs).get(name)
+            except (UnhashableArgumentError, RecursionError):
+                digests[name] = None
+        return digests
 
     def _restore(self, plan: _Plan, entry: Entry) -> Any:
         payload, header = entry.value, entry.header
@@ -248,7 +272,15 @@ class _CellRun:
         for name in self._changed_in_place(plan):
             names[name] = self.ns[name]  # `df["b"] = ...`, `log.append(...)`: a hit must redo that too
         deleted = sorted(n for n in plan.analysis.deletes if n not in self.ns)
-        return result, self._store(plan, code, names, deleted, result, recorder.items, seconds)
+        # a name the run did not bind again was read from the namespace: only that value may hit
+        kept = [n for n, value in plan.before.items() if self.ns.get(n, _ABSENT) is value]
+        read_after_binding = self._digests_of(plan, kept)
+        unhashable = sorted(n for n, digest in read_after_binding.items() if digest is None)
+        if unhashable:
+            self._warn(f"%%persist {plan.label}: not cached: this run read {', '.join(map(repr, unhashable))}, "
+                       "which cannot be hashed into a cache key", code.filename)
+            return result, False
+        return result, self._store(plan, code, names, deleted, result, recorder.items, seconds, read_after_binding)
 
     def _changed_in_place(self, plan: _Plan) -> list[str]:
         """Names the cell read and changed without assigning them (their digest moved while it ran)."""
@@ -260,7 +292,7 @@ class _CellRun:
         return sorted(n for n, digest in after.items() if digest != plan.inputs.get(n))
 
     def _store(self, plan: _Plan, code: _CellCode, names: dict[str, Any], deleted: list[str], result: Any,
-               outputs: list[tuple], seconds: float) -> bool:
+               outputs: list[tuple], seconds: float, read_after_binding: dict[str, str | None]) -> bool:
         payload: dict[str, Any] = {
             "ptd_cell": PAYLOAD_VERSION,
             # first: unpickling it registers the cell's source before the names' functions are rebuilt
@@ -271,6 +303,7 @@ class _CellRun:
             "has_result": result is not None,
             "outputs": outputs,
             "unpicklable": [],
+            "read_after_binding": read_after_binding,
         }
         header = {
             "func": Path(plan.store.root).name,
