@@ -39,7 +39,6 @@ __all__ = [
     "find_project_root",
     "locate_notebook",
     "NOTEBOOK_ENV",
-    "launcher_notebook",
     "running_server_sessions_notebook",
     "session_start_notebook",
 ]
@@ -428,86 +427,6 @@ def running_server_sessions_notebook(timeout: float = 1.0, *, in_thread: bool = 
         return None
 
 
-# ------------------------------------------------------------------ launcher source
-#
-# A headless run starts its kernel as a child process: papermill (``papermill in.ipynb
-# out.ipynb``) and ``jupyter nbconvert --execute nb.ipynb`` name the notebook on their
-# command line, and nbclient/papermill pass the kernel nothing else about it (papermill
-# keeps its input path to itself: only the output notebook's ``metadata.papermill.input_path``
-# records it). The notebook named there whose code cells hold the code this kernel has
-# run is the one it executes; an output notebook of papermill counts as its input.
-
-
-def _launcher_command() -> Optional[Tuple[List[str], Path]]:
-    """The parent process's command line and working folder (Linux ``/proc``), or None."""
-    proc = Path("/proc") / str(os.getppid())
-    try:
-        argv = (proc / "cmdline").read_bytes().split(b"\0")
-        cwd = Path(os.readlink(proc / "cwd"))
-    except OSError:
-        return None
-    return [os.fsdecode(a) for a in argv if a], cwd
-
-
-def _executed_cells(ns: Mapping[str, object]) -> List[str]:
-    """The cells this kernel has run so far, as typed (magics untranslated), stripped, without empties."""
-    history: Any = None
-    if "IPython" in sys.modules:
-        from IPython import get_ipython
-
-        history = getattr(getattr(get_ipython(), "history_manager", None), "input_hist_raw", None)
-    if not isinstance(history, list):
-        history = ns.get("In")
-    if not isinstance(history, list):
-        return []
-    return [cell.strip() for cell in history if isinstance(cell, str) and cell.strip()]
-
-
-def _code_cells(path: Path) -> Optional[Tuple[set, Optional[str]]]:
-    """(the code cells' sources, papermill's input path) of a notebook file, or None if unreadable."""
-    try:
-        import nbformat
-
-        document = nbformat.read(str(path), as_version=4)
-    except Exception as exc:  # not a notebook, unreadable, nbformat missing
-        log.debug("cannot read notebook %s: %r", path, exc)
-        return None
-    sources = {cell.source.strip() for cell in document.cells if cell.cell_type == "code"}
-    papermill = document.metadata.get("papermill")
-    input_path = papermill.get("input_path") if isinstance(papermill, dict) else None
-    return sources, input_path if isinstance(input_path, str) else None
-
-
-def _is_output_of_another(path: Path, input_path: Optional[str], candidates: Mapping[Path, Any], cwd: Path) -> bool:
-    """Whether ``path`` is papermill's output notebook of another notebook on the same command line."""
-    if not input_path:
-        return False
-    source = _absolute(input_path, cwd)
-    return source != path and source in candidates
-
-
-def launcher_notebook(ns: Mapping[str, object]) -> Optional[Path]:
-    """The notebook the process that started this kernel executes, when its command line names it."""
-    executed = _executed_cells(ns)
-    command = _launcher_command() if executed else None
-    if command is None:
-        return None
-    argv, launcher_cwd = command
-    candidates = [_absolute(a, launcher_cwd) for a in argv[1:] if a.endswith(".ipynb") and "://" not in a]
-    read = {path: _code_cells(path) for path in dict.fromkeys(candidates)}
-    scores = {
-        path: sum(cell in found[0] for cell in executed)
-        for path, found in read.items()
-        if found is not None and not _is_output_of_another(path, found[1], read, launcher_cwd)
-    }
-    best = max(scores.values(), default=0)
-    winners = [path for path, score in scores.items() if score == best]
-    if best == 0 or len(winners) != 1:
-        log.debug("no single notebook of the launcher %r holds this kernel's cells: %r", argv, scores)
-        return None
-    return winners[0]
-
-
 # ------------------------------------------------------------------------- public
 
 
@@ -611,6 +530,8 @@ def _find(
         return path, "__session__"
     if session:
         log.debug("ignoring __session__=%r: relative and not found", session)
+
+    from .headless import launcher_notebook  # the last resort: nbformat is imported only here
 
     path = launcher_notebook(ns)
     if path is not None:

@@ -110,10 +110,12 @@ def test_nbconvert_execute_hits_the_interactive_entries(interactive_run, project
     _check_hits(project / "notebooks" / "exp-executed.ipynb", path, counter, "launcher", nbtools.cell_text)
 
 
-def test_papermill_hits_the_interactive_entries(interactive_run, project: Path, nbtools) -> None:
+@pytest.mark.parametrize("options", [[], ["--cwd", "notebooks"]], ids=["here", "cwd"])
+def test_papermill_hits_the_interactive_entries(interactive_run, project: Path, nbtools, options) -> None:
     path, counter = interactive_run
+    env = dict(_headless_env(), PWD=str(project))  # as a shell started in proj/ sets it
     subprocess.run(
-        [sys.executable, "-m", "papermill", "--no-progress-bar", "notebooks/exp.ipynb", "out.ipynb"],
-        cwd=project, env=_headless_env(), check=True, timeout=300, capture_output=True,
+        [sys.executable, "-m", "papermill", "--no-progress-bar", *options, "notebooks/exp.ipynb", "out.ipynb"],
+        cwd=project, env=env, check=True, timeout=300, capture_output=True,
     )
     _check_hits(project / "out.ipynb", path, counter, "launcher", nbtools.cell_text)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ipython_ext import headless
 from ipython_ext import notebook as nb
 
 KERNEL_ID = "5f1c7a52-0c1e-4bb3-9d3e-1f0e8c2b7a11"
@@ -221,7 +222,7 @@ def test_ptd_notebook_relative_to_the_notebook_folder_nbconvert_runs_in(isolated
 
 
 def _launched_by(monkeypatch, argv, cwd):
-    monkeypatch.setattr(nb, "_launcher_command", lambda: (argv, cwd))
+    monkeypatch.setattr(headless, "_launcher_command", lambda: (argv, [cwd]))
     monkeypatch.setattr(nb, "running_server_sessions_notebook", lambda timeout: None)
 
 
@@ -250,6 +251,18 @@ def test_a_papermill_output_stands_for_its_input(isolated, monkeypatch):
     source = _notebook_file(work / "nbs" / "exp.ipynb", ["x = 1"])
     _notebook_file(work / "out.ipynb", ["x = 1"], papermill={"input_path": "nbs/exp.ipynb"})
     _launched_by(monkeypatch, ["papermill", "nbs/exp.ipynb", "out.ipynb"], work)
+    loc = nb.locate_notebook({"In": ["", "x = 1"]}, environ={})
+    assert (loc.notebook, loc.how) == (source.resolve(), "launcher")
+
+
+def test_papermill_cwd_names_are_relative_to_where_it_started(isolated, monkeypatch, tmp_path):
+    work = isolated["work"]
+    source = _notebook_file(work / "nbs" / "exp.ipynb", ["x = 1"])
+    elsewhere = tmp_path / "run-here"
+    elsewhere.mkdir()
+    monkeypatch.setattr(headless, "_launcher_command",
+                        lambda: (["papermill", "--cwd", str(elsewhere), "nbs/exp.ipynb", "out.ipynb"], [elsewhere, work]))
+    monkeypatch.setattr(nb, "running_server_sessions_notebook", lambda timeout: None)
     loc = nb.locate_notebook({"In": ["", "x = 1"]}, environ={})
     assert (loc.notebook, loc.how) == (source.resolve(), "launcher")
 
