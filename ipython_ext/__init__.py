@@ -1,7 +1,9 @@
 """The Jupyter layer of persist_to_disk: ``%load_ext persist_to_disk``.
 
-* :mod:`ipython_ext.notebook`: which notebook a kernel runs, and its project root;
-* :mod:`ipython_ext.location`: maps code typed into cells to that notebook for the core's cache tree;
+* :mod:`ipython_ext.notebook`: which notebook a kernel runs, and its project root
+  (:mod:`~ipython_ext.headless` for a kernel a headless runner started);
+* :mod:`ipython_ext.location`: maps code typed into cells to that notebook for the core's cache tree,
+  following renames (:mod:`~ipython_ext.moves` takes the cache along);
 * :mod:`ipython_ext.cells`: what a cell reads and assigns (static analysis);
 * :mod:`ipython_ext.magics`: the ``%%persist`` cell magic (with :mod:`~ipython_ext.namespace`
   and :mod:`~ipython_ext.outputs`);

@@ -11,9 +11,8 @@ files IPython compiles cells into:
 Such code lives in the running notebook, so it caches under the notebook's path in
 its project: ``proj/notebooks/exp.ipynb`` gives ``(proj, ("notebooks", "exp"))``.
 
-When no notebook is known (terminal IPython, or a notebook executed headless by
-nbclient or papermill, which do not tell the kernel its document), the working folder
-stands in: the project root above the cwd (or the cwd itself), and as the parts the cwd's
+When no notebook is known (terminal IPython, or a headless run the kernel could not
+place: nbclient without ``PTD_NOTEBOOK``), the working folder stands in: the project root above the cwd (or the cwd itself), and as the parts the cwd's
 folders inside that root plus ``"_ipython"`` -- ``proj/notebooks`` as cwd gives
 ``(proj, ("notebooks", "_ipython"))``. The leading underscore, as in the core's
 ``_interactive`` and ``_external``, marks a folder that names no file. A notebook whose
@@ -26,8 +25,8 @@ changes. The cwd fallback is recomputed on every call, so ``%cd`` is followed.
 A notebook renamed or moved while its kernel runs (JupyterLab's File > Rename) is followed:
 when the notebook came from a Jupyter session, the server is asked again at the start of a
 cell (at most once a second, half a second at most, and only every 30 s after a question
-went unanswered), and after a restart the server's path wins over the name the session
-started with. When the old file is gone, the cache moves to the new name
+went unanswered) and when the kernel exits; after a restart the server's path wins over the
+name the session started with. When the old file is gone, the cache moves to the new name
 (:mod:`ipython_ext.moves`), so what was computed before the rename is found after it.
 """
 
