@@ -148,7 +148,9 @@ class NotebookLocator:
         if not at_exit and time.monotonic() < self._next_question:
             return
         with self._lock:
-            path = running_server_sessions_notebook(FOLLOW_TIMEOUT, in_thread=not at_exit)
+            # at exit nothing waits on us but the restart (which allows the kernel seconds): the longer limit
+            timeout = self.timeout if at_exit else FOLLOW_TIMEOUT
+            path = running_server_sessions_notebook(timeout, in_thread=not at_exit)
             quiet = FOLLOW_INTERVAL if path is not None else FOLLOW_BACKOFF
             self._next_question = time.monotonic() + quiet
             if path is None or self._found is not found or path == found.notebook:
