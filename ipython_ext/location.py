@@ -12,8 +12,9 @@ Such code lives in the running notebook, so it caches under the notebook's path 
 its project: ``proj/notebooks/exp.ipynb`` gives ``(proj, ("notebooks", "exp"))``.
 
 When no notebook is known (terminal IPython, or a headless run the kernel could not
-place: nbclient without ``PTD_NOTEBOOK``), the working folder stands in: the project root above the cwd (or the cwd itself), and as the parts the cwd's
-folders inside that root plus ``"_ipython"`` -- ``proj/notebooks`` as cwd gives
+place: nbclient without ``PTD_NOTEBOOK``), the working folder stands in: the project root
+above the cwd (or the cwd itself), and as the parts the cwd's folders inside that root
+plus ``"_ipython"`` -- ``proj/notebooks`` as cwd gives
 ``(proj, ("notebooks", "_ipython"))``. The leading underscore, as in the core's
 ``_interactive`` and ``_external``, marks a folder that names no file. A notebook whose
 path is known only to you: ``ptd.config.set_notebook_path("notebooks/exp.ipynb")``.

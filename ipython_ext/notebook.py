@@ -35,10 +35,11 @@ from persist_to_disk.layout import PROJECT_MARKERS, find_marker_root  # one defi
 
 __all__ = [
     "PROJECT_MARKERS",
+    "NOTEBOOK_ENV",
     "NotebookLocation",
     "find_project_root",
     "locate_notebook",
-    "NOTEBOOK_ENV",
+    "located",
     "running_server_sessions_notebook",
     "session_start_notebook",
 ]
@@ -477,8 +478,9 @@ def located(notebook: Path, how: str) -> NotebookLocation:
 def session_start_notebook(environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
     """The notebook this kernel's Jupyter session started with (``$JPY_SESSION_NAME``), if it names one.
 
-    The server sets it once, when it starts the kernel; a rename or a restart does not
-    change it, so it tells where a renamed notebook's cache was.
+    The server sets it when it starts the kernel, and a running kernel's environment keeps
+    it through renames (a restart gets the new name), so it tells where the cache of a
+    notebook renamed since this kernel started was.
     """
     env = environ if environ is not None else os.environ
     return _session_path(env.get("JPY_SESSION_NAME"), _cwd())

@@ -1,8 +1,9 @@
 """A notebook renamed in JupyterLab keeps its cache: a real ``jupyter server`` and a real kernel.
 
 JupyterLab names a new notebook ``Untitled.ipynb``; its kernel starts with
-``JPY_SESSION_NAME`` naming that file and keeps it through renames and restarts, while the
-server's sessions API follows the rename. The test drives the rename with the three REST
+``JPY_SESSION_NAME`` naming that file and keeps it through renames (a restarted kernel gets
+the new name, so it no longer says where the cache was), while the server's sessions API
+follows the rename at once. The test drives the rename with the three REST
 calls JupyterLab makes (see ``live_server``) and counts computations in a file.
 """
 
