@@ -260,8 +260,8 @@ def test_papermill_cwd_names_are_relative_to_where_it_started(isolated, monkeypa
     source = _notebook_file(work / "nbs" / "exp.ipynb", ["x = 1"])
     elsewhere = tmp_path / "run-here"
     elsewhere.mkdir()
-    monkeypatch.setattr(headless, "_launcher_command",
-                        lambda: (["papermill", "--cwd", str(elsewhere), "nbs/exp.ipynb", "out.ipynb"], [elsewhere, work]))
+    argv = ["papermill", "--cwd", str(elsewhere), "nbs/exp.ipynb", "out.ipynb"]
+    monkeypatch.setattr(headless, "_launcher_command", lambda: (argv, [elsewhere, work]))
     monkeypatch.setattr(nb, "running_server_sessions_notebook", lambda timeout: None)
     loc = nb.locate_notebook({"In": ["", "x = 1"]}, environ={})
     assert (loc.notebook, loc.how) == (source.resolve(), "launcher")
