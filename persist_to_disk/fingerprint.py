@@ -155,7 +155,7 @@ _SIMPLE_LOAD = frozenset({"LOAD_CONST", "LOAD_FAST", "LOAD_SMALL_INT", "LOAD_FAS
 #: code's own state (a list of results it appends to, a dict it fills), not an input of the result
 MUTATING_METHODS = frozenset(
     {"append", "extend", "insert", "remove", "pop", "popitem", "clear", "add", "discard", "update", "setdefault",
-     "sort", "reverse", "appendleft", "extendleft", "popleft", "put", "put_nowait", "write", "writelines"}
+     "sort", "reverse", "appendleft", "extendleft", "popleft", "put", "put_nowait", "write", "writelines", "set"}
 )
 
 
