@@ -171,7 +171,7 @@ def test_a_cancelled_async_waiter_leaves_no_lock_behind(tmp_path):
     async def main():
         release = asyncio.Event()
 
-        @ptd.persistf()
+        @ptd.persistf(ignore_globals=["release"])  # a signal, not an input
         async def slow(x):
             await release.wait()
             return x
