@@ -15,7 +15,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["CellNames", "analyze_cell", "normalized_source", "to_python"]
+__all__ = ["CellNames", "analyze_cell", "normalized_cell_source", "to_python"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def to_python(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
-def normalized_source(source: str) -> str:
+def normalized_cell_source(source: str) -> str:
     """A cache-key form of the code: blind to comments, layout and docstrings.
 
     Docstrings of functions/classes defined in the cell are dropped (editing
@@ -64,7 +64,7 @@ def normalized_source(source: str) -> str:
         magic = _ipython_call(node)
         if magic and magic[0] in ("run_line_magic", "run_cell_magic") and magic[1][0] in _CODE_MAGICS:
             try:  # `%time f(x)  # comment` carries its code as a string: normalize that too
-                node.args[-1] = ast.Constant(normalized_source(magic[1][-1]))
+                node.args[-1] = ast.Constant(normalized_cell_source(magic[1][-1]))
             except SyntaxError:
                 pass  # e.g. `%timeit -n 3 f(x)`: keep the text
     return ast.unparse(tree)  # unlike ast.dump, the same text on every Python version

@@ -4,7 +4,7 @@
 
     %%persist [NAME] [--recache | --readonly | --nocache]
 
-A cell goes the decorator's way (see DESIGN.md): its "function" is the cell (NAME, or a
+A cell goes the decorator's way (see docs/design.md): its "function" is the cell (NAME, or a
 short digest of its normalized code), its "arguments" the values of the names it reads,
 its "value" the names it assigns plus what it printed and displayed::
 
@@ -42,6 +42,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from persist_to_disk import fingerprint, keys, layout, locks, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
+from persist_to_disk.readable import format_seconds
 from persist_to_disk.store import ENOVAL, Entry, LocalStore, UnloadableValue
 from persist_to_disk.switches import CACHE, NOCACHE, READONLY, RECACHE, Switch
 
@@ -63,7 +64,7 @@ _SOURCE_IN_HEADER = 2000  # characters of the cell kept in the entry header (for
 
 def cell_code_version(cell: str) -> str:
     """16 hex chars naming the cell's code; comments, formatting and docstrings do not count."""
-    return xxhash.xxh3_64_hexdigest(cells.normalized_source(cell).encode("utf-8"))
+    return xxhash.xxh3_64_hexdigest(cells.normalized_cell_source(cell).encode("utf-8"))
 
 
 def cell_digest(name: str | None, code_version: str, input_digests: dict[str, str]) -> str:
@@ -369,16 +370,6 @@ class _CellRun:
         warnings.warn_explicit(message, CacheWarning, filename, 1, module="persist_to_disk")
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def _status_line(header: dict[str, Any], unpicklable: Any) -> str:
     parts = []
     created = header.get("created")
@@ -386,7 +377,7 @@ def _status_line(header: dict[str, Any], unpicklable: Any) -> str:
         parts.append("computed " + time.strftime("%Y-%m-%d %H:%M", time.localtime(created)))
     seconds = header.get("compute_seconds")
     if isinstance(seconds, (int, float)):
-        parts.append("took " + _duration(seconds))
+        parts.append("took " + format_seconds(seconds))
     line = f"{STATUS_PREFIX} read from cache" + (f" ({', '.join(parts)})" if parts else "")
     if unpicklable:
         line += f"; not restored (could not be pickled): {', '.join(unpicklable)}"
@@ -426,8 +417,7 @@ class PersistMagics(Magics):
         if name is not None:
             name = name.strip("'\"")
             try:
-                layout.safe_folder_name(name, setting="%%persist NAME")
+                name = layout.safe_folder_name(name, setting="%%persist NAME")
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-            name = layout.safe_folder_name(name, setting="%%persist NAME")
         return _CellRun(self.shell, cell, name, switch).run()

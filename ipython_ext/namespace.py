@@ -68,10 +68,6 @@ def _persisted_type() -> type | None:
     return getattr(module, "PersistedFunction", None)
 
 
-def _hash(value: Any) -> str:
-    return keys.hash_arguments({"value": value}, code_of=fingerprint.code_of)
-
-
 def _module_stand_in(module: types.ModuleType, attrs: frozenset[str], name: str) -> tuple:
     """A module as the cell uses it: the code and current values of the attributes it reads (``params.LR``)."""
     fp = fingerprint.of_module(module, attrs, name)
@@ -114,18 +110,19 @@ def input_digests(
     for name in sorted(set(reads)):
         value = ns.get(name, _NOT_FOUND)
         if value is _NOT_FOUND:
-            digests[name] = _hash(_ABSENT)
+            digests[name] = keys.hash_value(_ABSENT)
             continue
         if not _counts(name, ns, hidden):
             continue
         try:
             if isinstance(value, types.ModuleType):
                 value = _module_stand_in(value, attrs.get(name, frozenset()), name)
-            digests[name] = _hash(value)
+            digests[name] = keys.hash_value(value)
         except UnhashableArgumentError as exc:
             raise UnhashableArgumentError(
                 f"variable {name!r} ({type(value).__name__}) read by the cell cannot be hashed into a cache "
-                f"key ({exc.__cause__ or exc})"
+                f"key ({exc.__cause__ or exc})",
+                argument=name,
             ) from exc
     return digests
 

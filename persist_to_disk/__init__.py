@@ -44,7 +44,7 @@ def browse(*args: Any, **kwargs: Any) -> Any:
     ``CatalogError`` listing the projects there are when ``project`` names none of them.
     """
     __tracebackhide__ = True  # IPython shows the user's line and the message, not the panel's insides
-    from .catalog import CatalogError
+    from .errors import CatalogError
 
     try:
         from ipython_ext.browser import browse as _browse  # ipywidgets is imported only now

@@ -41,21 +41,16 @@ from pathlib import Path
 from typing import Any
 
 from .config import _ID_SEP, PROJECT_IDS_FILE, settings_dir
-from .errors import CacheError
+from .errors import CatalogError
 from .layout import ENTRY_SUFFIX, find_marker_root, safe_folder_name
 from .readable import call_text, format_bytes, function_label, group_label, plural
 from .store import CorruptEntry, LocalStore, read_header_file
 
 logger = logging.getLogger("persist_to_disk")
 
-NODE_KINDS = ("project", "source", "function", "group")
 _PROBE_LIMIT = 64  # entry headers a probe reads at most before settling for what it found
 _SOURCE_SUFFIXES = (".py", ".ipynb")
 _CLOCK_SLACK = 60.0  # seconds: a last-read time further ahead than this was stamped by a wrong clock
-
-
-class CatalogError(CacheError):
-    """A project, path or entry named by the user does not exist, or a request makes no sense."""
 
 
 # ------------------------------------------------------------------------------------------- records
@@ -229,13 +224,6 @@ class Deleted:
     missing: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
     deleted: list[Path] = field(default_factory=list)
-
-    def merge(self, other: Deleted) -> None:
-        self.entries += other.entries
-        self.bytes += other.bytes
-        self.missing += other.missing
-        self.failed.extend(other.failed)
-        self.deleted.extend(other.deleted)
 
     def describe(self) -> str:
         text = f"Deleted {plural(self.entries, 'entry')}, freed {format_bytes(self.bytes)}"

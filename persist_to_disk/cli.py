@@ -24,7 +24,8 @@ from typing import Any, TextIO
 
 from . import catalog as cat
 from . import readable
-from .catalog import Catalog, CatalogEntry, CatalogError, Node
+from .catalog import Catalog, CatalogEntry, Node
+from .errors import CatalogError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 DEFAULT_LIMIT = 50

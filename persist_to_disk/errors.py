@@ -9,7 +9,14 @@ from __future__ import annotations
 
 
 class CacheError(Exception):
-    """Base class of the errors raised by persist_to_disk itself."""
+    """Base class of the errors raised by persist_to_disk itself.
+
+    ``path``, when set, is the file or folder at fault (an entry, a cache folder, config.ini).
+    """
+
+    def __init__(self, message: str = "", *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class NotCachedError(CacheError, KeyError):
@@ -20,11 +27,22 @@ class NotCachedError(CacheError, KeyError):
 
 
 class UnhashableArgumentError(CacheError, TypeError):
-    """An argument cannot be turned into a stable cache key."""
+    """An argument (or a cell's variable, or a global a function reads) cannot be turned into a cache key.
+
+    ``argument`` names it.
+    """
+
+    def __init__(self, message: str = "", *, argument: str | None = None) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class UntrustedCacheError(CacheError, PermissionError):
     """A cache file or folder is writable by other users, so loading it could run their code."""
+
+
+class CatalogError(CacheError):
+    """A project, path or entry named to the CLI or the panel does not exist, or a request makes no sense."""
 
 
 class CacheWarning(UserWarning):

@@ -392,7 +392,7 @@ def hash_arguments(
         try:
             hasher.feed(named[name])
         except Exception as exc:
-            raise _unhashable_error(f"argument {name!r}", named[name], exc) from exc
+            raise _unhashable_error(f"argument {name!r}", named[name], exc, str(name)) from exc
     for label, value in extra:
         hasher.h.update(label)
         try:
@@ -408,14 +408,15 @@ def extra_label(text: str) -> bytes:
     return b"\x01" + _pack_len(len(payload)) + payload
 
 
-def _unhashable_error(what: str, value: Any, exc: Exception) -> UnhashableArgumentError:
+def _unhashable_error(what: str, value: Any, exc: Exception, argument: str | None = None) -> UnhashableArgumentError:
     kind = type(value).__name__
     if isinstance(exc, RecursionError):
-        return UnhashableArgumentError(f"{what} of type {kind} is nested too deeply to hash")
+        return UnhashableArgumentError(f"{what} of type {kind} is nested too deeply to hash", argument=argument)
     reason = str(exc) if isinstance(exc, _Unhashable) else f"{type(exc).__name__}: {exc}"
     return UnhashableArgumentError(
         f"{what} of type {kind} cannot be hashed into a cache key ({reason}); pass it in skip_kwargs, "
-        "or give its class a __ptd_hash__ method returning a hashable stand-in"
+        "or give its class a __ptd_hash__ method returning a hashable stand-in",
+        argument=argument,
     )
 
 

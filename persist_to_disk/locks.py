@@ -415,11 +415,6 @@ def _on_sigint(signum: int, frame: Any) -> None:
 _taken_by_thread: dict[tuple[str, int], Any] = {}
 
 
-def is_nested() -> bool:
-    """Whether this thread (or asyncio task) is already inside a persisted computation."""
-    return bool(_held.get())
-
-
 class _ComputeLock:
     """The locks of one miss, held in a ``with`` (or ``async with``) block; entering returns a ``Held``.
 

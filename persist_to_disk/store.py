@@ -53,6 +53,7 @@ import xxhash
 
 from . import trust
 from .errors import CacheWarning, UntrustedCacheError
+from .layout import ENTRY_SUFFIX
 
 logger = logging.getLogger("persist_to_disk")
 
@@ -60,7 +61,6 @@ MAGIC = b"PTDE"
 FORMAT_VERSION = 1
 PICKLE_PROTOCOL = 5
 ALIGN = 64
-ENTRY_SUFFIX = ".ptd"
 TMP_SUFFIX = ".tmp"
 _PREFIX = struct.Struct("<4sHHII")
 _FIXED = struct.Struct("<QQ16sIH")  # payload size, pickle size, payload xxh3-128, buffer count, name length

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from ipython_ext.cells import CellNames, analyze_cell, normalized_source, to_python
+from ipython_ext.cells import CellNames, analyze_cell, normalized_cell_source, to_python
 
 
 def names(source):
@@ -538,7 +538,7 @@ def test_line_magic_and_help(ipython):
     check("%matplotlib inline\n?obj", reads={"get_ipython", "inline", "obj"})
 
 
-# -- normalized_source ------------------------------------------------------------
+# -- normalized_cell_source ------------------------------------------------------------
 
 
 BASE = '''
@@ -567,36 +567,36 @@ z=f(C.y)
 
 
 def test_normalized_source_ignores_comments_formatting_and_docstrings():
-    assert normalized_source(BASE) == normalized_source(REFORMATTED)
+    assert normalized_cell_source(BASE) == normalized_cell_source(REFORMATTED)
 
 
 def test_normalized_source_changes_with_a_constant():
-    assert normalized_source(BASE) != normalized_source(BASE.replace("x + 1", "x + 2"))
+    assert normalized_cell_source(BASE) != normalized_cell_source(BASE.replace("x + 1", "x + 2"))
 
 
 def test_normalized_source_distinguishes_int_and_float_constants():
-    assert normalized_source("x = 1") != normalized_source("x = 1.0")
+    assert normalized_cell_source("x = 1") != normalized_cell_source("x = 1.0")
 
 
 def test_normalized_source_keeps_leading_cell_string():
-    assert normalized_source('"a"\nx = 1') != normalized_source('"b"\nx = 1')
+    assert normalized_cell_source('"a"\nx = 1') != normalized_cell_source('"b"\nx = 1')
 
 
 def test_normalized_source_keeps_non_leading_strings_in_functions():
-    a = normalized_source('def f():\n    x = 1\n    "note"\n')
-    b = normalized_source('def f():\n    x = 1\n    "other"\n')
+    a = normalized_cell_source('def f():\n    x = 1\n    "note"\n')
+    b = normalized_cell_source('def f():\n    x = 1\n    "other"\n')
     assert a != b
 
 
 def test_normalized_source_of_magic(ipython):
-    assert normalized_source("%time y = g(x)  # c") == normalized_source("%time y = g(x)")
-    assert normalized_source("%time y = g(x)") != normalized_source("%time y = g(z)")
+    assert normalized_cell_source("%time y = g(x)  # c") == normalized_cell_source("%time y = g(x)")
+    assert normalized_cell_source("%time y = g(x)") != normalized_cell_source("%time y = g(z)")
 
 
 # -- errors ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("func", [analyze_cell, normalized_source])
+@pytest.mark.parametrize("func", [analyze_cell, normalized_cell_source])
 def test_syntax_error_propagates(func):
     with pytest.raises(SyntaxError):
         func("def f(:\n    pass")
