@@ -171,7 +171,8 @@ class _CellRun:
             if self.switch is READONLY:
                 raise NotCachedError(
                     f"%%persist {plan.label}: nothing cached for this code and these inputs (--readonly); "
-                    f"expected at {plan.path}"
+                    f"expected at {plan.path}",
+                    path=str(plan.path),
                 )
 
         def recheck() -> Any:

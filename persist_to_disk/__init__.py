@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._state import config
-from .errors import CacheError, CacheWarning, NotCachedError, UnhashableArgumentError, UntrustedCacheError
+from .errors import CacheError, CacheWarning, CatalogError, NotCachedError, UnhashableArgumentError, UntrustedCacheError
 from .locks import clear_locks as _clear_locks
 from .manual import get_caller_cache_path, manual_cache
 from .persister import PersistedFunction, persistf
@@ -83,6 +83,7 @@ __all__ = [
     "RECACHE",
     "CacheError",
     "CacheWarning",
+    "CatalogError",
     "NotCachedError",
     "PersistedFunction",
     "Switch",

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+__all__ = ["feed_ndarray", "feed_numpy", "feed_pandas", "feed_torch", "qualified_name"]
+
 if TYPE_CHECKING:
     from .keys import CanonicalHasher
 

@@ -3,9 +3,20 @@
 Store faults never cost the user's result: they become a :class:`CacheWarning`
 and the computed value is returned. Misuse fails loudly with a ``ValueError`` or
 ``TypeError`` naming the setting or argument at fault.
+
+The hierarchy (each error also subclasses the builtin a caller would catch)::
+
+    CacheError                      .path: the file or folder at fault, when there is one
+    ├── NotCachedError (KeyError)          READONLY / --readonly found no entry
+    ├── UnhashableArgumentError (TypeError)  .argument: the argument, variable or global
+    ├── UntrustedCacheError (PermissionError)  an entry or folder others could have written
+    └── CatalogError                       the CLI or panel was asked for what is not there
+    CacheWarning (UserWarning)      a store fault; the call still returned its value
 """
 
 from __future__ import annotations
+
+__all__ = ["CacheError", "CacheWarning", "CatalogError", "NotCachedError", "UnhashableArgumentError", "UntrustedCacheError"]
 
 
 class CacheError(Exception):

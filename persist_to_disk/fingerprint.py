@@ -43,6 +43,8 @@ import xxhash
 from . import identity, keys
 from .errors import CacheWarning, UnhashableArgumentError
 
+__all__ = ["Dependency", "Fingerprint", "Reads", "Tracker", "ValueRef", "class_code", "code_of", "code_reads", "describe_values", "is_user_code", "library_version", "of_module", "of_object", "tracker_of"]
+
 logger = logging.getLogger("persist_to_disk")
 
 DependencyKind = Literal["function", "class", "global", "closure", "attribute", "library"]

@@ -17,6 +17,8 @@ from typing import Any
 
 import xxhash
 
+__all__ = ["code_version", "function_name", "normalized_source", "unwrap"]
+
 _VERSION_CACHE: dict[Any, str] = {}
 
 

@@ -231,7 +231,8 @@ class PersistedFunction:
                 return alt_entry.value  # type: ignore[union-attr]
         if switch is READONLY:
             raise NotCachedError(
-                f"{self._name}: no cached result for this call (READONLY); expected at {call.path}"
+                f"{self._name}: no cached result for this call (READONLY); expected at {call.path}",
+                path=str(call.path),
             )
         return ENOVAL
 
@@ -583,7 +584,9 @@ class CacheHandle:
         call = self._call(args, kwargs)
         entry = call.store.load(call.key)
         if entry is ENOVAL:
-            raise NotCachedError(f"{self._owner._name}: this call is not cached (expected at {call.path})")
+            raise NotCachedError(
+                f"{self._owner._name}: this call is not cached (expected at {call.path})", path=str(call.path)
+            )
         return entry.value  # type: ignore[union-attr]
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:

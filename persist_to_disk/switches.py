@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 
+__all__ = ["Switch", "as_switch"]
+
 
 class Switch(enum.IntEnum):
     NOCACHE = 0  # run the function, neither read nor write the cache

@@ -125,7 +125,7 @@ def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None
     if policy.shared_group or st.st_mode & 0o022 or st.st_uid != _EUID:
         why = _why_untrusted(st, policy, is_dir=False)
         if why:
-            raise UntrustedCacheError(_message(path, path, why, policy))
+            raise UntrustedCacheError(_message(path, path, why, policy), path=str(path))
     folder = path[: path.rfind("/")] or "/"  # os.path.dirname, without its generality (absolute POSIX paths)
     memo = (folder, top, policy.shared_group)
     if memo in _trusted:
@@ -141,7 +141,7 @@ def check_entry(path: str, st: os.stat_result, top: str, policy: Policy) -> None
             return  # vanished while we looked: nothing was loaded from it
         why = _why_untrusted(fst, policy, is_dir=True)
         if why:
-            raise UntrustedCacheError(_message(path, current, why, policy))
+            raise UntrustedCacheError(_message(path, current, why, policy), path=str(current))
         checked.append(current)
         parent = os.path.dirname(current)
         if current == top or parent == current or not _is_under(parent, top):
@@ -196,7 +196,7 @@ def check_no_links(folder: str, top: str) -> None:
             checked.clear()  # below a missing folder nothing exists: remember only what is above it
         else:
             if stat.S_ISLNK(st.st_mode):
-                raise UntrustedCacheError(_link_message(current))
+                raise UntrustedCacheError(_link_message(current), path=str(current))
             checked.append(current)
         current = os.path.dirname(current)
     if len(_linkless) > 100_000:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["CallRecord", "Explanation", "differences", "explain", "nearest", "same_arguments"]
+
 _BY_KIND = {"function": "function", "class": "class", "library": "library"}
 
 

@@ -563,3 +563,20 @@ def test_torch_tensors_hash_from_their_buffer_with_their_layout():
     with torch.no_grad():
         b.weight[0, 0] += 1
     assert H(a) != H(b)
+
+
+def test_errors_name_the_argument_and_the_path_at_fault(cache_root):
+    import threading
+
+    with pytest.raises(ptd.UnhashableArgumentError) as caught:
+        keys.hash_arguments({"handle": threading.Lock()})
+    assert caught.value.argument == "handle"
+
+    @ptd.persistf()
+    def f(x):
+        return x
+
+    with pytest.raises(ptd.NotCachedError) as missing:
+        f.cache.get(1)
+    assert missing.value.path == str(f.cache.path(1))
+    assert isinstance(missing.value, KeyError) and isinstance(caught.value, TypeError)
