@@ -39,7 +39,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class, output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from persist_to_disk import fingerprint, keys, layout, locks, miss
+from persist_to_disk import bytecode, keys, layout, locks, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from persist_to_disk.readable import format_seconds
@@ -209,7 +209,7 @@ class _CellRun:
         analysis = cells.analyze_cell(self.cell)
         version = cell_code_version(self.cell)
         hidden = getattr(self.shell, "user_ns_hidden", {})
-        attrs = dict(fingerprint.code_reads(compile(code.tree, code.filename, "exec")).attrs)
+        attrs = dict(bytecode.code_reads(compile(code.tree, code.filename, "exec")).attrs)
         digests = namespace.input_digests(analysis.reads - analysis.reads_after_binding, self.ns, hidden, attrs)
         digest = cell_digest(self.name, version, digests)
         settings = config.settings()

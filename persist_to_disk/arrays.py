@@ -109,8 +109,7 @@ def _nan_canonical(flat: Any, np: Any) -> Any:
         return flat
     if kind == "c":
         flat = flat.view(flat.real.dtype)  # real and imaginary parts side by side
-    least = np.minimum.reduce(flat)
-    if least == least:
+    if not np.isnan(np.minimum.reduce(flat)):
         return flat
     nan = np.isnan(flat)
     fixed = flat.copy()

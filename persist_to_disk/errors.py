@@ -16,7 +16,9 @@ The hierarchy (each error also subclasses the builtin a caller would catch)::
 
 from __future__ import annotations
 
-__all__ = ["CacheError", "CacheWarning", "CatalogError", "NotCachedError", "UnhashableArgumentError", "UntrustedCacheError"]
+__all__ = [
+    "CacheError", "CacheWarning", "CatalogError", "NotCachedError", "UnhashableArgumentError", "UntrustedCacheError",
+]
 
 
 class CacheError(Exception):

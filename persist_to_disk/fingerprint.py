@@ -24,7 +24,6 @@ objects other than modules and classes, and library code edited in place.
 from __future__ import annotations
 
 import builtins
-import dis
 import functools
 import logging
 import os
@@ -41,9 +40,13 @@ from typing import Any, Literal
 import xxhash
 
 from . import identity, keys
+from .bytecode import code_reads
 from .errors import CacheWarning, UnhashableArgumentError
 
-__all__ = ["Dependency", "Fingerprint", "Reads", "Tracker", "ValueRef", "class_code", "code_of", "code_reads", "describe_values", "is_user_code", "library_version", "of_module", "of_object", "tracker_of"]
+__all__ = [
+    "Dependency", "Fingerprint", "Tracker", "ValueRef", "class_code", "code_of", "describe_values", "is_user_code",
+    "library_version", "of_module", "of_object", "tracker_of",
+]
 
 logger = logging.getLogger("persist_to_disk")
 
@@ -146,77 +149,6 @@ def library_version(module_name: str) -> str | None:
     return f"{top}=={version}"
 
 
-# -- reading code ---------------------------------------------------------------------------------------
-_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
-_LOAD_GLOBAL = _GLOBAL_OPS | {"LOAD_DEREF", "LOAD_CLASSDEREF"}  # closure cells too, to see what the code changes
-_LOAD_ATTR = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
-_STORE_NAME = frozenset({"STORE_GLOBAL", "STORE_DEREF", "STORE_NAME", "DELETE_GLOBAL", "DELETE_DEREF"})
-_STORE_INTO = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "STORE_ATTR", "DELETE_ATTR"})
-_SIMPLE_LOAD = frozenset({"LOAD_CONST", "LOAD_FAST", "LOAD_SMALL_INT", "LOAD_FAST_BORROW"})
-#: methods that change their object: a global or closure variable the code calls them on is the
-#: code's own state (a list of results it appends to, a dict it fills), not an input of the result
-MUTATING_METHODS = frozenset(
-    {"append", "extend", "insert", "remove", "pop", "popitem", "clear", "add", "discard", "update", "setdefault",
-     "sort", "reverse", "appendleft", "extendleft", "popleft", "put", "put_nowait", "write", "writelines", "set"}
-)
-
-
-@dataclass(frozen=True)
-class Reads:
-    """The names a code object (and the code nested in it) reads from outside, and how.
-
-    ``np.mean(x) + SCALE`` reads ``np`` (attribute ``mean``) and ``SCALE``; ``RESULTS.append(y)``,
-    ``CACHE[k] = y`` and ``global COUNT; COUNT += 1`` change ``RESULTS``, ``CACHE`` and ``COUNT``.
-    """
-
-    attrs: tuple[tuple[str, frozenset[str]], ...]  # every outside name read, with the attributes read off it
-    changed: frozenset[str]  # names the code changes: its state, not its inputs
-    changed_attrs: frozenset[str]  # attributes it changes on anything (`Model.calls.append`, `self.n = 1`)
-
-
-@functools.lru_cache(maxsize=8192)
-def code_reads(code: types.CodeType) -> Reads:
-    found: dict[str, set[str]] = {}
-    changed: set[str] = set()
-    changed_attrs: set[str] = set()
-    _collect_reads(code, found, changed, changed_attrs)
-    attrs = tuple((name, frozenset(names)) for name, names in sorted(found.items()))
-    return Reads(attrs, frozenset(changed), frozenset(changed_attrs))
-
-
-def _collect_reads(code: types.CodeType, found: dict[str, set[str]], changed: set[str], changed_attrs: set[str]) -> None:
-    instructions = list(dis.get_instructions(code))
-    for i, ins in enumerate(instructions):
-        if ins.opname in _STORE_NAME:
-            changed.add(ins.argval)
-        elif ins.opname in ("STORE_ATTR", "DELETE_ATTR"):
-            changed_attrs.add(ins.argval)
-        if ins.opname in _LOAD_GLOBAL:
-            target = changed
-            if ins.opname in _GLOBAL_OPS:  # a closure's cell is not a global
-                found.setdefault(ins.argval, set())
-        elif ins.opname in _LOAD_ATTR:
-            target = changed_attrs
-        else:
-            continue
-        name = ins.argval
-        after = instructions[i + 1] if i + 1 < len(instructions) else None
-        if after is None:
-            continue
-        if after.opname in _LOAD_ATTR:
-            if ins.opname in _GLOBAL_OPS:
-                found[name].add(after.argval)
-            if after.argval in MUTATING_METHODS:
-                target.add(name)  # NAME.append(...)
-        elif after.opname in _STORE_INTO and target is changed:  # NAME.attr = value
-            target.add(name)
-        elif after.opname in _SIMPLE_LOAD and i + 2 < len(instructions) and instructions[i + 2].opname in _STORE_INTO:
-            target.add(name)  # NAME[key] = value
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            _collect_reads(const, found, changed, changed_attrs)
-
-
 # -- the walk ---------------------------------------------------------------------------------------------
 class _Walk:
     """One walk from a root: collects code dependencies, values to read and guards."""
@@ -234,12 +166,9 @@ class _Walk:
         h = xxhash.xxh3_64()
         for dep in code:
             h.update(f"{dep.kind}\x00{dep.name}\x00{dep.digest}\x01".encode())
-        values = tuple(
-            sorted(
-                (v for v in self.values.values() if v.kind != "attribute" or v.name.rsplit(".", 1)[-1] not in self.changed_attrs),
-                key=lambda v: (v.kind, v.name),
-            )
-        )
+        changed = self.changed_attrs
+        inputs = (v for v in self.values.values() if not (v.kind == "attribute" and _short(v.name) in changed))
+        values = tuple(sorted(inputs, key=lambda v: (v.kind, v.name)))
         return Fingerprint(h.hexdigest(), code, values, tuple(_unique_guards(self.guards)))
 
     # -- functions
@@ -336,7 +265,8 @@ class _Walk:
                 self.cls(value)
             elif not dunder and not _is_descriptor(value):  # dunders are the class's machinery, not data
                 read = functools.partial(proxy.get, attr, MISSING)
-                self.values[("attribute", f"{name}.{attr}")] = ValueRef("attribute", f"{name}.{attr}", _where(cls), read)
+                label = f"{name}.{attr}"
+                self.values[("attribute", label)] = ValueRef("attribute", label, _where(cls), read)
         for base in cls.__bases__:
             if base is not object:
                 self.reference(base, base.__qualname__)
@@ -390,6 +320,10 @@ _SKIP_CLASS_ATTRS = frozenset(
      "__dataclass_params__", "__match_args__", "__hash__", "__abstractmethods__", "__annotate_func__",
      "__annotations_cache__"}
 )
+
+
+def _short(dotted: str) -> str:
+    return dotted.rsplit(".", 1)[-1]
 
 
 def _cell_contents(cell: Any) -> Any:

@@ -23,7 +23,6 @@ import json
 import math
 import pathlib
 import struct
-import sys
 import types
 import uuid
 from collections.abc import Callable, Mapping, Sequence

@@ -37,7 +37,6 @@ import signal
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 

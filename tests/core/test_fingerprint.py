@@ -8,12 +8,10 @@ at run time, values passed as arguments) run here.
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import pytest
@@ -96,7 +94,8 @@ def shift(x):
         ("util.py", "SCALE = 2", "SCALE = 3", 33),  # a constant imported by name from another module
         ("util.py", "RATE = 10", "RATE = 20", 37),  # a module attribute read as util.RATE
     ],
-    ids=["helper", "helper-in-other-module", "helper-imported-by-name", "constant", "imported-constant", "module-attribute"],
+    ids=["helper", "helper-in-other-module", "helper-imported-by-name", "constant", "imported-constant",
+         "module-attribute"],
 )
 def test_an_edit_to_anything_the_function_uses_recomputes_and_reverting_hits(project, file, old, new, expected):
     project.write("main.py", MAIN)
@@ -113,7 +112,8 @@ def test_comments_docstrings_and_formatting_in_dependencies_do_not_recompute(pro
     project.write("main.py", MAIN)
     project.write("util.py", UTIL)
     assert project.run()[0] == 1
-    project.edit("util.py", "def bonus(x):\n    return x", 'def bonus(x):\n    """The bonus."""\n    # why\n    return (x)')
+    documented = 'def bonus(x):\n    """The bonus."""\n    # why\n    return (x)'
+    project.edit("util.py", "def bonus(x):\n    return x", documented)
     project.edit("main.py", "return x + OFFSET", "return x+OFFSET  # a comment")
     assert project.run() == (0, ["27"])
 

@@ -45,10 +45,13 @@ def count(label):
 ]
 
 
+_PRINTED = ("R1", "R2", "R3", "LR", "LOG", "Y")
+
+
 def _printed(nb, cell_text) -> list[str]:
     lines = []
     for cell in nb.cells:
-        lines += [line for line in cell_text(cell).splitlines() if line.split(" ")[0] in ("R1", "R2", "R3", "LR", "LOG", "Y")]
+        lines += [line for line in cell_text(cell).splitlines() if line.split(" ")[0] in _PRINTED]
     return lines
 
 

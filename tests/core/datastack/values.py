@@ -80,7 +80,10 @@ def _pandas_arrow_dtypes():
 
     def frame(x: int):
         return pd.DataFrame(
-            {"s": pd.Series(["a", None, "c"], dtype="string[pyarrow]"), "i": pd.Series([1, None, x], dtype="int64[pyarrow]")}
+            {
+                "s": pd.Series(["a", None, "c"], dtype="string[pyarrow]"),
+                "i": pd.Series([1, None, x], dtype="int64[pyarrow]"),
+            }
         )
 
     return frame(3), frame(3), frame(4)

@@ -72,15 +72,17 @@ def same(x: object, y: object) -> bool:
         if isinstance(x, torch.nn.Module):
             a, b = x.state_dict(), y.state_dict()
             return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a) and repr(x) == repr(y)
-        return x.dtype == y.dtype and x.shape == y.shape and x.view(-1).view(torch.uint8).equal(y.view(-1).view(torch.uint8))
+        same_bits = x.reshape(-1).view(torch.uint8).equal(y.reshape(-1).view(torch.uint8))
+        return x.dtype == y.dtype and x.shape == y.shape and same_bits
     if module == "sklearn":
         import numpy as np
 
+        def equal(a: object, b: object) -> bool:
+            return np.array_equal(a, b) if hasattr(a, "shape") else repr(a) == repr(b)
+
         state_x, state_y = vars(x), vars(y)
-        return repr(x) == repr(y) and state_x.keys() == state_y.keys() and all(
-            np.array_equal(state_x[k], state_y[k]) if hasattr(state_x[k], "shape") else repr(state_x[k]) == repr(state_y[k])
-            for k in state_x
-        )
+        same_state = state_x.keys() == state_y.keys() and all(equal(state_x[k], state_y[k]) for k in state_x)
+        return repr(x) == repr(y) and same_state
     return x == y
 
 
