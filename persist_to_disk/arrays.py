@@ -173,9 +173,45 @@ def _feed_categories(h: CanonicalHasher, dtype: Any) -> None:
 
 
 def _feed_array_like(h: CanonicalHasher, values: Any) -> None:
+    """A Series' or an Index's values, as the numpy array ``to_numpy`` makes of them, read from their buffers
+    where that array would be Python objects: a categorical's codes (its categories are fed already) and
+    Arrow strings' offsets and bytes."""
     np = sys.modules["numpy"]
+    if getattr(values.dtype, "categories", None) is not None:
+        feed_ndarray(h, np.asarray(values.array.codes))
+        return
+    if _feed_arrow_strings(h, values, np):
+        return
     array = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
     feed_ndarray(h, np.asarray(array))
+
+
+def _feed_arrow_strings(h: CanonicalHasher, values: Any, np: Any) -> bool:
+    """Strings stored in Arrow without missing values, straight from the Arrow buffers (no Python string
+    is made): their count, every string's UTF-8 length (u64), then their bytes end to end. The lengths
+    say where each string ends, so ``["ab", "c"]`` and ``["a", "bc"]`` differ; how Arrow chunks the
+    column does not change the key. A column with missing values goes through ``to_numpy``."""
+    if getattr(values.dtype, "storage", None) != "pyarrow" or values.dtype.kind not in "OU":
+        return False
+    chunked = values.array.__arrow_array__()
+    offset_dtype = _ARROW_OFFSETS.get(str(chunked.type))
+    if chunked.null_count or offset_dtype is None:
+        return False
+    pieces = []
+    for chunk in chunked.chunks:
+        _validity, offset_buffer, data_buffer = chunk.buffers()
+        offsets = np.frombuffer(offset_buffer, offset_dtype)[chunk.offset :][: len(chunk) + 1]
+        data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+        pieces.append((offsets, data[offsets[0] : offsets[-1]]))
+    h.tag(b"U", len(chunked).to_bytes(8, "little"))
+    for offsets, _data in pieces:
+        h.update(np.diff(offsets).astype("<u8"))
+    for _offsets, data in pieces:
+        h.update(data)
+    return True
+
+
+_ARROW_OFFSETS = {"string": "<i4", "large_string": "<i8"}  # Arrow string types and their offsets' dtype
 
 
 # -- torch -----------------------------------------------------------------------------------------------
@@ -204,3 +240,43 @@ def feed_torch(h: CanonicalHasher, obj: Any) -> bool:
     for chunk in _c_order_chunks(values, np):
         h.update(_bytes_of(_nan_canonical(chunk, np), np))
     return True
+
+
+# -- text ------------------------------------------------------------------------------------------------
+STR_RUN_MIN = 32  # runs of strings shorter than this are fed one by one (numpy's set-up costs more)
+_STR_CHUNK = 1 << 15  # strings framed per numpy pass: the frames stay in the CPU cache
+_GAP = "\x00" * 9  # room for a frame's head (tag and length) before each string
+
+
+def feed_str_run(h: CanonicalHasher, texts: Any) -> None:
+    """A run of ``str`` (a list or tuple), hashed exactly as ``h.feed`` hashes each, but framed in bulk.
+
+    Each string is ``b"s" | UTF-8 length (u64) | UTF-8 bytes``, so ``["ab", "c"]`` and ``["a", "bc"]``
+    differ; other objects (None, NaN) are not strings and never take this path. The strings are
+    joined with a 9-byte gap of NULs and encoded at once; the gaps, found by value, become the heads.
+    """
+    np = sys.modules["numpy"]
+    for start in range(0, len(texts), _STR_CHUNK):
+        part = texts[start : start + _STR_CHUNK]
+        joined = _GAP + _GAP.join(part)
+        if joined.count("\x00") != len(_GAP) * len(part):  # a string holds NULs: gaps are not findable
+            for text in part:
+                h.feed(text)
+            continue
+        frames = np.frombuffer(joined.encode("utf-8", "surrogatepass"), np.uint8).copy()
+        starts = np.flatnonzero(frames == 0)[:: len(_GAP)]
+        lengths = np.diff(starts, append=frames.size) - len(_GAP)
+        _write_heads(frames, starts, lengths, np)
+        h.update(frames)
+
+
+def _write_heads(frames: Any, starts: Any, lengths: Any, np: Any) -> None:
+    """``b"s" | length u64`` at each start, over a gap of NULs: only a length's non-zero low bytes are written."""
+    frames[starts] = ord("s")
+    longest = int(lengths.max()) if lengths.size else 0
+    if longest < 256:  # the usual short strings: one byte of length
+        frames[starts + 1] = lengths
+        return
+    length_bytes = lengths.astype("<u8").view(np.uint8).reshape(-1, 8)
+    for k in range((longest.bit_length() + 7) // 8):
+        frames[starts + 1 + k] = length_bytes[:, k]

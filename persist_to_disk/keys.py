@@ -90,10 +90,34 @@ class CanonicalHasher:
     def sequence(self, tag: bytes, obj: Any) -> None:
         def items() -> None:
             self.h.update(_pack_len(len(obj)))
-            for item in obj:
-                self.feed(item)
+            if len(obj) < arrays.STR_RUN_MIN or "numpy" not in sys.modules:
+                for item in obj:
+                    self.feed(item)
+            else:
+                self._items_with_str_runs(obj)
 
         self._container(tag, obj, items)
+
+    def _items_with_str_runs(self, obj: list | tuple) -> None:
+        """Each item as ``feed`` hashes it, runs of strings (a text column, a list of names) framed in bulk."""
+        if set(map(type, obj)) == {str}:
+            arrays.feed_str_run(self, obj)
+            return
+        run = 0  # where the current run of strings started
+        for i, item in enumerate(obj):
+            if type(item) is str:
+                continue
+            self._str_run(obj[run:i])
+            self.feed(item)
+            run = i + 1
+        self._str_run(obj[run:])
+
+    def _str_run(self, texts: list | tuple) -> None:
+        if len(texts) < arrays.STR_RUN_MIN:
+            for text in texts:
+                _feed_str(self, text)
+        else:
+            arrays.feed_str_run(self, texts)
 
     def _sub_digest(self, obj: Any) -> bytes:
         sub = CanonicalHasher(code_of=self._code_of)

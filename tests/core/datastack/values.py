@@ -89,6 +89,23 @@ def _pandas_arrow_dtypes():
     return frame(3), frame(3), frame(4)
 
 
+def _pandas_text_columns():
+    """Long enough for the bulk paths: Arrow strings from their buffers, object strings framed at once."""
+    import pandas as pd
+
+    def frame(last: str):
+        words = [f"w{i % 37}\u00e9" for i in range(300)]
+        return pd.DataFrame(
+            {
+                "s": pd.Series([*words[:-1], last], dtype="string[pyarrow]"),
+                "o": pd.Series([*words[:-2], None, last], dtype=object),
+                "c": pd.Categorical([*words[:-1], last]),
+            }
+        )
+
+    return frame("z"), frame("z"), frame("y")
+
+
 def _pandas_categorical_categories():
     import pandas as pd
 
@@ -272,6 +289,7 @@ CASES: dict[str, tuple[Callable[[], tuple[Any, Any, Any]], str | None]] = {
     "numpy Generator": (_numpy_generator, "numpy"),
     "pandas read_csv": (_pandas_read_csv, "pandas"),
     "pandas pyarrow dtypes": (_pandas_arrow_dtypes, "pyarrow"),
+    "pandas text columns": (_pandas_text_columns, "pyarrow"),
     "pandas categories": (_pandas_categorical_categories, "pandas"),
     "pandas ordered": (_pandas_categorical_ordered, "pandas"),
     "polars": (_polars, "polars"),

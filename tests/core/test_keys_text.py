@@ -1,0 +1,119 @@
+"""Strings hashed in bulk (object columns, lists of names, Arrow strings) key exactly as one by one would.
+
+The bulk paths exist for speed only: an object array or list of many ``str`` feeds the very
+bytes ``feed`` gives each string (``b"s" | length | UTF-8``), so keys are those of the per-item
+walk; Arrow strings feed their lengths and bytes from the Arrow buffers. Either way values that
+differ key apart, including the ones a careless join would merge.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xxhash
+
+from persist_to_disk import keys
+
+pd = pytest.importorskip("pandas")
+pa = pytest.importorskip("pyarrow")
+
+TEXTS = ["", "a", "ab", "héllo", "日本語", "\ud800lone", "x" * 300, "y" * 70_000, "tab\tand\nline", "😀"] * 7
+
+
+def _per_item_digest(items: list) -> str:
+    """The key format written out by hand: a list is ``l``, its length, each item, then ``)``."""
+    stream = bytearray(keys.KEY_FORMAT + b"l" + struct.pack("<Q", 0) + struct.pack("<Q", len(items)))
+    for item in items:
+        if isinstance(item, str):
+            data = item.encode("utf-8", "surrogatepass")
+            stream += b"s" + struct.pack("<Q", len(data)) + data
+        else:
+            assert item is None
+            stream += b"N" + struct.pack("<Q", 0)
+    stream += b")"
+    return xxhash.xxh3_128_hexdigest(bytes(stream))
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        TEXTS,
+        [f"name{i}" for i in range(1000)],
+        [*TEXTS[:40], None, *TEXTS[:3], None, *TEXTS[5:60]],  # runs of strings between other objects
+        ["with\x00nul", *TEXTS],  # a NUL inside a string
+    ],
+    ids=["unicode", "ascii", "mixed", "nul"],
+)
+def test_many_strings_hash_as_each_string_would(items: list) -> None:
+    assert keys.hash_value(items) == _per_item_digest(items)
+
+
+def test_joined_text_that_splits_differently_keys_apart() -> None:
+    assert keys.hash_value(["ab", "c"] * 50) != keys.hash_value(["a", "bc"] * 50)
+    column = np.array(["ab", "c"] * 50, dtype=object)
+    assert keys.hash_value(column) != keys.hash_value(np.array(["a", "bc"] * 50, dtype=object))
+    for dtype in ("string[pyarrow]", "str"):
+        assert keys.hash_value(pd.Series(["ab", "c"] * 50, dtype=dtype)) != keys.hash_value(
+            pd.Series(["a", "bc"] * 50, dtype=dtype)
+        )
+
+
+def test_missing_values_and_their_spellings_key_apart() -> None:
+    base = [f"w{i}" for i in range(100)]
+    variants = [None, "None", math.nan, "nan", "", "NaN"]
+    digests = {keys.hash_value(np.array([*base, v], dtype=object)) for v in variants}
+    assert len(digests) == len(variants)
+    arrow = {keys.hash_value(pd.Series([*base, v], dtype="string[pyarrow]")) for v in (None, "None", "nan", "")}
+    assert len(arrow) == 4
+
+
+def test_a_str_subclass_is_not_a_str() -> None:
+    class Label(str):
+        pass
+
+    plain = [f"w{i}" for i in range(100)]
+    assert keys.hash_value(plain) != keys.hash_value([*plain[:-1], Label(plain[-1])])
+
+
+def test_arrow_strings_key_the_same_however_arrow_chunks_them() -> None:
+    words = [f"w{i}é" for i in range(1000)]
+    whole = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([words])))
+    split = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([words[:333], words[333:]])))
+    sliced = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([pa.array(["pad", *words])[1:]])))
+    assert keys.hash_value(whole) == keys.hash_value(split) == keys.hash_value(sliced)
+
+
+def test_a_categorical_column_keys_by_its_categories_and_values() -> None:
+    def series(values, categories):
+        return pd.Series(pd.Categorical(values, categories=categories))
+
+    same = series(["a", "b"] * 50, ["a", "b"])
+    assert keys.hash_value(same) == keys.hash_value(series(["a", "b"] * 50, ["a", "b"]))
+    assert keys.hash_value(same) != keys.hash_value(series(["b", "a"] * 50, ["a", "b"]))
+    assert keys.hash_value(same) != keys.hash_value(series(["a", "b"] * 50, ["b", "a"]))  # same values, other codes
+
+
+FRAME = """
+import pandas as pd, numpy as np
+from persist_to_disk import keys
+words = [f"w{i % 37}é" for i in range(5000)]
+frame = pd.DataFrame({"s": pd.Series(words, dtype="str"), "p": pd.Series(words, dtype="string[pyarrow]"),
+                      "o": pd.Series(words, dtype=object), "c": pd.Categorical(words), "f": np.arange(5000.0)})
+print(keys.hash_value(frame))
+"""
+
+
+def test_a_frame_with_text_columns_keys_the_same_in_every_process() -> None:
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", FRAME], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1 and len(digests.pop()) == 32
