@@ -190,8 +190,11 @@ def _feed_arrow_strings(h: CanonicalHasher, values: Any, np: Any) -> bool:
     """Strings stored in Arrow without missing values, straight from the Arrow buffers (no Python string
     is made): their count, every string's UTF-8 length (u64), then their bytes end to end. The lengths
     say where each string ends, so ``["ab", "c"]`` and ``["a", "bc"]`` differ; how Arrow chunks the
-    column does not change the key. A column with missing values goes through ``to_numpy``."""
-    if getattr(values.dtype, "storage", None) != "pyarrow" or values.dtype.kind not in "OU":
+    column does not change the key. A column with missing values, and a short one (column names,
+    categories: their keys stay those of ptd-key-2), go through ``to_numpy``."""
+    if len(values) < ARROW_STR_MIN or getattr(values.dtype, "storage", None) != "pyarrow":
+        return False
+    if values.dtype.kind not in "OU":
         return False
     chunked = values.array.__arrow_array__()
     offset_dtype = _ARROW_OFFSETS.get(str(chunked.type))
@@ -211,6 +214,7 @@ def _feed_arrow_strings(h: CanonicalHasher, values: Any, np: Any) -> bool:
     return True
 
 
+ARROW_STR_MIN = 1024  # Arrow string columns from this length are hashed from their buffers
 _ARROW_OFFSETS = {"string": "<i4", "large_string": "<i8"}  # Arrow string types and their offsets' dtype
 
 
@@ -280,3 +284,25 @@ def _write_heads(frames: Any, starts: Any, lengths: Any, np: Any) -> None:
     length_bytes = lengths.astype("<u8").view(np.uint8).reshape(-1, 8)
     for k in range((longest.bit_length() + 7) // 8):
         frames[starts + 1 + k] = length_bytes[:, k]
+
+
+# -- mappings --------------------------------------------------------------------------------------------
+FLOAT_ITEMS_MIN = 64  # dicts of floats from this size are fed in one numpy pass
+_FLOAT_ITEM = [("key", "V16"), ("tag", "u1"), ("size", "<u8"), ("value", "<f8")]  # packed: 33 bytes
+
+
+def feed_float_items(h: CanonicalHasher, digests: list[bytes], values: list[float]) -> None:
+    """A mapping's items whose values are all ``float``, as ``CanonicalHasher.mapping`` feeds them
+    (key digest, then ``b"f" | 8 | value``, in the digests' order), built as one record array."""
+    np = sys.modules["numpy"]
+    joined = b"".join(digests)
+    halves = np.frombuffer(joined, ">u8").reshape(-1, 2)  # big-endian: sorts as the bytes do
+    order = np.lexsort((halves[:, 1], halves[:, 0]))
+    records = np.empty(len(digests), np.dtype(_FLOAT_ITEM))
+    records["key"] = np.frombuffer(joined, "V16")[order]
+    records["tag"] = ord("f")
+    records["size"] = 8
+    floats = np.array(values, np.float64)[order]
+    floats[np.isnan(floats)] = np.nan  # one NaN, as for a lone float
+    records["value"] = floats
+    h.update(records)

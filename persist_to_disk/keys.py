@@ -21,6 +21,7 @@ import fractions
 import functools
 import json
 import math
+import operator
 import pathlib
 import struct
 import types
@@ -38,6 +39,8 @@ KEY_FORMAT = b"ptd-key-2"
 
 _pack_len = struct.Struct("<Q").pack
 _pack_float = struct.Struct("<d").pack
+_xxh3_128_digest = xxhash.xxh3_128_digest
+_first = operator.itemgetter(0)
 
 
 class _Unhashable(TypeError):
@@ -125,9 +128,23 @@ class CanonicalHasher:
         sub.feed(obj)
         return sub.h.digest()
 
+    def _key_digest(self, key: Any) -> bytes:
+        """``_sub_digest(key)``; for a ``str`` (most keys) straight from its frame, without a sub-hasher."""
+        if type(key) is str:
+            data = key.encode("utf-8", "surrogatepass")
+            return _xxh3_128_digest(b"s" + _pack_len(len(data)) + data)
+        return self._sub_digest(key)
+
     def mapping(self, tag: bytes, obj: Mapping) -> None:
         def items() -> None:
-            pairs = sorted(((self._sub_digest(k), v) for k, v in obj.items()), key=lambda kv: kv[0])
+            digests = list(map(self._key_digest, obj.keys()))
+            if len(digests) >= arrays.FLOAT_ITEMS_MIN and "numpy" in sys.modules:
+                values = list(obj.values())
+                if list(map(type, values)).count(float) == len(values):  # {name: score}: in one numpy pass
+                    self.h.update(_pack_len(len(values)))
+                    arrays.feed_float_items(self, digests, values)
+                    return
+            pairs = sorted(zip(digests, obj.values()), key=_first)
             self.h.update(_pack_len(len(pairs)))
             for kd, v in pairs:
                 self.h.update(kd)

@@ -117,3 +117,16 @@ def test_a_frame_with_text_columns_keys_the_same_in_every_process() -> None:
         for seed in ("1", "2")
     }
     assert len(digests) == 1 and len(digests.pop()) == 32
+
+
+def test_a_dict_of_floats_hashes_as_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    from persist_to_disk import arrays
+
+    scores = {f"run{i}": float(i) / 7 for i in range(500)}
+    scores.update({"nan": math.nan, "negative nan": -math.nan, "zero": 0.0, "minus zero": -0.0, "inf": math.inf})
+    reordered = dict(reversed(list(scores.items())))
+    bulk = keys.hash_value(scores)
+    assert keys.hash_value(reordered) == bulk
+    monkeypatch.setattr(arrays, "FLOAT_ITEMS_MIN", 10**9)
+    assert keys.hash_value(scores) == bulk
+    assert keys.hash_value({**scores, "zero": -0.0}) != bulk
