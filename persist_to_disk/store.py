@@ -177,24 +177,15 @@ def pickle_payload(value: Any, dumps: Callable[..., bytes] = pickle.dumps) -> Pa
     (the cell magic pickles notebook functions by value); what it writes loads with ``pickle``."""
     buffers: list[pickle.PickleBuffer] = []
     main = dumps(value, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append)
-    chunks: list[memoryview | bytes] = [main]
-    layout: list[list[int]] = []
-    offset = len(main)
-    for buf in buffers:
-        raw = buf.raw()
-        pad = _pad(offset)
-        if pad:
-            chunks.append(bytes(pad))
-            offset += pad
-        chunks.append(raw)
-        layout.append([offset, raw.nbytes])
-        offset += raw.nbytes
-    return Payload(chunks, layout, len(main), offset)
+    return _payload_of(main, buffers)
 
 
-def make_head(payload: Payload, header: dict[str, Any], checksum: bytes) -> tuple[bytes, dict[str, Any]]:
+def make_head(
+    payload: Payload, header: dict[str, Any], checksum: bytes, room: int | None = None
+) -> tuple[bytes, dict[str, Any]]:
     """(prefix + header + padding, the final header). Its length does not depend on ``checksum``,
-    so a writer can leave room for the head and write it once the payload is hashed."""
+    so a writer can leave room for the head and write it once the payload is hashed; ``room``: make
+    the head exactly that long (a multiple of ALIGN, at least the natural length) with spaces in the JSON."""
     header = dict(header)
     header.update(
         format=FORMAT_VERSION,
@@ -208,6 +199,11 @@ def make_head(payload: Payload, header: dict[str, Any], checksum: bytes) -> tupl
     name = str(header.get("file", "")).encode("utf-8")
     fixed = _FIXED.pack(payload.size, payload.pickle_size, checksum, len(payload.layout), len(name)) + name
     region = fixed + b"".join(_SPAN.pack(o, n) for o, n in payload.layout) + header_bytes
+    if room is not None:  # JSON allows spaces after the opening brace
+        spaces = room - _PREFIX.size - len(region)
+        if spaces < 0:
+            raise ValueError(f"entry head needs {_PREFIX.size + len(region)} bytes, room is {room}")
+        region = fixed + b"".join(_SPAN.pack(o, n) for o, n in payload.layout) + b"{" + b" " * spaces + header_bytes[1:]
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(region), xxhash.xxh32_intdigest(region))
     head = prefix + region
     return head + bytes(_pad(len(head))), header
@@ -497,10 +493,11 @@ class LocalStore:
     ) -> dict[str, Any]:
         """Write atomically; return the header written. Pickling errors propagate (``dumps``: see pickle_payload)."""
         header = {**header, "file": key.rpartition("/")[2]}
-        payload = pickle_payload(value, dumps)
         path = self.path_of(key)
+        checked = None  # a value is built in memory first only to be checked
         if self._unloadable.get(path) is not None:
-            _check_round_trip(payload)  # the entry there did not unpickle: neither would this one
+            checked = pickle_payload(value, dumps)
+            _check_round_trip(checked)  # the entry there did not unpickle: neither would this one
         folder = os.path.dirname(path)
         real = os.path.normpath(os.path.abspath(folder))
         policy = self.policy
@@ -520,7 +517,10 @@ class LocalStore:
         try:
             try:
                 trust.set_file_mode(fd, policy)
-                header = _write_entry(fd, tmp, payload, header)
+                if checked is not None:
+                    header = _write_entry(fd, tmp, checked, header)
+                else:
+                    header = _write_value(fd, tmp, value, header, dumps)
                 if self.fsync:
                     os.fsync(fd)
             finally:
@@ -704,6 +704,110 @@ def _check_round_trip(payload: Payload) -> None:
         pickle.loads(payload.chunks[0], buffers=buffers)
     except Exception as exc:
         raise UnloadableValue(f"it pickles but cannot be unpickled ({type(exc).__name__}: {exc})") from exc
+
+
+_STREAM_MIN = 1 << 20  # a pickle growing past this size is streamed to the file instead of built in memory
+_STREAM_SPARE = 4096  # head room left for the out-of-band buffers a streamed pickle may still bring
+
+
+def _write_value(fd: int, tmp: str, value: Any, header: dict[str, Any], dumps: Callable[..., bytes]) -> dict[str, Any]:
+    """Pickle value into the new temp file; return the final header.
+
+    A pickle that stays small is built in memory and written by ``_write_entry``. One that grows
+    past _STREAM_MIN (a large in-band value: a torch tensor, a big dict, bytes) goes to the file
+    as the pickler makes it, after room left for the head, so memory never holds a second copy
+    of it; its out-of-band buffers follow, and the head, checksum included, goes in last. A
+    stand-in ``dumps`` (the cell magic's) returns bytes, so its values are always built in memory.
+    """
+    if dumps is not pickle.dumps:
+        return _write_entry(fd, tmp, pickle_payload(value, dumps), header)
+    spool = _Spool(fd, tmp, header)
+    buffers: list[pickle.PickleBuffer] = []
+    pickle.Pickler(spool, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append).dump(value)
+    if spool.room is None:
+        return _write_entry(fd, tmp, _payload_of(b"".join(spool.parts), buffers), header)
+    return spool.finish(buffers)
+
+
+def _payload_of(main: bytes, buffers: list[pickle.PickleBuffer]) -> Payload:
+    """The pickle ``main`` and its out-of-band buffers laid out as written after the head."""
+    chunks: list[memoryview | bytes] = [main]
+    layout: list[list[int]] = []
+    offset = len(main)
+    for buf in buffers:
+        raw = buf.raw()
+        pad = _pad(offset)
+        if pad:
+            chunks.append(bytes(pad))
+            offset += pad
+        chunks.append(raw)
+        layout.append([offset, raw.nbytes])
+        offset += raw.nbytes
+    return Payload(chunks, layout, len(main), offset)
+
+
+class _Spool:
+    """The file a pickler writes to: held in memory up to _STREAM_MIN bytes, then written (and
+    hashed) straight to the temp file after ``room`` bytes left for the head."""
+
+    def __init__(self, fd: int, tmp: str, header: dict[str, Any]) -> None:
+        self.fd, self.tmp, self.header = fd, tmp, header
+        self.parts: list[Any] = []
+        self.size = 0
+        self.room: int | None = None
+        self.hasher = xxhash.xxh3_128()
+
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        self.size += n
+        if self.room is not None:
+            self.hasher.update(data)
+            _write_all(self.fd, [data])
+            return n
+        self.parts.append(data)
+        if self.size >= _STREAM_MIN:
+            self._start()
+        return n
+
+    def _start(self) -> None:
+        """Leave room for the largest head this entry can need, then write what was held."""
+        widest = Payload([], [], 1 << 63, 1 << 63)
+        self.room = len(make_head(widest, self.header, bytes(16))[0]) + _STREAM_SPARE
+        os.lseek(self.fd, self.room, os.SEEK_SET)
+        for part in self.parts:
+            self.hasher.update(part)
+        write = _write_all if _FAULT is None else functools.partial(_write_with_faults, tmp=self.tmp)
+        write(self.fd, self.parts)
+        self.parts = []
+
+    def finish(self, buffers: list[pickle.PickleBuffer]) -> dict[str, Any]:
+        """Write the out-of-band buffers after the pickle, then the head into its room."""
+        assert self.room is not None
+        pickle_size = offset = self.size
+        layout: list[list[int]] = []
+        for buf in buffers:
+            raw = buf.raw()
+            pad = bytes(_pad(offset))
+            self.hasher.update(pad)
+            self.hasher.update(raw)
+            _write_all(self.fd, [pad, raw])
+            layout.append([offset + len(pad), raw.nbytes])
+            offset += len(pad) + raw.nbytes
+        payload = Payload([], layout, pickle_size, offset)
+        try:
+            head, header = make_head(payload, self.header, self.hasher.digest(), room=self.room)
+        except ValueError:  # more buffers than the room has spans for: write the entry again, the usual way
+            with open(self.tmp, "rb") as fh:  # our temp file, opened write-only
+                fh.seek(self.room)
+                main = fh.read(pickle_size)
+            if len(main) != pickle_size:
+                raise OSError(errno.EIO, f"short read of the pickle just written to {self.tmp}") from None
+            os.ftruncate(self.fd, 0)
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            return _write_entry(self.fd, self.tmp, _payload_of(main, buffers), self.header)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        _write_all(self.fd, [head])
+        return header
 
 
 _HASH_ALONGSIDE_MIN = 4 << 20  # payloads from this size are hashed in a thread while they are written

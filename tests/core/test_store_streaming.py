@@ -1,0 +1,80 @@
+"""A large in-band pickle (a torch tensor, bytes, a big dict) goes to the file as it is made.
+
+Only pickles past ``_STREAM_MIN`` stream: the head is written last into room left before the
+payload. The entry must be the same format as one built in memory (checksum over the payload,
+a flipped byte caught, the header readable alone), memory must never hold a second copy of the
+pickle, and out-of-band buffers after a streamed pickle keep their place, however many there are.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xxhash
+
+import persist_to_disk as ptd
+from persist_to_disk import store as st
+from persist_to_disk.store import ENOVAL, LocalStore, read_header_file
+
+KEY = "grp/7/0123456789abcdef0123456789abcdef.ptd"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+def _assert_checked_entry(store: LocalStore, header: dict) -> None:
+    """The payload checksum is right, the header reads alone, and a flipped payload byte is a miss."""
+    path = Path(store.path_of(KEY))
+    blob = path.read_bytes()
+    start = len(blob) - header["payload_size"]
+    assert start % st.ALIGN == 0
+    assert xxhash.xxh3_128_hexdigest(blob[start:]) == header["checksum"] == read_header_file(path)["checksum"]
+    damaged = bytearray(blob)
+    damaged[start + header["payload_size"] // 2] ^= 0x10
+    path.write_bytes(bytes(damaged))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store.load(KEY) is ENOVAL
+    assert any(issubclass(w.category, ptd.CacheWarning) and "checksum" in str(w.message) for w in caught)
+
+
+def test_a_large_in_band_value_round_trips_and_stays_checked(store: LocalStore) -> None:
+    value = {"blob": np.random.default_rng(1).bytes(3 * st._STREAM_MIN), "names": [f"n{i}" for i in range(50_000)]}
+    header = store.put(KEY, value, {"args": {"n": "1"}})
+    assert header["pickle_size"] > st._STREAM_MIN and header["buffers"] == []
+    assert store.load(KEY).value == value
+    _assert_checked_entry(store, header)
+
+
+@pytest.mark.parametrize("arrays", [3, 300], ids=["few buffers", "more buffers than the head room"])
+def test_out_of_band_buffers_after_a_streamed_pickle_keep_their_place(store: LocalStore, arrays: int) -> None:
+    value = {
+        "blob": b"x" * (2 * st._STREAM_MIN),
+        "arrays": [np.full(1000 + i, i, dtype=np.int64) for i in range(arrays)],
+    }
+    header = store.put(KEY, value, {"args": {}})
+    assert len(header["buffers"]) == arrays
+    loaded = store.load(KEY).value
+    assert loaded["blob"] == value["blob"]
+    for got, want in zip(loaded["arrays"], value["arrays"], strict=True):
+        np.testing.assert_array_equal(got, want)
+    _assert_checked_entry(store, header)
+
+
+def test_storing_a_large_in_band_value_makes_no_second_copy_of_it(store: LocalStore) -> None:
+    value = np.random.default_rng(2).bytes(64 << 20)
+    store.put(KEY, b"warm-up", {})  # folders made, modules imported
+    tracemalloc.start()
+    try:
+        store.put(KEY, value, {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(value) // 4, f"storing {len(value)} bytes allocated up to {peak} more"
+    assert store.load(KEY).value == value
