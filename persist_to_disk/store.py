@@ -317,6 +317,7 @@ def decode(blob: bytes | bytearray | mmap.mmap, name: str | None = None) -> Entr
 _SMALL_READ = 1 << 16  # entries up to this size are read with one os.read (no file object, no zeroed buffer)
 _MMAP_MIN = 1 << 20  # entries from this size are memory-mapped (POSIX; Windows cannot replace a mapped file)
 _mmap: Any = mmap if os.name == "posix" else None
+_UTIME_FD = os.utime in os.supports_fd
 
 
 def _open_entry(path: str | os.PathLike) -> tuple[int, os.stat_result]:
@@ -332,7 +333,10 @@ def _open_entry(path: str | os.PathLike) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def _read_all(path: str, check: Any = None) -> tuple[bytes | bytearray | mmap.mmap, os.stat_result]:
+def _read_all(
+    path: str, check: Any = None, touch: bool = False
+) -> tuple[bytes | bytearray | mmap.mmap, os.stat_result]:
+    """The whole file; ``touch``: refresh its mtime (last read) if stale or stamped in the future."""
     fd = os.open(path, _O_READ)  # (_open_entry inlined: every hit runs this)
     try:
         st = os.fstat(fd)
@@ -340,6 +344,9 @@ def _read_all(path: str, check: Any = None) -> tuple[bytes | bytearray | mmap.mm
             raise CorruptEntry("it is not a regular file")
         if check is not None:  # before reading a byte: an untrusted file is not even read
             check(path, st)
+        if touch and not -_TOUCH_AFTER <= time.time() - st.st_mtime <= _TOUCH_AFTER:
+            with contextlib.suppress(OSError):  # a read-only cache is read all the same
+                os.utime(fd if _UTIME_FD else path)  # through the open file: no second path lookup
         size = st.st_size
         if size <= _SMALL_READ:
             data = os.read(fd, size)
@@ -429,7 +436,7 @@ class LocalStore:
         """The entry at key, or ENOVAL when absent or unreadable (a bad entry warns once)."""
         path = self.path_of(key)
         try:
-            blob, st = _read_all(path, self._check_trust)
+            blob, st = _read_all(path, self._check_trust, touch=True)
         except (FileNotFoundError, NotADirectoryError):  # not there, or a file where a folder should be
             return ENOVAL
         except UntrustedCacheError:
@@ -451,11 +458,6 @@ class LocalStore:
             self._unloadable[path] = (st.st_ino, st.st_mtime_ns)
             self._report(path, f"cannot be unpickled ({type(exc).__name__}: {exc})")
             return ENOVAL
-        if not -_TOUCH_AFTER <= time.time() - st.st_mtime <= _TOUCH_AFTER:  # stale, or stamped in the future
-            try:
-                os.utime(path)
-            except OSError:
-                pass
         return entry
 
     def get(self, key: str) -> Any:

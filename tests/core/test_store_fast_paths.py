@@ -1,4 +1,6 @@
-"""A large in-band pickle (a torch tensor, bytes, a big dict) goes to the file as it is made.
+"""The store's fast paths keep every guarantee: streamed writes and the last-read refresh.
+
+A large in-band pickle (a torch tensor, bytes, a big dict) goes to the file as it is made.
 
 Only pickles past ``_STREAM_MIN`` stream: the head is written last into room left before the
 payload. The entry must be the same format as one built in memory (checksum over the payload,
@@ -78,3 +80,21 @@ def test_storing_a_large_in_band_value_makes_no_second_copy_of_it(store: LocalSt
         tracemalloc.stop()
     assert peak < len(value) // 4, f"storing {len(value)} bytes allocated up to {peak} more"
     assert store.load(KEY).value == value
+
+
+def test_a_hit_refreshes_an_old_last_read_time_and_leaves_a_recent_one(store: LocalStore) -> None:
+    """``prune`` by last read relies on it; the refresh goes through the open file, once per _TOUCH_AFTER."""
+    import os
+    import time
+
+    store.put(KEY, [1, 2, 3], {})
+    path = store.path_of(KEY)
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+    assert store.get(KEY) == [1, 2, 3]
+    refreshed = os.stat(path).st_mtime
+    assert refreshed > hour_ago + 3000
+    recent = time.time() - st._TOUCH_AFTER / 2
+    os.utime(path, (recent, recent))
+    assert store.get(KEY) == [1, 2, 3]
+    assert os.stat(path).st_mtime == pytest.approx(recent, abs=1e-3)
