@@ -116,6 +116,42 @@ HEAD = [
 ]
 
 
+DATA_HEAD = [
+    "i hash a DataFrame with text, MB/s",
+    "j hash a torch tensor, MB/s",
+    "j store it: MB/s, peak growth",
+    "k hash a 1M-item dict / pickle.dumps it",
+    "l hit at 50k entries read 1 h ago, µs",
+    "m import / first call, ms",
+    "n load 500 MB + write it all / np.load + same",
+    "c 20k small entries on disk",
+]
+
+
+def _data_cells(r: dict) -> list[str]:
+    def na(part):
+        return not part or "na" in part
+
+    i, j, k, n = r.get("i", {}), r.get("j", {}), r.get("k", {}), r.get("n", {})
+    ci = "–" if na(i) else (_failed(i) or _num(i.get("hash_mb_s")))
+    cj = "–" if na(j) else (_failed(j) or _num(j.get("hash_mb_s")))
+    if not na(j) and not _failed(j) and j.get("xxh3_mb_s"):
+        cj += f" (xxh3 of its buffer {_num(j['xxh3_mb_s'])})"
+    cjs = "–" if na(j) else (_failed(j) or f"{_num(j.get('store_mb_s'))}, +{_num(j.get('store_peak_growth_mb'))} MB "
+                             f"for {_num(j.get('result_mb'))} MB")
+    ck = "–" if na(k) else (_failed(k) or f"{k.get('hit_s', 0) * 1e3:,.0f} / {k.get('pickle_s', 0) * 1e3:,.0f} ms "
+                            f"({k.get('hit_per_pickle', 0):.2f}x)")
+    lhit = _get(r, "l", "hit")
+    cl = "–" if not lhit else (_failed(lhit) or _us(lhit.get("median_us")))
+    m = r.get("m", {})
+    cm = "–" if not m else (_failed(m) or f"{m.get('import_s', 0) * 1e3:.0f} / {m.get('first_call_s', 0) * 1e3:.1f}")
+    cn = "–" if na(n) else (_failed(n) or f"{_fmt(n.get('ratio'), '{:.2f}')}x")
+    fill = _get(r, "c", "fill") or {}
+    cc = "–" if not fill.get("disk_mb") else (f"{fill['disk_mb']:,.1f} MB allocated, {fill.get('bytes_mb', 0):,.1f} MB "
+                                            f"in {fill.get('files', 0):,} files")
+    return [ci, cj, cjs, ck, cl, cm, cn, cc]
+
+
 def table(res: dict) -> str:
     peers = [p for p in ORDER if p in res["results"]] + [p for p in res["results"] if p not in ORDER]
     m = res.get("machine", {})
@@ -134,6 +170,18 @@ def table(res: dict) -> str:
         info = res.get("peers", {}).get(p, {})
         name = f"{info.get('label', p)} {info.get('version', '')}".strip()
         lines.append(f"| {name} | " + " | ".join(_cells(res["results"][p])) + " |")
+    lines.append("")
+    lines.append("The data people pass and return (i to n; load average "
+                 f"{' '.join(res.get('load') or ['?'])} at the start, {' '.join(res.get('load_end') or ['?'])} at the end):")
+    lines.append("")
+    lines.append("| peer | " + " | ".join(DATA_HEAD) + " |")
+    lines.append("| --- | " + " | ".join("---" for _ in DATA_HEAD) + " |")
+    for p in peers:
+        cells = _data_cells(res["results"][p])
+        if all(c == "–" for c in cells):
+            continue
+        info = res.get("peers", {}).get(p, {})
+        lines.append(f"| {info.get('label', p)} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Targets (ratios in this run):")
     lines.append("")
@@ -200,6 +248,7 @@ def targets(res: dict) -> list[tuple[str, str, bool | None]]:
                 f"{'correct' if torn.get('correct') else 'WRONG/raised'}" if g else "–",
                 None if not g or "failed" in g else (g.get("earlier_lost") == 0 and not g.get("earlier_errors")
                                                      and g.get("torn", {}).get("correct"))))
+    out.extend(data_targets(ptd, dc, jl))
     h = ptd.get("h", {})
     if h and "hit_s" in h:
         out.append(("h: %%persist hit well under 1 s", f"{h['hit_s']:.3f} s vs {h.get('miss_s', 0):.2f} s cell",
@@ -208,6 +257,59 @@ def targets(res: dict) -> list[tuple[str, str, bool | None]]:
         out.append(("h: %%persist hit well under 1 s", "not measured: " + str(h.get("not_measured", h.get("failed", "")))[:80],
                     None))
     return out
+
+
+def data_targets(ptd: dict, dc: dict, jl: dict) -> list[tuple[str, str, bool | None]]:
+    """The targets of the data people pass and return (i to n), each a ratio in this run."""
+    out = []
+
+    def ratio(x, y):
+        return None if not x or not y else x / y
+
+    def check(value, ok):
+        return None if value is None else ok(value)
+
+    mbs = _get(ptd, "i", "hash_mb_s")
+    ri = ratio(mbs, _get(jl, "i", "hash_mb_s"))
+    out.append(("i: DataFrame with text ≥ 1 GB/s and ≥ 5x joblib",
+                f"{_fmt(mbs, '{:,.0f}')} vs {_fmt(_get(jl, 'i', 'hash_mb_s'), '{:,.0f}')} MB/s ({_fmt(ri, '{:.1f}')}x)",
+                check(ri, lambda r: r >= 5 and mbs >= 1000)))
+    tj, xj = _get(ptd, "j", "hash_mb_s"), _get(ptd, "j", "xxh3_mb_s")
+    out.append(("j: torch tensor ≥ 10 GB/s (xxh3 of its buffer is the floor)",
+                f"{_fmt(tj, '{:,.0f}')} MB/s, xxh3 of the buffer {_fmt(xj, '{:,.0f}')} MB/s "
+                f"({_fmt(ratio(tj, xj), '{:.2f}')} of it)", check(tj, lambda v: v >= 10_000)))
+    sj = ratio(_get(jl, "j", "store_mb_s"), _get(ptd, "j", "store_mb_s"))  # time ratio = inverse MB/s ratio
+    grow = ratio(_get(ptd, "j", "store_peak_growth_mb"), _get(ptd, "j", "result_mb"))
+    out.append(("j: storing a tensor ≤ 1.0x joblib's time, peak growth ≤ 1.25x its size",
+                f"{_fmt(sj, '{:.2f}')}x joblib's time; peak +{_fmt(_get(ptd, 'j', 'store_peak_growth_mb'), '{:,.0f}')} MB "
+                f"= {_fmt(grow, '{:.2f}')}x", check(sj, lambda r: r <= 1.0 and grow is not None and grow <= 1.25)))
+    ge = ratio(_get(ptd, "e", "store", "store_peak_growth_mb"), _get(ptd, "e", "store", "mb"))
+    out.append(("e: storing an array, peak growth ≤ 1.25x its size", f"{_fmt(ge, '{:.2f}')}x",
+                check(ge, lambda r: r <= 1.25)))
+    rk = _get(ptd, "k", "hit_per_pickle")
+    out.append(("k: 1M-item dict hashed no slower than pickle.dumps of it", f"{_fmt(rk, '{:.2f}')}x pickle.dumps",
+                check(rk, lambda r: r <= 1.0)))
+    lx, ly = _get(ptd, "l", "hit", "median_us"), _get(dc, "l", "hit", "median_us")
+    per = [ratio(a.get("median_us"), b.get("median_us")) for a, b in
+           zip(_get(ptd, "l", "hit", "rounds", default=[]), _get(dc, "l", "hit", "rounds", default=[]))]
+    per = [r for r in per if r is not None]
+    rl = statistics.median(per) if per else ratio(lx, ly)
+    out.append(("l: hit at 50k entries read 1 h ago ≤ 0.8x diskcache's",
+                f"{_fmt(lx)} vs {_fmt(ly)} µs (ratio {_fmt(rl, '{:.2f}')}; rounds {', '.join(f'{v:.2f}' for v in per)})",
+                check(rl, lambda r: r <= 0.8)))
+    rm = ratio(_get(ptd, "m", "import_s"), _get(dc, "m", "import_s"))
+    out.append(("m: import ≤ 1.5x diskcache's",
+                f"{_fmt(_ms(_get(ptd, 'm', 'import_s')))} vs {_fmt(_ms(_get(dc, 'm', 'import_s')))} ms "
+                f"({_fmt(rm, '{:.2f}')}x); first call {_fmt(_ms(_get(ptd, 'm', 'first_call_s')))} vs "
+                f"{_fmt(_ms(_get(dc, 'm', 'first_call_s')))} ms", check(rm, lambda r: r <= 1.5)))
+    rn = _get(ptd, "n", "ratio")
+    out.append(("n: load 500 MB then write it all ≤ 1.5x np.load + the same writes", f"{_fmt(rn, '{:.2f}')}x",
+                check(rn, lambda r: r <= 1.5)))
+    return out
+
+
+def _ms(x):
+    return None if x is None else x * 1e3
 
 
 def _fmt(x, fmt="{:.1f}"):
@@ -236,8 +338,15 @@ def chart(res: dict, path: Path) -> None:
         ("g: earlier entries lost or raising after SIGKILL (ideal 0)",
          lambda r: None if "failed" in r.get("g", {"failed": 1}) else
          _get(r, "g", "earlier_lost", default=0) + _get(r, "g", "earlier_errors", default=0), False),
+        ("i: hashing a DataFrame with text columns, MB/s (higher is better)", lambda r: _get(r, "i", "hash_mb_s"), True),
+        ("j: hashing a 200 MB torch tensor, MB/s (higher is better)", lambda r: _get(r, "j", "hash_mb_s"), True),
+        ("j: storing a 200 MB torch tensor, MB/s (higher is better)", lambda r: _get(r, "j", "store_mb_s"), True),
+        ("k: hashing a 1M-item dict, ms (lower is better)", lambda r: _ms(_get(r, "k", "hit_s")), True),
+        ("l: hit at 50k entries last read 1 h ago, µs (lower is better)",
+         lambda r: _get(r, "l", "hit", "median_us"), True),
+        ("m: import, ms (lower is better)", lambda r: _ms(_get(r, "m", "import_s")), True),
     ]
-    fig, axes = plt.subplots(4, 2, figsize=(13, 15))
+    fig, axes = plt.subplots(7, 2, figsize=(13, 26))
     for ax, (title, get, log) in zip(axes.flat, panels):
         vals = [get(R[p]) for p in peers]
         present = [v for v in vals if v]

@@ -32,7 +32,9 @@ import adapters  # noqa: E402
 PY = sys.executable
 MB = 1 << 20
 PEERS = ["ptd", "ptd007", "joblib", "diskcache", "cachier", "persist_cache"]
-SCENARIOS = list("abcdefgh")
+SCENARIOS = list("abcdefghijklmn")
+# the data people pass and return (i to n) are measured against the two peers their targets name
+DATA_PEERS = ("ptd", "joblib", "diskcache")
 
 # sizes and repeats (stated in the README and the JSON)
 P = {
@@ -49,6 +51,16 @@ P = {
     "f_timeout_s": 60.0,
     "g_small": 1000,
     "h_cost_s": 1.0,
+    "i_repeats": 3,
+    "j_repeats": 3,
+    "k_repeats": 3,
+    "l_n": 50000,
+    "l_hits": 2000,
+    "l_rounds": 3,
+    "l_budget_s": 90.0,
+    "l_age_s": 3600.0,  # the entries were last read this long ago
+    "m_rounds": 5,
+    "n_repeats": 3,
     "phase_timeout_s": 240.0,
 }
 
@@ -169,6 +181,21 @@ def count_lines(path: Path) -> int:
         return 0
 
 
+def footprint(path: Path) -> dict:
+    """What the cache takes on disk: blocks allocated (what ``du`` says), bytes in files, files."""
+    blocks = size = files = 0
+    for folder, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            blocks += st.st_blocks * 512
+            size += st.st_size
+            files += 1
+    return {"disk_mb": round(blocks / MB, 1), "bytes_mb": round(size / MB, 1), "files": files}
+
+
 def du(path: Path) -> int:
     total = 0
     for folder, _dirs, files in os.walk(path):
@@ -198,6 +225,7 @@ def scen_c(peer: str, root: Path, state: dict, round_: int) -> dict:
     if round_ == 0:
         s = state[peer] = Scratch(root, peer, "c")
         fill = run_phase(peer, "c_fill", s, {"n": P["c_n"], "budget_s": P["c_budget_s"]}, timeout=P["c_budget_s"] + 120)
+        fill.update(footprint(s.cache))
         state[peer, "fill"] = fill
     fill = state[peer, "fill"]
     if "failed" in fill or not fill.get("filled"):
@@ -389,7 +417,142 @@ def scen_h(peer: str, root: Path) -> dict:
         s.cleanup()
 
 
-RUNNERS = {"d": scen_d, "e": scen_e, "f": scen_f, "g": scen_g, "h": scen_h}
+def scen_single(phase: str):
+    """A scenario that is one phase in one process (i, j, k)."""
+
+    def run(peer: str, root: Path) -> dict:
+        if peer not in DATA_PEERS:
+            return {"na": "not measured for this peer"}
+        s = Scratch(root, peer, phase)
+        try:
+            return run_phase(peer, phase, s, {"repeats": P[f"{phase}_repeats"]})
+        finally:
+            s.cleanup()
+
+    return run
+
+
+def age_files(folder: Path, seconds: float) -> int:
+    """Set every file's times under folder to ``seconds`` ago: entries last read that long ago."""
+    when = time.time() - seconds
+    n = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                os.utime(os.path.join(dirpath, name), (when, when))
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
+def scen_l(peers: list[str], root: Path) -> dict[str, dict]:
+    """50,000 entries last read an hour ago, then hits in new processes (rounds interleaved, the
+    entries aged again before each round). diskcache keeps no last-read time to age."""
+    peers = [p for p in peers if p in ("ptd", "diskcache")]
+    out: dict[str, dict] = {}
+    scratch: dict[str, Scratch] = {}
+    try:
+        for peer in peers:
+            s = scratch[peer] = Scratch(root, peer, "l")
+            out[peer] = {"fill": run_phase(peer, "c_fill", s, {"n": P["l_n"], "budget_s": P["l_budget_s"]},
+                                           timeout=P["l_budget_s"] + 120), "rounds": []}
+            log(f"   l {peer:<14} filled {out[peer]['fill'].get('filled')}")
+        for r in range(P["l_rounds"]):
+            order = peers[:]
+            random.Random(f"l{r}").shuffle(order)
+            for peer in order:
+                fill = out[peer]["fill"]
+                if "failed" in fill or not fill.get("filled"):
+                    continue
+                age_files(scratch[peer].cache, P["l_age_s"])
+                hit = run_phase(peer, "c_hit", scratch[peer], {"n": P["l_hits"], "filled": fill["filled"]}, warm=True)
+                out[peer]["rounds"].append(hit)
+                log(f"   l {peer:<14} hit {hit.get('median_us', 0):.1f} us (round {r + 1})")
+    finally:
+        for s in scratch.values():
+            s.cleanup()
+    for peer, res in out.items():
+        res["hit"] = merge_rounds(res.pop("rounds")) if res.get("rounds") else {"failed": "fill failed"}
+    return out
+
+
+IMPORTS = {"ptd": "persist_to_disk", "joblib": "joblib", "diskcache": "diskcache"}
+COLD_START = """
+import sys, time
+t0 = time.perf_counter()
+import {module}
+t1 = time.perf_counter()
+sys.path.insert(0, {bench!r})
+import adapters, workloads
+ad = adapters.get({peer!r})
+ad.setup({cache!r})
+fn = ad.wrap(workloads.inc)
+t2 = time.perf_counter()
+fn(1)
+t3 = time.perf_counter()
+print({{"import_s": t1 - t0, "first_call_s": t3 - t2}})
+"""
+
+
+def scen_m(peers: list[str], root: Path) -> dict[str, dict]:
+    """Cold start: the import in a new process, then the first call on an empty cache and HOME
+    (rounds interleaved; bytecode compiled beforehand for everyone alike)."""
+    peers = [p for p in peers if p in IMPORTS]
+    per: dict[str, list[dict]] = {p: [] for p in peers}
+    for peer in peers:  # compile every module once (the workers run without writing bytecode)
+        subprocess.run([PY, "-c", f"import {IMPORTS[peer]}"], env=adapters_env(peer), capture_output=True)
+    for r in range(P["m_rounds"]):
+        order = peers[:]
+        random.Random(f"m{r}").shuffle(order)
+        for peer in order:
+            s = Scratch(root, peer, "m")
+            code = COLD_START.format(module=IMPORTS[peer], bench=str(BENCH), peer=peer, cache=str(s.cache))
+            settle()
+            env = {**s.env(peer)}
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            proc = subprocess.run([PY, "-c", code], env=env, cwd=str(s.dir), capture_output=True, text=True)
+            try:
+                per[peer].append(eval(proc.stdout.strip().splitlines()[-1], {}))  # a dict of two floats
+            except (IndexError, SyntaxError):
+                per[peer].append({"failed": proc.stderr[-500:]})
+    out = {}
+    for peer, rounds in per.items():
+        ok = [x for x in rounds if "failed" not in x]
+        out[peer] = {k: statistics.median(x[k] for x in ok) for k in ("import_s", "first_call_s")} if ok else rounds[0]
+        out[peer]["rounds"] = rounds
+    return out
+
+
+def adapters_env(peer: str) -> dict:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.update(adapters.worker_env(peer))
+    return env
+
+
+def scen_n(peer: str, root: Path) -> dict:
+    """A 500 MB array result loaded in a new process and written all over, next to np.load and the same writes."""
+    if peer != "ptd":
+        return {"na": "measured for persist_to_disk against np.load"}
+    s = Scratch(root, peer, "n")
+    try:
+        npy = str(s.dir / "beside.npy")
+        store = run_phase(peer, "n_store", s, {"npy": npy})
+        if "failed" in store:
+            return store
+        before = count_lines(s.counter)
+        load = run_phase(peer, "n_load", s, {"repeats": P["n_repeats"], "npy": npy}, warm=True)
+        if "executions" in load:
+            load["recomputed"] = load.pop("executions") - before
+        return {**store, **load}
+    finally:
+        s.cleanup()
+
+
+RUNNERS = {"d": scen_d, "e": scen_e, "f": scen_f, "g": scen_g, "h": scen_h,
+           "i": scen_single("i"), "j": scen_single("j"), "k": scen_single("k"), "n": scen_n}
+GROUP_RUNNERS = {"l": scen_l, "m": scen_m}  # every peer at once: rounds interleave them
 
 
 # -- machine ------------------------------------------------------------------------------------------
@@ -448,7 +611,7 @@ def machine() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peers", default=",".join(PEERS))
-    ap.add_argument("--scenarios", default="abcdefgh", help="letters, e.g. abc")
+    ap.add_argument("--scenarios", default="".join(SCENARIOS), help="letters, e.g. abc")
     ap.add_argument("--out", default=str(BENCH / "results"))
     ap.add_argument("--warm-gb", type=float, default=6.0)
     ap.add_argument("--tmp", default="/var/tmp" if os.access("/var/tmp", os.W_OK) else None,
@@ -470,6 +633,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ptd-bench-", dir=args.tmp)).resolve()  # workers run in bench/
     results: dict = {
         "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "load": open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None,
         "machine": machine(),
         "params": P,
         "peers": {},
@@ -498,6 +662,12 @@ def main() -> None:
                             label = adapters.ADAPTERS[peer].label
                             results["peers"][peer] = {"version": part["version"], "label": label}
                 continue
+            if g in GROUP_RUNNERS:
+                t0 = time.time()
+                for peer, res in GROUP_RUNNERS[g](peers, root).items():
+                    results["results"][peer][g] = res
+                log(f"  {g:>2} {time.time() - t0:6.1f} s")
+                continue
             order = peers[:]
             random.Random(g).shuffle(order)  # no peer always goes first
             for peer in order:
@@ -516,6 +686,7 @@ def main() -> None:
         settle()
         results["machine"]["file_create_us_end"] = fs_probe(root)
         results["machine"]["waited_for_quiet_disk_s"] = round(QUIET["waited_s"], 1)
+        results["load_end"] = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None
     finally:
         shutil.rmtree(root, ignore_errors=True)
     results["wall_s"] = round(time.time() - t_start, 1)
@@ -551,6 +722,8 @@ def _brief(g: str, res: dict) -> str:
                     else res["failed"][:80])
         if g == "h":
             return json.dumps(res)[:120]
+        if g in "ijk" or g == "n":
+            return json.dumps({k: v for k, v in res.items() if not isinstance(v, list)})[:160]
     except Exception as exc:  # a summary line never stops the run
         return repr(exc)
     return ""

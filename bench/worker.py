@@ -136,13 +136,15 @@ def phase_e_store(ad, p):  # a 200 MB result: each miss stores it
     arr = workloads.big_result_array()
     fn = ad.wrap(workloads.big_result)
     times = []
+    rss_before = _peak_rss_mb()
     for i in range(p["repeats"]):
         t0 = perf()
         r = fn(i)
         times.append(perf() - t0)
         assert r is arr or np.array_equal(r, arr)
     mb = arr.nbytes / MB
-    return {"mb": mb, "store_s": times, "store_mb_s": mb / float(np.median(times))}
+    return {"mb": mb, "store_s": times, "store_mb_s": mb / float(np.median(times)),
+            "store_peak_growth_mb": _peak_rss_mb() - rss_before}
 
 
 def phase_e_load(ad, p):  # new process: each hit loads it (checked, then dropped before the next load)
@@ -226,6 +228,104 @@ def phase_g_check(ad, p):  # after the kill: what survived, and does the torn ke
     except Exception as exc:
         torn["second_call"] = f"error {type(exc).__name__}"
     return {"earlier_lost": lost, "earlier_errors": errors, "earlier_wrong": wrong, "torn": torn}
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _hash_hits(fn, arg, expect, repeats) -> tuple[float, list[float]]:
+    """One miss, then hits: (miss seconds, hit seconds)."""
+    t0 = perf()
+    assert fn(arg) == expect
+    miss = perf() - t0
+    hits = []
+    for _ in range(repeats):
+        t0 = perf()
+        r = fn(arg)
+        hits.append(perf() - t0)
+        assert r == expect
+    return miss, hits
+
+
+def phase_i(ad, p):  # a DataFrame with text columns as argument: hits dominated by hashing it
+    df = workloads.text_frame()
+    mb = float(df.memory_usage(deep=True).sum()) / MB
+    miss, hits = _hash_hits(ad.wrap(workloads.frame_total), df, workloads.frame_total(df), p["repeats"])
+    return {"mb": mb, "miss_s": miss, "hit_s": hits, "hash_mb_s": mb / float(np.median(hits))}
+
+
+def phase_j(ad, p):  # a 200 MB torch tensor: hashed as an argument, then stored as a result
+    import xxhash
+
+    t = workloads.tensor()
+    mb = t.numel() * t.element_size() / MB
+    miss, hits = _hash_hits(ad.wrap(workloads.tensor_total), t, workloads.tensor_total(t), p["repeats"])
+    buffer_s = []
+    for _ in range(p["repeats"]):  # the floor: xxh3 of the tensor's buffer alone
+        t0 = perf()
+        xxhash.xxh3_128(t.numpy()).digest()
+        buffer_s.append(perf() - t0)
+    del t
+    result = workloads.tensor_result(0)
+    fn = ad.wrap(workloads.tensor_result)
+    rss_before = _peak_rss_mb()
+    stores = []
+    for i in range(p["repeats"]):
+        t0 = perf()
+        fn(i)
+        stores.append(perf() - t0)
+    return {
+        "mb": mb,
+        "hash_mb_s": mb / float(np.median(hits)),
+        "xxh3_mb_s": mb / float(np.median(buffer_s)),
+        "store_s": stores,
+        "store_mb_s": mb / float(np.median(stores)),
+        "store_peak_growth_mb": _peak_rss_mb() - rss_before,
+        "result_mb": result.numel() * result.element_size() / MB,
+    }
+
+
+def phase_k(ad, p):  # a dict of 1M str -> float as argument, next to pickle.dumps of it
+    import pickle
+
+    d = workloads.scores()
+    miss, hits = _hash_hits(ad.wrap(workloads.score_count), d, len(d), p["repeats"])
+    pickles = []
+    for _ in range(p["repeats"]):
+        t0 = perf()
+        pickle.dumps(d, protocol=5)
+        pickles.append(perf() - t0)
+    hit, pick = float(np.median(hits)), float(np.median(pickles))
+    return {"items": len(d), "hit_s": hit, "pickle_s": pick, "hit_per_pickle": hit / pick}
+
+
+def phase_n_store(ad, p):  # a 500 MB array result, stored once; the same array saved by np.save beside
+    arr = workloads.load_write_array()
+    ad.wrap(workloads.load_write_result)(0)
+    np.save(p["npy"], arr)
+    return {"mb": arr.nbytes / MB}
+
+
+def phase_n_load(ad, p):  # new process: load it and write every element, next to np.load and the same writes
+    fn = ad.wrap(workloads.load_write_result)
+    ours, theirs = [], []
+    for _ in range(p["repeats"]):
+        t0 = perf()
+        r = fn(0)
+        r += 1.0
+        ours.append(perf() - t0)
+        del r
+        t0 = perf()
+        r = np.load(p["npy"])
+        r += 1.0
+        theirs.append(perf() - t0)
+        del r
+    return {"load_write_s": ours, "np_load_write_s": theirs,
+            "ratio": float(np.median(ours)) / float(np.median(theirs)),
+            "executions": _count_lines(os.environ.get("BENCH_COUNTER", ""))}
 
 
 H_CELL = """%%persist

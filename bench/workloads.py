@@ -76,3 +76,69 @@ def small_or_torn(x):
         with open(mark, "w") as fh:
             fh.write("computed")
     return arr
+
+
+# -- the data people pass and return (scenarios i to n) ---------------------------------------------------
+TEXT_ROWS = 1_000_000  # scenario i: ~190 MB in memory (12 float columns, Arrow strings, object strings, a categorical)
+TENSOR_BYTES = 200 * MB  # scenario j
+DICT_ITEMS = 1_000_000  # scenario k
+LOAD_WRITE_BYTES = 500 * MB  # scenario n
+
+
+def text_frame():
+    """A DataFrame as read from a CSV: numbers, names (pandas' own string dtype), free text in an
+    object column and a categorical; the same in every process."""
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    words = np.array([f"item-{i:06d}" for i in range(20_000)], dtype=object)
+    columns = {f"x{j}": rng.random(TEXT_ROWS) for j in range(12)}
+    columns["name"] = pd.Series(words[rng.integers(0, 20_000, TEXT_ROWS)], dtype="str")
+    columns["note"] = pd.Series(words[rng.integers(0, 20_000, TEXT_ROWS)], dtype=object)
+    columns["kind"] = pd.Categorical(words[rng.integers(0, 40, TEXT_ROWS)])
+    return pd.DataFrame(columns)
+
+
+def frame_total(df):
+    """Scenario i: a DataFrame argument, a small result; a hit costs hashing the frame."""
+    return float(df["x0"].to_numpy()[:: 1 << 12].sum())
+
+
+def tensor():
+    import torch
+
+    return torch.from_numpy(np.random.default_rng(6).random(TENSOR_BYTES // 8))
+
+
+def tensor_total(t):
+    """Scenario j: a torch tensor argument; a hit costs hashing it."""
+    return float(t[:: 1 << 16].sum())
+
+
+_TENSOR = None
+
+
+def tensor_result(i):
+    """Scenario j: returns a prebuilt 200 MB tensor (pickled in band: torch writes its storage as bytes)."""
+    global _TENSOR
+    if _TENSOR is None:
+        _TENSOR = tensor()
+    return _TENSOR
+
+
+def scores():
+    """Scenario k: a dict of 1M str -> float, the same in every process."""
+    return {f"sample-{i:07d}": i / 7 for i in range(DICT_ITEMS)}
+
+
+def score_count(d):
+    return len(d)
+
+
+def load_write_array() -> np.ndarray:
+    return np.random.default_rng(7).random(LOAD_WRITE_BYTES // 8)
+
+
+def load_write_result(i):
+    """Scenario n: a 500 MB array result, loaded and then written to all over."""
+    return load_write_array()

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 
 from . import trust
 from .errors import CacheWarning
@@ -385,6 +384,8 @@ def _retrieve_project_id(registry: Path, project_key: str) -> str:
     ids, _ = lookup()
     if project_key in ids:
         return ids[project_key]
+    from filelock import FileLock  # only when a project gets its id: filelock is slow to import
+
     with FileLock(str(registry) + ".lock"):
         ids, largest = lookup()
         if project_key not in ids:

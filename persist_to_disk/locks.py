@@ -28,7 +28,6 @@ on a dead holder:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import errno
@@ -41,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import xxhash
-from filelock import FileLock, Timeout
 
 try:  # the C functions: signal.signal is a Python wrapper, whose own frame a Ctrl-C could interrupt
     from _signal import getsignal as _get_handler
@@ -95,7 +93,9 @@ class Held:
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_FILELOCK = FileLock
+# filelock's lock (imported on first use: only where there is no fcntl, or to clear locks), or a
+# stand-in a test puts here; None: our own kernel locks
+FileLock: Any = None
 # byte-range locks owned by an open file description (Linux 3.15+): unlike classic POSIX
 # record locks, two threads of one process exclude each other and closing another
 # descriptor of the file does not drop them
@@ -179,6 +179,8 @@ class _KernelLock:
             if got is False:
                 if time.monotonic() >= deadline:  # type: ignore[operator]
                     self.release()
+                    from filelock import Timeout  # what filelock's own locks raise
+
                     raise Timeout(self.path)
                 time.sleep(0.01)
 
@@ -194,6 +196,8 @@ class _KernelLock:
             if got:
                 return self
             if got is False:
+                import asyncio  # imported already: this runs in its event loop
+
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.05)
 
@@ -314,10 +318,19 @@ class _ForeignLock:
 
 def _file_lock(path: str, timeout: float, policy: trust.Policy) -> _KernelLock | _ForeignLock:
     """The whole-file lock of a lock file: our flock, or filelock's where there is no fcntl."""
-    if fcntl is not None and FileLock is _FILELOCK:  # (a test may swap FileLock for another lock: then use it)
+    if fcntl is not None and FileLock is None:  # (a test may put another lock in FileLock: then use it)
         return _Flock(path, timeout, policy.file_mode)
     trust.makedirs(os.path.dirname(path), policy)
-    return _ForeignLock(FileLock(path, timeout=timeout, thread_local=False, mode=policy.file_mode))
+    return _ForeignLock(_file_lock_class()(path, timeout=timeout, thread_local=False, mode=policy.file_mode))
+
+
+def _file_lock_class() -> Any:
+    """FileLock if set, else filelock's (imported now: it costs a fifth of our import time)."""
+    if FileLock is not None:
+        return FileLock
+    from filelock import FileLock as filelock_lock
+
+    return filelock_lock
 
 
 @dataclass
@@ -331,7 +344,7 @@ class _Step:
 
 
 def _digest_step(persist_root: str, digest_scope: str, timeout: float, policy: trust.Policy) -> _Step:
-    if _OFD and FileLock is _FILELOCK:
+    if _OFD and FileLock is None:
         path = os.path.join(persist_root, LOCK_DIR, DIGEST_LOCK_FILE)
         offset = xxhash.xxh3_64_intdigest(digest_scope.encode("utf-8")) >> 2  # < 2**62: fits off_t with its length
         return _Step(f"{path}#{offset}", _ByteLock(path, offset, timeout, policy.file_mode))
@@ -551,7 +564,7 @@ def clear_locks(persist_root: str, clear: bool = False) -> list[str]:
             if not name.endswith(".lock") or (folder == root and name == DIGEST_LOCK_FILE):
                 continue
             path = os.path.join(folder, name)
-            lock = FileLock(path, timeout=0, thread_local=False)
+            lock = _file_lock_class()(path, timeout=0, thread_local=False)
             try:
                 lock.acquire()
             except Exception:  # held by a live process

@@ -37,7 +37,6 @@ import logging
 import mmap
 import os
 import pickle
-import socket
 import stat
 import struct
 import sys
@@ -68,7 +67,7 @@ _SPAN = struct.Struct("<QQ")  # one out-of-band buffer's (offset, size) in the p
 _HEAD = struct.Struct("<" + _PREFIX.format[1:] + _FIXED.format[1:])  # the prefix and the fixed block, read at once
 _HEADER_PEEK = 8192
 _TOUCH_AFTER = 60.0  # seconds: how stale "last read" (the file's mtime) may get
-_HOST = socket.gethostname().replace(".", "_")
+_HOST = (os.uname().nodename if hasattr(os, "uname") else __import__("socket").gethostname()).replace(".", "_")
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 # an entry is opened without following a link and without blocking (a FIFO named like an entry
 # would block the open for ever); what is not a regular file is then refused (fstat after open)
