@@ -179,6 +179,23 @@ def pickle_payload(value: Any, dumps: Callable[..., bytes] = pickle.dumps) -> Pa
     return _payload_of(main, buffers)
 
 
+def _payload_of(main: bytes, buffers: list[pickle.PickleBuffer]) -> Payload:
+    """The pickle ``main`` and its out-of-band buffers laid out as written after the head."""
+    chunks: list[memoryview | bytes] = [main]
+    layout: list[list[int]] = []
+    offset = len(main)
+    for buf in buffers:
+        raw = buf.raw()
+        pad = _pad(offset)
+        if pad:
+            chunks.append(bytes(pad))
+            offset += pad
+        chunks.append(raw)
+        layout.append([offset, raw.nbytes])
+        offset += raw.nbytes
+    return Payload(chunks, layout, len(main), offset)
+
+
 def make_head(
     payload: Payload, header: dict[str, Any], checksum: bytes, room: int | None = None
 ) -> tuple[bytes, dict[str, Any]]:
@@ -197,12 +214,13 @@ def make_head(
     # the fixed block repeats what a load needs, so a hit does not parse the JSON (empty name: none recorded)
     name = str(header.get("file", "")).encode("utf-8")
     fixed = _FIXED.pack(payload.size, payload.pickle_size, checksum, len(payload.layout), len(name)) + name
-    region = fixed + b"".join(_SPAN.pack(o, n) for o, n in payload.layout) + header_bytes
+    spans = b"".join(_SPAN.pack(o, n) for o, n in payload.layout)
     if room is not None:  # JSON allows spaces after the opening brace
-        spaces = room - _PREFIX.size - len(region)
+        spaces = room - _PREFIX.size - len(fixed) - len(spans) - len(header_bytes)
         if spaces < 0:
-            raise ValueError(f"entry head needs {_PREFIX.size + len(region)} bytes, room is {room}")
-        region = fixed + b"".join(_SPAN.pack(o, n) for o, n in payload.layout) + b"{" + b" " * spaces + header_bytes[1:]
+            raise ValueError(f"entry head needs {room - spaces} bytes, room is {room}")
+        header_bytes = b"{" + b" " * spaces + header_bytes[1:]
+    region = fixed + spans + header_bytes
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(region), xxhash.xxh32_intdigest(region))
     head = prefix + region
     return head + bytes(_pad(len(head))), header
@@ -728,23 +746,6 @@ def _write_value(fd: int, tmp: str, value: Any, header: dict[str, Any], dumps: C
     if spool.room is None:
         return _write_entry(fd, tmp, _payload_of(b"".join(spool.parts), buffers), header)
     return spool.finish(buffers)
-
-
-def _payload_of(main: bytes, buffers: list[pickle.PickleBuffer]) -> Payload:
-    """The pickle ``main`` and its out-of-band buffers laid out as written after the head."""
-    chunks: list[memoryview | bytes] = [main]
-    layout: list[list[int]] = []
-    offset = len(main)
-    for buf in buffers:
-        raw = buf.raw()
-        pad = _pad(offset)
-        if pad:
-            chunks.append(bytes(pad))
-            offset += pad
-        chunks.append(raw)
-        layout.append([offset, raw.nbytes])
-        offset += raw.nbytes
-    return Payload(chunks, layout, len(main), offset)
 
 
 class _Spool:
