@@ -418,15 +418,21 @@ def scen_h(peer: str, root: Path) -> dict:
         s.cleanup()
 
 
-def scen_single(phase: str):
-    """A scenario that is one phase in one process (i, j, k)."""
+def scen_single(*phases: str):
+    """A scenario of one or more phases, each in a process of its own (i, j, k), results merged."""
 
     def run(peer: str, root: Path) -> dict:
         if peer not in DATA_PEERS:
             return {"na": "not measured for this peer"}
-        s = Scratch(root, peer, phase)
+        s = Scratch(root, peer, phases[0])
         try:
-            return run_phase(peer, phase, s, {"repeats": P[f"{phase}_repeats"]})
+            out: dict = {}
+            for phase in phases:
+                part = run_phase(peer, phase, s, {"repeats": P[f"{phases[0]}_repeats"]})
+                if "failed" in part:
+                    return part
+                out.update(part)
+            return out
         finally:
             s.cleanup()
 
@@ -552,7 +558,7 @@ def scen_n(peer: str, root: Path) -> dict:
 
 
 RUNNERS = {"d": scen_d, "e": scen_e, "f": scen_f, "g": scen_g, "h": scen_h,
-           "i": scen_single("i"), "j": scen_single("j"), "k": scen_single("k"), "n": scen_n}
+           "i": scen_single("i"), "j": scen_single("j", "j_store"), "k": scen_single("k"), "n": scen_n}
 GROUP_RUNNERS = {"l": scen_l, "m": scen_m}  # every peer at once: rounds interleave them
 
 

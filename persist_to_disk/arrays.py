@@ -262,13 +262,13 @@ def feed_str_run(h: CanonicalHasher, texts: Any) -> None:
     np = sys.modules["numpy"]
     for start in range(0, len(texts), _STR_CHUNK):
         part = texts[start : start + _STR_CHUNK]
-        joined = _GAP + _GAP.join(part)
-        if joined.count("\x00") != len(_GAP) * len(part):  # a string holds NULs: gaps are not findable
+        frames = np.frombuffer((_GAP + _GAP.join(part)).encode("utf-8", "surrogatepass"), np.uint8).copy()
+        nuls = np.flatnonzero(frames == 0)
+        if nuls.size != len(_GAP) * len(part):  # a string holds NULs: the gaps cannot be told from them
             for text in part:
                 h.feed(text)
             continue
-        frames = np.frombuffer(joined.encode("utf-8", "surrogatepass"), np.uint8).copy()
-        starts = np.flatnonzero(frames == 0)[:: len(_GAP)]
+        starts = nuls[:: len(_GAP)]
         lengths = np.diff(starts, append=frames.size) - len(_GAP)
         _write_heads(frames, starts, lengths, np)
         h.update(frames)

@@ -103,7 +103,7 @@ class CanonicalHasher:
 
     def _items_with_str_runs(self, obj: list | tuple) -> None:
         """Each item as ``feed`` hashes it, runs of strings (a text column, a list of names) framed in bulk."""
-        if set(map(type, obj)) == {str}:
+        if list(map(type, obj)).count(str) == len(obj):
             arrays.feed_str_run(self, obj)
             return
         run = 0  # where the current run of strings started

@@ -50,7 +50,7 @@ from typing import Any
 
 import xxhash
 
-from . import trust
+from . import pickling, trust
 from .errors import CacheWarning, UntrustedCacheError
 from .layout import ENTRY_SUFFIX
 
@@ -737,12 +737,15 @@ def _write_value(fd: int, tmp: str, value: Any, header: dict[str, Any], dumps: C
     as the pickler makes it, after room left for the head, so memory never holds a second copy
     of it; its out-of-band buffers follow, and the head, checksum included, goes in last. A
     stand-in ``dumps`` (the cell magic's) returns bytes, so its values are always built in memory.
+    Plain torch tensors go out of band like arrays (see ``pickling``).
     """
     if dumps is not pickle.dumps:
         return _write_entry(fd, tmp, pickle_payload(value, dumps), header)
     spool = _Spool(fd, tmp, header)
     buffers: list[pickle.PickleBuffer] = []
-    pickle.Pickler(spool, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append).dump(value)
+    pickler = pickle.Pickler(spool, protocol=PICKLE_PROTOCOL, buffer_callback=buffers.append)
+    pickler.dispatch_table = pickling.dispatch_table()  # torch tensors out of band too
+    pickler.dump(value)
     if spool.room is None:
         return _write_entry(fd, tmp, _payload_of(b"".join(spool.parts), buffers), header)
     return spool.finish(buffers)

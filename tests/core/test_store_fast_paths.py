@@ -98,3 +98,41 @@ def test_a_hit_refreshes_an_old_last_read_time_and_leaves_a_recent_one(store: Lo
     os.utime(path, (recent, recent))
     assert store.get(KEY) == [1, 2, 3]
     assert os.stat(path).st_mtime == pytest.approx(recent, abs=1e-3)
+
+
+def test_a_plain_torch_tensor_is_stored_out_of_band_and_loads_back_writable(store: LocalStore) -> None:
+    torch = pytest.importorskip("torch")
+    value = {"weights": torch.arange(4 << 20, dtype=torch.float32).reshape(1024, -1), "step": 3}
+    store.put(KEY, {"warm-up": torch.zeros(1)}, {})
+    tracemalloc.start()
+    try:
+        header = store.put(KEY, value, {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    nbytes = value["weights"].numel() * 4
+    assert peak < nbytes // 4, f"storing a {nbytes}-byte tensor allocated up to {peak} more"
+    assert [size for _offset, size in header["buffers"]] == [nbytes]
+    loaded = store.load(KEY).value
+    assert type(loaded["weights"]) is torch.Tensor and torch.equal(loaded["weights"], value["weights"])
+    loaded["weights"] += 1  # writable, and the entry is not changed by it
+    assert torch.equal(store.load(KEY).value["weights"], value["weights"])
+
+
+def test_tensors_carrying_more_than_values_keep_torchs_pickling(store: LocalStore) -> None:
+    torch = pytest.importorskip("torch")
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    value = {
+        "grad": torch.ones(3, requires_grad=True),
+        "bfloat16": torch.tensor([1.5, float("nan")], dtype=torch.bfloat16),
+        "column": base[:, 1],  # not contiguous
+        "parameter": torch.nn.Parameter(torch.zeros(2)),
+        "complex_conj": torch.tensor([1 + 2j]).conj(),
+    }
+    store.put(KEY, value, {})
+    loaded = store.load(KEY).value
+    assert loaded["grad"].requires_grad and torch.equal(loaded["grad"].detach(), value["grad"].detach())
+    assert loaded["bfloat16"].dtype == torch.bfloat16 and loaded["bfloat16"][0] == 1.5
+    assert torch.equal(loaded["column"], value["column"]) and loaded["column"].stride() == (6,)
+    assert type(loaded["parameter"]) is torch.nn.Parameter
+    assert torch.equal(loaded["complex_conj"].resolve_conj(), value["complex_conj"].resolve_conj())
