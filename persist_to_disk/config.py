@@ -384,9 +384,9 @@ def _retrieve_project_id(registry: Path, project_key: str) -> str:
     ids, _ = lookup()
     if project_key in ids:
         return ids[project_key]
-    from filelock import FileLock  # only when a project gets its id: filelock is slow to import
+    from .locks import whole_file_lock  # (locks is loaded with the package; config is loaded before it)
 
-    with FileLock(str(registry) + ".lock"):
+    with whole_file_lock(str(registry) + ".lock"):
         ids, largest = lookup()
         if project_key not in ids:
             ids[project_key] = str(largest + 1)

@@ -324,6 +324,12 @@ def _file_lock(path: str, timeout: float, policy: trust.Policy) -> _KernelLock |
     return _ForeignLock(_file_lock_class()(path, timeout=timeout, thread_local=False, mode=policy.file_mode))
 
 
+def whole_file_lock(path: str, timeout: float = -1) -> Any:
+    """A lock on a whole lock file for a short critical section of one user's own files (the
+    project registry): the locks calls take, without importing filelock where fcntl exists."""
+    return _file_lock(path, timeout, trust.Policy())
+
+
 def _file_lock_class() -> Any:
     """FileLock if set, else filelock's (imported now: it costs a fifth of our import time)."""
     if FileLock is not None:
