@@ -187,34 +187,41 @@ def _feed_array_like(h: CanonicalHasher, values: Any) -> None:
 
 
 def _feed_arrow_strings(h: CanonicalHasher, values: Any, np: Any) -> bool:
-    """Strings stored in Arrow without missing values, straight from the Arrow buffers (no Python string
-    is made): their count, every string's UTF-8 length (u64), then their bytes end to end. The lengths
-    say where each string ends, so ``["ab", "c"]`` and ``["a", "bc"]`` differ; how Arrow chunks the
-    column does not change the key. A column with missing values, and a short one (column names,
-    categories: their keys stay those of ptd-key-2), go through ``to_numpy``."""
-    if len(values) < ARROW_STR_MIN or getattr(values.dtype, "storage", None) != "pyarrow":
+    """Strings stored in Arrow without missing values, hashed exactly as their ``to_numpy()`` object
+    array is (so pandas 2's object columns and pandas 3's str columns of equal strings feed the same
+    bytes), but framed by Arrow itself: no Python string is made."""
+    if getattr(values.dtype, "storage", None) != "pyarrow" or values.dtype.kind not in "OU":
         return False
-    if values.dtype.kind not in "OU":
-        return False
+    pa = sys.modules.get("pyarrow")
     chunked = values.array.__arrow_array__()
-    offset_dtype = _ARROW_OFFSETS.get(str(chunked.type))
-    if chunked.null_count or offset_dtype is None:
+    if pa is None or chunked.null_count or str(chunked.type) not in ("string", "large_string"):
         return False
-    pieces = []
+    compute = sys.modules.get("pyarrow.compute") or __import__("pyarrow.compute").compute
+    n = len(chunked)
+    h.tag(b"A", f"{np.dtype(object).str}|{(n,)}".encode())  # what feed_ndarray says of an object array
+    if n < STR_RUN_MIN:
+        h.sequence(b"l", chunked.to_pylist())
+        return True
+    h.tag(b"l")  # and what CanonicalHasher.sequence frames its list of str with
+    h.update(n.to_bytes(8, "little"))
+    gap = pa.scalar(_GAP, chunked.type)
     for chunk in chunked.chunks:
-        _validity, offset_buffer, data_buffer = chunk.buffers()
-        offsets = np.frombuffer(offset_buffer, offset_dtype)[chunk.offset :][: len(chunk) + 1]
-        data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
-        pieces.append((offsets, data[offsets[0] : offsets[-1]]))
-    h.tag(b"U", len(chunked).to_bytes(8, "little"))
-    for offsets, _data in pieces:
-        h.update(np.diff(offsets).astype("<u8"))
-    for _offsets, data in pieces:
-        h.update(data)
+        for start in range(0, len(chunk), _STR_CHUNK):
+            part = chunk.slice(start, _STR_CHUNK)
+            one_list = pa.LargeListArray.from_arrays(pa.array([0, len(part)], pa.int64()), part)
+            joined = compute.binary_join(one_list, gap)[0].as_buffer()  # the strings with a gap between each
+            frames = np.zeros(len(_GAP) + joined.size, np.uint8)
+            frames[len(_GAP) :] = np.frombuffer(joined, np.uint8)
+            offsets = np.frombuffer(part.buffers()[1], _ARROW_OFFSETS[str(chunked.type)])
+            offsets = offsets[part.offset : part.offset + len(part) + 1]
+            lengths = np.diff(offsets).astype(np.int64)
+            starts = offsets[:-1] - offsets[0] + len(_GAP) * np.arange(len(part))
+            _write_heads(frames, starts, lengths, np)
+            h.update(frames)
+    h.update(b")")
     return True
 
 
-ARROW_STR_MIN = 1024  # Arrow string columns from this length are hashed from their buffers
 _ARROW_OFFSETS = {"string": "<i4", "large_string": "<i8"}  # Arrow string types and their offsets' dtype
 
 
