@@ -147,8 +147,8 @@ def _data_cells(r: dict) -> list[str]:
     cm = "–" if not m else (_failed(m) or f"{m.get('import_s', 0) * 1e3:.0f} / {m.get('first_call_s', 0) * 1e3:.1f}")
     cn = "–" if na(n) else (_failed(n) or f"{_fmt(n.get('ratio'), '{:.2f}')}x")
     fill = _get(r, "c", "fill") or {}
-    cc = "–" if not fill.get("disk_mb") else (f"{fill['disk_mb']:,.1f} MB allocated, {fill.get('bytes_mb', 0):,.1f} MB "
-                                            f"in {fill.get('files', 0):,} files")
+    cc = "–" if not fill.get("disk_mb") else (
+        f"{fill['disk_mb']:,.1f} MB allocated, {fill.get('bytes_mb', 0):,.1f} MB in {fill.get('files', 0):,} files")
     return [ci, cj, cjs, ck, cl, cm, cn, cc]
 
 
@@ -171,8 +171,9 @@ def table(res: dict) -> str:
         name = f"{info.get('label', p)} {info.get('version', '')}".strip()
         lines.append(f"| {name} | " + " | ".join(_cells(res["results"][p])) + " |")
     lines.append("")
-    lines.append("The data people pass and return (i to n; load average "
-                 f"{' '.join(res.get('load') or ['?'])} at the start, {' '.join(res.get('load_end') or ['?'])} at the end):")
+    load_start, load_end = " ".join(res.get("load") or ["?"]), " ".join(res.get("load_end") or ["?"])
+    lines.append(f"The data people pass and return (i to n; load average {load_start} at the start, "
+                 f"{load_end} at the end):")
     lines.append("")
     lines.append("| peer | " + " | ".join(DATA_HEAD) + " |")
     lines.append("| --- | " + " | ".join("---" for _ in DATA_HEAD) + " |")
@@ -281,7 +282,8 @@ def data_targets(ptd: dict, dc: dict, jl: dict) -> list[tuple[str, str, bool | N
     sj = ratio(_get(jl, "j", "store_mb_s"), _get(ptd, "j", "store_mb_s"))  # time ratio = inverse MB/s ratio
     grow = ratio(_get(ptd, "j", "store_peak_growth_mb"), _get(ptd, "j", "result_mb"))
     out.append(("j: storing a tensor ≤ 1.0x joblib's time, peak growth ≤ 1.25x its size",
-                f"{_fmt(sj, '{:.2f}')}x joblib's time; peak +{_fmt(_get(ptd, 'j', 'store_peak_growth_mb'), '{:,.0f}')} MB "
+                f"{_fmt(sj, '{:.2f}')}x joblib's time; "
+                f"peak +{_fmt(_get(ptd, 'j', 'store_peak_growth_mb'), '{:,.0f}')} MB "
                 f"= {_fmt(grow, '{:.2f}')}x", check(sj, lambda r: r <= 1.0 and grow is not None and grow <= 1.25)))
     ge = ratio(_get(ptd, "e", "store", "store_peak_growth_mb"), _get(ptd, "e", "store", "mb"))
     out.append(("e: storing an array, peak growth ≤ 1.25x its size", f"{_fmt(ge, '{:.2f}')}x",
@@ -295,7 +297,8 @@ def data_targets(ptd: dict, dc: dict, jl: dict) -> list[tuple[str, str, bool | N
     per = [r for r in per if r is not None]
     rl = statistics.median(per) if per else ratio(lx, ly)
     out.append(("l: hit at 50k entries read 1 h ago ≤ 0.8x diskcache's",
-                f"{_fmt(lx)} vs {_fmt(ly)} µs (ratio {_fmt(rl, '{:.2f}')}; rounds {', '.join(f'{v:.2f}' for v in per)})",
+                f"{_fmt(lx)} vs {_fmt(ly)} µs (ratio {_fmt(rl, '{:.2f}')}; "
+                f"rounds {', '.join(f'{v:.2f}' for v in per)})",
                 check(rl, lambda r: r <= 0.8)))
     rm = ratio(_get(ptd, "m", "import_s"), _get(dc, "m", "import_s"))
     out.append(("m: import ≤ 1.5x diskcache's",
@@ -338,7 +341,8 @@ def chart(res: dict, path: Path) -> None:
         ("g: earlier entries lost or raising after SIGKILL (ideal 0)",
          lambda r: None if "failed" in r.get("g", {"failed": 1}) else
          _get(r, "g", "earlier_lost", default=0) + _get(r, "g", "earlier_errors", default=0), False),
-        ("i: hashing a DataFrame with text columns, MB/s (higher is better)", lambda r: _get(r, "i", "hash_mb_s"), True),
+        ("i: hashing a DataFrame with text columns, MB/s (higher is better)",
+         lambda r: _get(r, "i", "hash_mb_s"), True),
         ("j: hashing a 200 MB torch tensor, MB/s (higher is better)", lambda r: _get(r, "j", "hash_mb_s"), True),
         ("j: storing a 200 MB torch tensor, MB/s (higher is better)", lambda r: _get(r, "j", "store_mb_s"), True),
         ("k: hashing a 1M-item dict, ms (lower is better)", lambda r: _ms(_get(r, "k", "hit_s")), True),

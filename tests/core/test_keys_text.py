@@ -129,7 +129,11 @@ print(keys.hash_value(frame))
 def test_a_frame_with_text_columns_keys_the_same_in_every_process() -> None:
     digests = {
         subprocess.run(
-            [sys.executable, "-c", FRAME], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+            [sys.executable, "-c", FRAME],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
         ).stdout.strip()
         for seed in ("1", "2")
     }
