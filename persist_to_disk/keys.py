@@ -24,6 +24,7 @@ import math
 import operator
 import pathlib
 import struct
+import sys
 import types
 import uuid
 from collections.abc import Callable, Mapping, Sequence
