@@ -8,7 +8,6 @@ answers both exactly for the code that runs, where the source would need a scope
 
 from __future__ import annotations
 
-import dis
 import functools
 import types
 from dataclasses import dataclass
@@ -55,6 +54,8 @@ def code_reads(code: types.CodeType) -> Reads:
 def _collect_reads(
     code: types.CodeType, found: dict[str, set[str]], changed: set[str], changed_attrs: set[str]
 ) -> None:
+    import dis  # only a walk needs it: not imported at start-up
+
     instructions = list(dis.get_instructions(code))
     for i, ins in enumerate(instructions):
         if ins.opname in _STORE_NAME:

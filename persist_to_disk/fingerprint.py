@@ -28,7 +28,6 @@ import functools
 import logging
 import os
 import sys
-import sysconfig
 import threading
 import types
 import warnings
@@ -102,6 +101,8 @@ class Fingerprint:
 # -- what counts as user code -----------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _library_roots() -> tuple[str, ...]:
+    import sysconfig
+
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     roots |= {p for p in sys.path if p.endswith(("site-packages", "dist-packages"))}

@@ -15,18 +15,14 @@ from __future__ import annotations
 import copyreg
 import dataclasses
 import datetime as _dt
-import decimal
 import enum
-import fractions
 import functools
-import json
 import math
 import operator
 import pathlib
 import struct
 import sys
 import types
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -167,6 +163,12 @@ class CanonicalHasher:
         self.h.update(data)
 
     def _feed_other(self, obj: Any) -> None:
+        cls = type(obj)
+        by_name = _EXACT_BY_NAME.get((cls.__module__, cls.__qualname__))
+        if by_name is not None:
+            _EXACT[cls] = by_name
+            by_name(self, obj)
+            return
         if isinstance(obj, type):  # a class whatever its metaclass (ABCMeta, EnumType, a model's)
             _feed_class(self, obj)
             return
@@ -185,8 +187,12 @@ class CanonicalHasher:
             return
         if module.startswith("torch") and arrays.feed_torch(self, obj):
             return
-        for cls, handler in _SUBCLASS:
-            if isinstance(obj, cls):
+        argparse = sys.modules.get("argparse")  # a Namespace exists only once argparse is imported
+        if argparse is not None and isinstance(obj, argparse.Namespace):
+            _feed_namespace(self, obj)
+            return
+        for base, handler in _SUBCLASS:
+            if isinstance(obj, base):
                 handler(self, obj)
                 return
         self._feed_reduced(obj)
@@ -286,11 +292,17 @@ _EXACT: dict[type, Callable[[CanonicalHasher, Any], None]] = {
     _dt.date: lambda h, x: h.tag(b"a", x.isoformat().encode()),
     _dt.time: lambda h, x: h.tag(b"e", (x.isoformat() + _zone(x)).encode()),
     _dt.timedelta: lambda h, x: h.tag(b"m", f"{x.days},{x.seconds},{x.microseconds}".encode()),
-    decimal.Decimal: lambda h, x: h.tag(b"q", str(x).encode()),
-    fractions.Fraction: lambda h, x: h.tag(b"Q", f"{x.numerator}/{x.denominator}".encode()),
-    uuid.UUID: lambda h, x: h.tag(b"u", x.bytes),
     pathlib.PosixPath: lambda h, x: h.tag(b"P", str(x).encode()),
     pathlib.WindowsPath: lambda h, x: h.tag(b"W", str(x).encode()),
+}
+
+
+# Types of modules a cold start should not import (uuid alone pulls in platform): looked up by name,
+# and moved into _EXACT the first time one is seen. An object of them exists only once its module is loaded.
+_EXACT_BY_NAME: dict[tuple[str, str], Callable[[CanonicalHasher, Any], None]] = {
+    ("decimal", "Decimal"): lambda h, x: h.tag(b"q", str(x).encode()),
+    ("fractions", "Fraction"): lambda h, x: h.tag(b"Q", f"{x.numerator}/{x.denominator}".encode()),
+    ("uuid", "UUID"): lambda h, x: h.tag(b"u", x.bytes),
 }
 
 
@@ -348,12 +360,9 @@ _SUBCLASS: list[tuple[Any, Callable[[CanonicalHasher, Any], None]]] = []
 
 
 def _register_subclass_handlers() -> None:
-    import argparse  # a cheap import, but only needed here
-
     _SUBCLASS.extend(
         [
             (enum.Enum, _feed_enum),
-            (argparse.Namespace, _feed_namespace),
             (types.SimpleNamespace, _feed_namespace),
             (bool, _EXACT[bool]),
             (int, _feed_int_subclass),
@@ -463,6 +472,8 @@ def _unhashable_error(what: str, value: Any, exc: Exception, argument: str | Non
 
 def hash_arguments_json(named: Mapping[str, Any], *, prefix: bytes = b"") -> str:
     """The seed's ``hash_method='json'``: the key is the canonical JSON of the arguments."""
+    import json
+
     try:
         text = json.dumps(
             dict(named), sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default
