@@ -43,7 +43,8 @@ from persist_to_disk import bytecode, keys, layout, locks, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from persist_to_disk.readable import format_seconds
-from persist_to_disk.store import ENOVAL, Entry, LocalStore, UnloadableValue
+from persist_to_disk.store import ENOVAL, Entry, UnloadableValue
+from persist_to_disk.stores import Store, open_store
 from persist_to_disk.switches import CACHE, NOCACHE, READONLY, RECACHE, Switch
 
 from . import cells, namespace
@@ -127,7 +128,7 @@ class _Plan:
     """Where a cell's entry lives and what its header says."""
 
     label: str  # how messages name the cell
-    store: LocalStore
+    store: Store
     key: str
     digest: str
     persist_root: str
@@ -220,7 +221,7 @@ class _CellRun:
         parts = layout.source_parts(code.filename, "__main__", root)
         persist_root = settings.persist_path
         folder = layout.function_folder(persist_root, root, parts, folder_name)
-        store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
+        store = open_store(folder, persist_root, settings)
         bucket = layout.bucket_of(digest, settings.hashsize)
         key = layout.entry_relpath((), bucket, digest)
         coarse = locks.coarse_scope(settings.lock_granularity, str(persist_root), str(folder))
@@ -326,7 +327,7 @@ class _CellRun:
             return namespace.dumps(value, namespace=self.ns, cell_names=cell_names, **kwargs)
 
         try:
-            plan.store.put(plan.key, payload, header, dumps=dumps)
+            plan.store.put(plan.key, payload, header, dumps=dumps, replace=self.switch is RECACHE)
             return True
         except UnloadableValue:  # its entry failed to unpickle, and that was reported: not stored again
             return False
@@ -357,7 +358,7 @@ class _CellRun:
                 if data:
                     payload["outputs"] = [*outputs, ("display", data, metadata, None, False)]
         try:
-            plan.store.put(plan.key, payload, header, dumps=dumps)
+            plan.store.put(plan.key, payload, header, dumps=dumps, replace=self.switch is RECACHE)
             return True
         except Exception as exc:
             self._warn(f"%%persist {plan.label}: the cell's results were not cached: {type(exc).__name__}: {exc}",

@@ -15,7 +15,8 @@ from typing import Any
 
 from . import layout, trust
 from ._state import config
-from .store import ENOVAL, LocalStore
+from .store import ENOVAL
+from .stores import open_store
 
 
 def _caller_folder(frame: FrameType, local: bool) -> Path:
@@ -72,10 +73,10 @@ def manual_cache(
     folder = Path(alt_root) if alt_root is not None else _caller_folder(_frame(stacklevel), local)
     settings = config.settings()
     top = folder if alt_root is not None else (settings.persist_path_local if local else settings.persist_path)
-    store = LocalStore(folder, fsync=settings.fsync, trust_root=top)
+    store = open_store(folder, top, settings)
     if write:
         header = {"func": folder.name, "key": key, "args": {"key": repr(key)}, "manual": True, "created": time.time()}
-        store.put(name, obj, header)
+        store.put(name, obj, header, replace=True)
         return obj
     if checkonly:
         return store.contains(name)

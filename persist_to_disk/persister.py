@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import fingerprint, identity, keys, layout, locks, miss, why
+from . import fingerprint, identity, keys, layout, locks, miss, stores, why
 from ._state import config
 from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from .readable import readable_arguments, short_repr
 from .store import ENOVAL, EntryInfo, LocalStore, UnloadableValue
+from .stores import Store
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
 
 logger = logging.getLogger("persist_to_disk")
@@ -66,7 +67,7 @@ class Origin:
 class Call:
     """One call, resolved: where its entry lives and what the header will say."""
 
-    store: LocalStore
+    store: Store
     key: str
     digest: str
     persist_root: str
@@ -163,7 +164,7 @@ class PersistedFunction:
         # where the process that pickled this function by value cached it: a spawn worker caches
         # into the same tree as the notebook that sent it
         self._origin: Origin | None = None
-        self._where: dict[Any, tuple[LocalStore, str, str]] = {}
+        self._where: dict[Any, tuple[Store, str, str]] = {}
         self._tracker = fingerprint.Tracker(func, frozenset(options.ignore_globals))
         self.cache = CacheHandle(self)
 
@@ -193,7 +194,7 @@ class PersistedFunction:
         async def compute() -> tuple[Any, bool]:
             start = time.perf_counter()
             value = await self._func(*args, **kwargs)
-            return value, self._store(call, value, time.perf_counter() - start)
+            return value, self._store(call, value, time.perf_counter() - start, replace=switch is RECACHE)
 
         async def unlocked(exc: OSError) -> Any:
             self._warn_unlocked(call, exc)
@@ -249,7 +250,7 @@ class PersistedFunction:
         def compute() -> tuple[Any, bool]:
             start = time.perf_counter()
             value = run()
-            return value, self._store(call, value, time.perf_counter() - start)
+            return value, self._store(call, value, time.perf_counter() - start, replace=switch is RECACHE)
 
         def unlocked(exc: OSError) -> Any:
             self._warn_unlocked(call, exc)
@@ -262,7 +263,7 @@ class PersistedFunction:
             unlocked=unlocked,
         )
 
-    def _store(self, call: Call, value: Any, seconds: float) -> bool:
+    def _store(self, call: Call, value: Any, seconds: float, *, replace: bool = False) -> bool:
         header = {
             "func": self._name,
             "module": getattr(self._func, "__module__", None),
@@ -279,7 +280,7 @@ class PersistedFunction:
         header["arg_digests"] = dict(record.arg_digests)
         if _interactive():
             self._say_what_changed(call, record)
-        return self._put(call, value, header)
+        return self._put(call, value, header, replace=replace)
 
     def _say_what_changed(self, call: Call, record: why.CallRecord) -> None:
         """In a notebook: a recompute that replaces an entry of the same arguments says why, in one line."""
@@ -299,9 +300,10 @@ class PersistedFunction:
         labels = ["+".join((g,) if isinstance(g, str) else g) for g in self._options.groupby]
         return [[label, folder] for label, folder in zip(labels, folders)]
 
-    def _put(self, call: Call, value: Any, header: dict) -> bool:
+    def _put(self, call: Call, value: Any, header: dict, *, replace: bool = False) -> bool:
+        """Store a result; ``replace`` (a RECACHE) overwrites an entry a write-once store would keep."""
         try:
-            call.store.put(call.key, value, header)
+            call.store.put(call.key, value, header, replace=replace)
             return True
         except UnloadableValue:  # its entry failed to unpickle, and that was reported: not stored again
             return False
@@ -396,7 +398,7 @@ class PersistedFunction:
             folders.append(layout.safe_folder_name(text, setting=f"groupby value of {'+'.join(names)}"))
         return folders
 
-    def _folder(self, settings: Any) -> tuple[LocalStore, str, str]:
+    def _folder(self, settings: Any) -> tuple[Store, str, str]:
         """(store, persist root, function folder), memoized until a setting or the cwd changes."""
         memo_key = (settings.generation, os.getcwd() if settings.project_path is None else None)
         found = self._where.get(memo_key)
@@ -407,7 +409,7 @@ class PersistedFunction:
                 persist_root = str(settings.persist_path_local if self._options.local else settings.persist_path)
             project_root, parts = self.location(settings)
             folder = layout.function_folder(persist_root, project_root, parts, self._name)
-            store = LocalStore(folder, fsync=settings.fsync, trust_root=persist_root)
+            store = stores.open_store(folder, persist_root, settings)
             found = (store, str(persist_root), str(folder))
             self._where = {memo_key: found}
         return found

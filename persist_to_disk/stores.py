@@ -1,0 +1,129 @@
+"""The store seam: one interface for every place entries live, and the factory choosing one.
+
+The decorator, ``%%persist`` and ``manual_cache`` never build a store themselves: they ask
+:func:`open_store` for the one serving a folder of the cache tree. A plain ``persist_path``
+gives a :class:`LocalBackend` (the entry files of :mod:`persist_to_disk.store`); a URL
+(``s3://BUCKET/PREFIX``) gives the backend registered for its protocol, which keeps a local
+read-through copy of each entry under this machine's own cache folder. Another fsspec
+protocol (``gs``, ``az``) is one :func:`register_store_backend` call away.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from .store import Entry, EntryInfo, LocalStore, _Missing
+
+URL_PATTERN = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.+)$")
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where a folder of entries lives. Keys are '/'-separated paths relative to the folder
+    (``17/<digest>.ptd``); values are loaded only by :meth:`load` and :meth:`get`."""
+
+    root: str  # the local folder holding the entries (for a remote store: this machine's copies)
+
+    def load(self, key: str) -> Entry | _Missing:
+        """The entry (value and header) at key, or ENOVAL; UntrustedCacheError if it may not be unpickled."""
+
+    def get(self, key: str) -> Any:
+        """The value at key, or ENOVAL."""
+
+    def put(
+        self, key: str, value: Any, header: dict[str, Any], *, dumps: Callable[..., bytes] = ..., replace: bool = ...
+    ) -> dict[str, Any]:
+        """Store atomically; return the header written. Without ``replace``, a backend that can
+        create write-once keeps an entry another writer stored first (and serves that one)."""
+
+    def delete(self, key: str) -> int:
+        """Remove the entry; the bytes freed (0 if it was not there)."""
+
+    def contains(self, key: str) -> bool:
+        """Whether a readable entry is at key (its value is not loaded)."""
+
+    def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:
+        """Every entry under prefix, with its header (values not loaded)."""
+
+    def path_of(self, key: str) -> str:
+        """The local file the entry is read from (for a remote store: this machine's copy)."""
+
+    def url_of(self, key: str) -> str:
+        """Where the entry lives for everyone sharing the store (a path, or a URL)."""
+
+
+class LocalBackend(LocalStore):
+    """:class:`LocalStore` as a :class:`Store`: a put always replaces, atomically (``os.replace``)."""
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        header: dict[str, Any],
+        *,
+        dumps: Callable[..., bytes] = pickle.dumps,
+        replace: bool = True,
+    ) -> dict[str, Any]:
+        return super().put(key, value, header, dumps=dumps)
+
+    def url_of(self, key: str) -> str:
+        return self.path_of(key)
+
+
+# protocol -> a function (URL of the folder, its path under the persist path, its local copies, settings) -> Store
+BackendFactory = Callable[[str, str, LocalBackend, Any], Store]
+_BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_store_backend(protocol: str, factory: BackendFactory) -> None:
+    """Serve ``<protocol>://...`` persist paths with ``factory``."""
+    _BACKENDS[protocol] = factory
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    return URL_PATTERN.match(os.fspath(path)) is not None
+
+
+def copies_root(url: str, settings_dir: Path) -> Path:
+    """This machine's folder of local copies for a store URL: ``<settings dir>/copies/<protocol>/<bucket>/<prefix>``."""
+    match = URL_PATTERN.match(url)
+    if match is None:
+        raise ValueError(f"persist_path={url!r} is not a URL")
+    protocol, rest = match.groups()
+    parts = [part for part in rest.split("/") if part]
+    if not parts or any(part in (".", "..") for part in parts):
+        raise ValueError(f"persist_path={url!r} must name a bucket (and a prefix) without '.' or '..'")
+    return settings_dir.joinpath("copies", protocol, *parts)
+
+
+def open_store(folder: str | os.PathLike, persist_root: str | os.PathLike, settings: Any) -> Store:
+    """The store serving ``folder``, a folder of the tree under ``persist_root``.
+
+    When ``persist_root`` is the local copy of a remote ``persist_path``, the folder is served
+    by that URL's backend, with the local folder as its read-through copy.
+    """
+    local = LocalBackend(folder, fsync=settings.fsync, trust_root=persist_root)
+    url = getattr(settings, "remote_url", None)
+    if url is None or os.path.normpath(os.fspath(persist_root)) != os.path.normpath(str(settings.persist_path)):
+        return local
+    protocol = URL_PATTERN.match(url).group(1)  # type: ignore[union-attr]  # checked when the setting was read
+    if protocol not in _BACKENDS:
+        _load_builtin_backends()
+    factory = _BACKENDS.get(protocol)
+    if factory is None:
+        raise ValueError(
+            f"persist_path={url!r}: no store backend for {protocol}:// (known: {', '.join(sorted(_BACKENDS))})"
+        )
+    rel = os.path.relpath(os.fspath(folder), os.fspath(persist_root)).replace(os.sep, "/")
+    rel = "" if rel == "." else rel
+    return factory(url.rstrip("/") + ("/" + rel if rel else ""), rel, local, settings)
+
+
+def _load_builtin_backends() -> None:
+    """Import the object-store backend on first use: its fsspec import costs ~0.2 s, paid only by remote users."""
+    from . import objectstore  # noqa: F401  (registers s3)
