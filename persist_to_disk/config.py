@@ -21,6 +21,7 @@ from typing import Any
 
 from . import trust
 from .errors import CacheWarning
+from .stores import copies_root, is_url
 
 logger = logging.getLogger("persist_to_disk")
 
@@ -38,6 +39,7 @@ DEFAULTS: dict[str, str] = {
     "shared_group": "false",  # true: files 0660 and folders 2770, and entries other group members wrote are loaded
     "trust_shared": "false",  # true: load entries whoever can write them (see trust.py before setting it)
     "track_dependencies": "true",  # false: keys hold a function's own code only, not its helpers and globals
+    "remote_refresh_seconds": "10",  # an s3:// persist_path: how long a local copy is served unchecked
 }
 
 
@@ -60,6 +62,16 @@ def validate_granularity(value: Any, setting: str = "lock_granularity") -> str:
     if value not in LOCK_GRANULARITIES:
         raise ValueError(f"{setting}={value!r} is not one of {', '.join(LOCK_GRANULARITIES)}")
     return value
+
+
+def validate_seconds(value: Any, setting: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{setting}={value!r} is not a number of seconds") from None
+    if isinstance(value, bool) or not 0 <= seconds < float("inf"):
+        raise ValueError(f"{setting}={value!r} must be a number of seconds, 0 or more")
+    return seconds
 
 
 def _parse_bool(value: str, setting: str) -> bool:
@@ -86,6 +98,9 @@ class Settings:
     trust_shared: bool = False
     notebook_path: Path | None = None  # set by hand when the kernel cannot find its notebook
     track_dependencies: bool = True
+    # persist_path as a URL (s3://bucket/prefix); persist_path is then this machine's folder of local copies
+    remote_url: str | None = None
+    remote_refresh_seconds: float = 10.0
 
 
 class Config:
@@ -187,6 +202,10 @@ class Config:
         return value
 
     def set_persist_path(self, path: str | os.PathLike) -> str:
+        """A folder, or a shared object store (``s3://BUCKET/PREFIX``)."""
+        if isinstance(path, str) and is_url(path):
+            copies_root(path, settings_dir())  # a ValueError naming the setting if it names no bucket
+            return str(self._set("persist_path", path.rstrip("/")))
         return str(self._set("persist_path", _abspath(path, "persist_path")))
 
     def set_persist_path_local(self, path: str | os.PathLike) -> str:
@@ -215,6 +234,10 @@ class Config:
     def set_trust_shared(self, enabled: bool) -> bool:
         """Load entries whoever can write them: only for a cache where you trust every account that can."""
         return self._set("trust_shared", bool(enabled))
+
+    def set_remote_refresh_seconds(self, seconds: float) -> float:
+        """How long a local copy of a shared store's entry is served before it is checked against the store."""
+        return self._set("remote_refresh_seconds", validate_seconds(seconds, "remote_refresh_seconds"))
 
     def set_track_dependencies(self, enabled: bool) -> bool:
         """Key results by the helpers and globals a function uses (the default), or by its own code only."""
@@ -245,15 +268,25 @@ class Config:
             return snap
 
     def _build(self, values: dict[str, str], o: dict[str, Any], src: str) -> Settings:
-        persist = o.get("persist_path") or _abspath(
-            values["persist_path"] or settings_dir() / "cache", f"persist_path {src}"
-        )
+        chosen = o.get("persist_path") or values["persist_path"]
+        remote_url = chosen.rstrip("/") if chosen and is_url(chosen) else None
+        if remote_url is not None:  # entries live in the store; this machine reads them from its copies
+            try:
+                persist = str(copies_root(remote_url, settings_dir()))
+            except ValueError as exc:
+                raise ValueError(f"{exc} ({'set in this process' if o.get('persist_path') else src})") from None
+        else:
+            persist = o.get("persist_path") or _abspath(chosen or settings_dir() / "cache", f"persist_path {src}")
         local = o.get("persist_path_local") or (
             _abspath(values["persist_path_local"], f"persist_path_local {src}")
             if values["persist_path_local"]
-            else persist
+            else str(settings_dir() / "cache") if remote_url is not None else persist  # `local=True`: this machine
         )
         return Settings(
+            remote_url=remote_url,
+            remote_refresh_seconds=o["remote_refresh_seconds"]
+            if "remote_refresh_seconds" in o
+            else validate_seconds(values["remote_refresh_seconds"], f"remote_refresh_seconds {src}"),
             persist_path=Path(persist),
             persist_path_local=Path(local),
             project_path=Path(o["project_path"]) if o.get("project_path") else None,
@@ -313,7 +346,7 @@ class Config:
         s = self.settings()
         info: dict[str, Any] = {
             "config_file": str(self.config_path),
-            "persist_path": str(s.persist_path),
+            "persist_path": s.remote_url or str(s.persist_path),
             "persist_path_local": str(s.persist_path_local),
             "hashsize": s.hashsize,
             "lock_granularity": s.lock_granularity,
@@ -322,6 +355,9 @@ class Config:
             "trust_shared": s.trust_shared,
             "track_dependencies": s.track_dependencies,
         }
+        if s.remote_url is not None:
+            info["local_copies"] = str(s.persist_path)
+            info["remote_refresh_seconds"] = s.remote_refresh_seconds
         if s.project_path is not None:
             info["project_path"], info["project_path_how"] = str(s.project_path), "explicit"
         else:

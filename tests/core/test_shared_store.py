@@ -1,0 +1,140 @@
+"""A cache shared through an S3 store: machines are processes with their own HOME and checkout.
+
+The S3 server is moto on 127.0.0.1 (tests/s3server.py), started and stopped by the tests;
+``persist_path`` is ``s3://<bucket>/team`` on every machine, set with
+``ptd.config.set_persist_path``. Each machine keeps its local copies under its own HOME.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.core import _machine
+from tests.core.conftest import SECRET
+from tests.s3server import MotoS3, set_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Machine:
+    """A long-lived process standing for one machine; ``ask`` sends one command and returns its answer."""
+
+    def __init__(self, name: str, base: Path, url: str, server: MotoS3, secret: str | None = SECRET) -> None:
+        home = base / name / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        self.home = home
+        env = {**os.environ, **server.env(), "HOME": str(home), "MACHINE": name}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        env.pop("PTD_SECRET_KEY", None)
+        if secret is not None:
+            env["PTD_SECRET_KEY"] = secret
+        checkout = _machine.checkout(base / name / "src")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.core._machine", url, str(checkout)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT),
+        )
+
+    def ask(self, op: str, **args: object) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"machine exited with {self.proc.wait()}"
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def server() -> Iterator[MotoS3]:
+    """A server of this test's own, so a test may stop it."""
+    pytest.importorskip("moto", reason="the S3 tests need the test extra: pip install -e '.[test]'")
+    started = MotoS3()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def machines(server: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    set_env(monkeypatch, server)
+    url = f"s3://{server.new_bucket()}/team"
+    made: list[Machine] = []
+
+    def make(name: str, secret: str | None = SECRET) -> Machine:
+        made.append(Machine(name, tmp_path, url, server, secret))
+        return made[-1]
+
+    yield make
+    for machine in made:
+        machine.close()
+
+
+def test_a_result_computed_on_one_machine_is_a_hit_on_another(machines) -> None:
+    a, b = machines("a"), machines("b")
+    assert a.ask("call", x=2)["computed"] == ["2"]
+    got = b.ask("call", x=2)
+    assert got["by"] == "a" and got["size"] == 2 * 4096 * 256
+    assert got["computed"] == [] and got["warnings"] == []
+    path = Path(b.ask("copy_path", x=2)["path"])
+    assert path.is_file() and str(path).startswith(str(b.home))  # b's local copy, under b's own HOME
+    assert b.ask("call", x=2)["computed"] == []
+
+
+def test_local_copies_serve_hits_with_the_server_stopped(machines, server: MotoS3) -> None:
+    a, b = machines("a"), machines("b")
+    a.ask("call", x=1)
+    b.ask("call", x=1)  # b copies the entry
+    b.close()
+    server.stop()
+    b = machines("b")  # a new process of machine b (same HOME), the server gone
+    got = b.ask("call", x=1)
+    assert got["by"] == "a" and got["computed"] == []
+    assert [w for w in got["warnings"] if "cannot reach the store" in w]
+    got = b.ask("call", x=5)  # a miss computes and returns its value; it is not shared
+    assert got["by"] == "b" and got["computed"] == ["5"]
+    assert any("not cached" in w for w in got["warnings"])
+
+
+def test_a_wrong_secret_is_refused(machines) -> None:
+    a, b = machines("a"), machines("b", secret="another-team")
+    a.ask("call", x=1)
+    got = b.ask("call", x=1)
+    assert got["error"] == "UntrustedCacheError"
+    assert "PTD_SECRET_KEY" in got["message"] and "signature does not match" in got["message"]
+    assert got["computed"] == []  # nothing unpickled, nothing computed in its place
+
+
+def test_an_invalidation_is_seen_by_another_machine_after_the_refresh_interval(machines) -> None:
+    a, b = machines("a"), machines("b")
+    a.ask("call", x=3)
+    b.ask("refresh", seconds=3600)
+    assert b.ask("call", x=3)["computed"] == []  # copied from the store, checked now
+    assert a.ask("invalidate", x=3)["removed"] is True
+    assert b.ask("call", x=3)["computed"] == []  # within the interval: the copy, no network
+    b.ask("refresh", seconds=0)
+    got = b.ask("call", x=3)  # checked against the store: gone, so computed again
+    assert got["computed"] == ["3"] and got["by"] == "b"
+    assert a.ask("call", x=3)["by"] == "b" and a.ask("call", x=3)["computed"] == ["3"]
+
+
+def test_a_recache_replaces_the_entry_for_every_machine(machines) -> None:
+    a, b = machines("a"), machines("b")
+    a.ask("refresh", seconds=3600)
+    a.ask("call", x=1)
+    assert b.ask("call", x=1)["by"] == "a"
+    b.ask("call", x=1, switch="recache")
+    assert b.ask("call", x=1)["by"] == "b"
+    assert a.ask("call", x=1)["by"] == "a"  # within a's interval: a's own copy
+    a.ask("refresh", seconds=0)
+    got = a.ask("call", x=1)  # the object's ETag changed: a takes b's entry
+    assert got["by"] == "b" and got["computed"] == ["1"]  # (a computed only its first call)

@@ -1,0 +1,121 @@
+"""The contract every store backend keeps: what the decorator, ``%%persist`` and ``manual_cache`` rely on.
+
+The same tests run against each backend (``backend`` fixture): the local folder, and an S3
+object store on a moto server bound to 127.0.0.1 (tests/core/s3server.py), where a
+second store stands for another machine: its own local copies, the same bucket.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from persist_to_disk.store import ENOVAL
+from persist_to_disk.stores import LocalBackend, Store
+
+KEY = "g/7/0123456789abcdef0123456789abcdef.ptd"
+OTHER = "g/8/fedcba9876543210fedcba9876543210.ptd"
+
+
+def _local(tmp_path: Path) -> tuple[Callable[[str], Store], None]:
+    root = tmp_path / "shared"
+    return (lambda machine: LocalBackend(root)), None
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Store]:
+    """A function (machine name) -> a store of one shared folder, as that machine sees it."""
+    if request.param == "local":
+        return _local(tmp_path)[0]
+    s3 = request.getfixturevalue("s3_folder")
+    return s3
+
+
+def _header(**extra: object) -> dict:
+    return {"func": "f", "args": {"x": "1"}, "created": 1.0, **extra}
+
+
+def test_put_then_load_returns_value_and_header(backend: Callable[[str], Store]) -> None:
+    store = backend("a")
+    assert store.load(KEY) is ENOVAL and store.get(KEY) is ENOVAL
+    written = store.put(KEY, {"v": [1, 2]}, _header())
+    entry = store.load(KEY)
+    assert entry.value == {"v": [1, 2]}
+    assert entry.header["args"] == {"x": "1"} and entry.header["checksum"] == written["checksum"]
+    assert store.get(KEY) == {"v": [1, 2]}
+
+
+def test_none_is_a_value_not_a_miss(backend: Callable[[str], Store]) -> None:
+    store = backend("a")
+    store.put(KEY, None, _header())
+    assert store.contains(KEY)
+    assert store.get(KEY) is None
+
+
+def test_large_array_round_trip(backend: Callable[[str], Store]) -> None:
+    store = backend("a")
+    array = np.arange(600_000, dtype=np.float64)  # 4.8 MB: out-of-band buffers, memory-mapped on load
+    store.put(KEY, array, _header())
+    loaded = store.get(KEY)
+    np.testing.assert_array_equal(loaded, array)
+    loaded[0] = -1  # writable, as a freshly computed array
+    assert store.get(KEY)[0] == 0
+
+
+def test_entries_seen_by_another_machine(backend: Callable[[str], Store]) -> None:
+    backend("a").put(KEY, "from a", _header())
+    other = backend("b")
+    assert other.contains(KEY)
+    assert other.get(KEY) == "from a"
+
+
+def test_contains_delete_and_bytes_freed(backend: Callable[[str], Store]) -> None:
+    store = backend("a")
+    assert not store.contains(KEY)
+    assert store.delete(KEY) == 0
+    store.put(KEY, b"x" * 1000, _header())
+    assert store.contains(KEY)
+    assert store.delete(KEY) > 1000
+    assert not store.contains(KEY) and store.load(KEY) is ENOVAL
+
+
+def test_iter_entries_lists_keys_with_headers(backend: Callable[[str], Store]) -> None:
+    store = backend("a")
+    store.put(KEY, 1, _header(args={"x": "1"}))
+    store.put(OTHER, 2, _header(args={"x": "2"}))
+    listed = {info.key: info for info in backend("b").iter_entries()}
+    assert sorted(listed) == [KEY, OTHER]
+    assert listed[OTHER].header["args"] == {"x": "2"}
+    assert listed[KEY].size > 0
+    assert [info.key for info in store.iter_entries("g/8")] == [OTHER]
+
+
+def test_replace_overwrites(backend: Callable[[str], Store]) -> None:
+    store = backend("a")
+    store.put(KEY, "first", _header())
+    store.put(KEY, "second", _header(), replace=True)
+    assert backend("b").get(KEY) == "second"
+    assert store.get(KEY) == "second"
+
+
+def test_custom_dumps_is_used(backend: Callable[[str], Store]) -> None:
+    calls = []
+
+    def dumps(value: object, **kwargs: object) -> bytes:
+        calls.append(value)
+        return pickle.dumps(value, **kwargs)
+
+    store = backend("a")
+    store.put(KEY, [3], _header(), dumps=dumps)
+    assert calls == [[3]] and store.get(KEY) == [3]
+
+
+def test_path_is_local_and_url_names_the_shared_place(backend: Callable[[str], Store]) -> None:
+    store = backend("a")
+    store.put(KEY, 1, _header())
+    assert Path(store.path_of(KEY)).is_file()
+    assert store.url_of(KEY).endswith(KEY)
