@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .store import Entry, EntryInfo, LocalStore, _Missing
 
-URL_PATTERN = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.+)$")
+URL_PATTERN = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://(.*)$")  # two letters at least: not a drive (C://)
 
 
 @runtime_checkable

@@ -138,3 +138,62 @@ def test_a_recache_replaces_the_entry_for_every_machine(machines) -> None:
     a.ask("refresh", seconds=0)
     got = a.ask("call", x=1)  # the object's ETag changed: a takes b's entry
     assert got["by"] == "b" and got["computed"] == ["1"]  # (a computed only its first call)
+
+
+# ------------------------------------------------------------------- in this process: settings and manual_cache
+
+
+def _step(write: bool) -> object:
+    import persist_to_disk as ptd
+
+    return ptd.manual_cache("table", {"rows": 3}, write=write)
+
+
+def _become_machine(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> Path:
+    """Switch this process to another machine: its own HOME (so its own local copies)."""
+    import persist_to_disk as ptd
+
+    home = tmp_path / name
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    ptd.config.reset()
+    ptd.config.set_persist_path(url)
+    ptd.config.set_project_path(tmp_path / "proj")
+    return home
+
+
+def test_manual_cache_goes_through_the_store(s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _become_machine("a", tmp_path, monkeypatch, s3_env)
+    _step(write=True)
+    home_b = _become_machine("b", tmp_path, monkeypatch, s3_env)
+    assert _step(write=False) == {"rows": 3}
+    assert list((home_b / ".cache" / "persist_to_disk" / "copies").rglob("table.ptd"))
+
+
+def test_the_setting_takes_a_url_and_says_where_copies_go(s3_env: str) -> None:
+    import persist_to_disk as ptd
+
+    assert ptd.config.set_persist_path(s3_env + "/") == s3_env
+    described = ptd.config.describe()
+    assert described["persist_path"] == s3_env
+    bucket_and_prefix = s3_env.split("://")[1]
+    assert described["local_copies"].endswith("/.cache/persist_to_disk/copies/s3/" + bucket_and_prefix)
+    assert described["remote_refresh_seconds"] == 10.0
+    with pytest.raises(ValueError, match="persist_path='s3://'.*must name a bucket"):
+        ptd.config.set_persist_path("s3://")
+    with pytest.raises(ValueError, match="remote_refresh_seconds"):
+        ptd.config.set_remote_refresh_seconds(-1)
+
+
+def test_remote_refresh_seconds_in_config_ini(isolated_home: Path) -> None:
+    import persist_to_disk as ptd
+
+    ini = isolated_home / ".cache" / "persist_to_disk" / "config.ini"
+    ini.parent.mkdir(parents=True, exist_ok=True)
+    ini.write_text("[global_settings]\npersist_path = s3://team-bucket/ml\nremote_refresh_seconds = 2.5\n")
+    ini.chmod(0o600)
+    ptd.config.reload()
+    settings = ptd.config.settings()
+    assert settings.remote_url == "s3://team-bucket/ml" and settings.remote_refresh_seconds == 2.5
+    assert settings.persist_path == isolated_home / ".cache" / "persist_to_disk" / "copies" / "s3" / "team-bucket" / "ml"
+    assert settings.persist_path_local == isolated_home / ".cache" / "persist_to_disk" / "cache"
