@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import logging
 import time
 import warnings
@@ -198,6 +199,7 @@ class _CellRun:
             recheck=None if self.switch is RECACHE else recheck,
             compute=compute,
             unlocked=unlocked,
+            lease=functools.partial(plan.store.lease, plan.key),
         )
 
     # -- where -------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, str] = {
     "trust_shared": "false",  # true: load entries whoever can write them (see trust.py before setting it)
     "track_dependencies": "true",  # false: keys hold a function's own code only, not its helpers and globals
     "remote_refresh_seconds": "10",  # an s3:// persist_path: how long a local copy is served unchecked
+    "lease_seconds": "60",  # an s3:// persist_path: how long a dead machine's computation keeps others waiting
 }
 
 
@@ -101,6 +102,7 @@ class Settings:
     # persist_path as a URL (s3://bucket/prefix); persist_path is then this machine's folder of local copies
     remote_url: str | None = None
     remote_refresh_seconds: float = 10.0
+    lease_seconds: float = 60.0
 
 
 class Config:
@@ -239,6 +241,10 @@ class Config:
         """How long a local copy of a shared store's entry is served before it is checked against the store."""
         return self._set("remote_refresh_seconds", validate_seconds(seconds, "remote_refresh_seconds"))
 
+    def set_lease_seconds(self, seconds: float) -> float:
+        """How long a machine computing an entry of a shared store holds it without renewing (a dead one's expires)."""
+        return self._set("lease_seconds", validate_seconds(seconds, "lease_seconds"))
+
     def set_track_dependencies(self, enabled: bool) -> bool:
         """Key results by the helpers and globals a function uses (the default), or by its own code only."""
         return self._set("track_dependencies", bool(enabled))
@@ -287,6 +293,9 @@ class Config:
             remote_refresh_seconds=o["remote_refresh_seconds"]
             if "remote_refresh_seconds" in o
             else validate_seconds(values["remote_refresh_seconds"], f"remote_refresh_seconds {src}"),
+            lease_seconds=o["lease_seconds"]
+            if "lease_seconds" in o
+            else validate_seconds(values["lease_seconds"], f"lease_seconds {src}"),
             persist_path=Path(persist),
             persist_path_local=Path(local),
             project_path=Path(o["project_path"]) if o.get("project_path") else None,
@@ -358,6 +367,7 @@ class Config:
         if s.remote_url is not None:
             info["local_copies"] = str(s.persist_path)
             info["remote_refresh_seconds"] = s.remote_refresh_seconds
+            info["lease_seconds"] = s.lease_seconds
         if s.project_path is not None:
             info["project_path"], info["project_path_how"] = str(s.project_path), "explicit"
         else:

@@ -7,8 +7,9 @@ stored and returns it. An entry stored lets its digest lock go (``Held.mark_stor
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ContextManager
 
 from . import locks
 from .store import ENOVAL
@@ -22,6 +23,7 @@ def compute_once(
     recheck: Callable[[], Any] | None,
     compute: Callable[[], tuple[Any, bool]],
     unlocked: Callable[[OSError], Any],
+    lease: Callable[[Callable[[], Any] | None], ContextManager[Any]] | None = None,
 ) -> Any:
     """Run a miss under its locks and return its value.
 
@@ -29,7 +31,9 @@ def compute_once(
     None: do not look, the caller recomputes on purpose). ``compute``: runs the work,
     stores it, returns (value, whether it was stored). ``unlocked``: what to do when the
     locks cannot be taken at all (a read-only or vanished cache folder): the user still
-    gets a result, without the cache.
+    gets a result, without the cache. ``lease``: the store's compute-once across machines
+    (``Store.lease``): entered once the locks are held, it gives ENOVAL when this process is
+    to compute, or the value another machine stored while we waited.
     """
     __tracebackhide__ = True  # IPython: an error in a cell shows as if run without the magic
     lock = locks.compute_lock(persist_root, coarse_scope, digest_scope)
@@ -42,7 +46,10 @@ def compute_once(
             found = recheck()
             if found is not ENOVAL:  # another process computed it while we waited
                 return found
-        value, stored = compute()
+        with lease(recheck) if lease is not None else contextlib.nullcontext(ENOVAL) as found:
+            if found is not ENOVAL:  # another machine computed it while we waited
+                return found
+            value, stored = compute()
         if stored:
             held.mark_stored()
         return value

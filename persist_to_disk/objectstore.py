@@ -12,6 +12,12 @@ memory-mapped when large, as any local hit), so a hit is served from the local d
   there, with the ETag the copy came from?) when this process last checked it more than
   ``remote_refresh_seconds`` ago; a deleted or replaced object drops the copy. Within that
   interval a hit does not touch the network.
+- **Compute-once across machines.** A miss, once it holds this host's kernel locks, creates a
+  lease object next to the entry (``<digest>.ptd.lease``, conditional create) and renews it
+  every third of ``lease_seconds`` while it computes. Other machines wait, looking for the
+  entry, and read it when it comes; a lease not renewed for ``lease_seconds`` (its holder died)
+  is removed and taken over. Expiry compares the holder's clock with the waiter's: keep the
+  machines' clocks in step (NTP) well within ``lease_seconds``.
 - **Faults.** With the server unreachable, local copies are still served and misses compute
   (one CacheWarning per process and store); a failed upload leaves neither object nor copy.
 
@@ -21,11 +27,14 @@ Measured on loopback (moto, s3fs): a conditional create ~2 ms, a HEAD ~1.5 ms.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pickle
+import socket
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,6 +62,8 @@ from .stores import LocalBackend, register_store_backend
 logger = logging.getLogger("persist_to_disk")
 
 ETAG_SUFFIX = ".etag"  # the sidecar of a local copy: the ETag of the object it was copied from
+LEASE_SUFFIX = ".lease"  # <digest>.ptd.lease: who computes that entry, until when
+_LEASE_POLL = 0.25  # seconds between looks of a machine waiting for another's computation
 _UNREACHABLE = object()
 _filesystems: dict[tuple[str, str | None, int], Any] = {}  # (protocol, endpoint, pid) -> fsspec filesystem
 _fs_lock = threading.Lock()
@@ -115,6 +126,7 @@ class ObjectStore:
         *,
         refresh_seconds: float,
         trust_shared: bool,
+        lease_seconds: float = 60.0,
     ) -> None:
         """``name``: the folder's path under the persist path (signatures bind an entry to its place)."""
         self.fs = fs
@@ -124,6 +136,7 @@ class ObjectStore:
         self.root = copies.root
         self.refresh_seconds = refresh_seconds
         self.trust_shared = trust_shared
+        self.lease_seconds = lease_seconds
         self._checked: dict[str, float] = {}  # key -> time.monotonic() this process last matched it to the store
         self._reported: set[str] = set()
 
@@ -323,6 +336,81 @@ class ObjectStore:
         self._checked.pop(key, None)
         return size or copy
 
+    # -- compute-once across machines ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lease(self, key: str, recheck: Callable[[], Any] | None) -> Iterator[Any]:
+        """ENOVAL while this process holds the key's lease (it computes), or what another holder stored.
+
+        ``recheck`` None (a RECACHE): take the lease without looking for an entry.
+        """
+        url = self.url_of(key) + LEASE_SUFFIX
+        me = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        said = waited = False
+        while not self._take_lease(url, me):
+            waited = True
+            if recheck is not None:
+                found = recheck()
+                if found is not ENOVAL:
+                    yield found
+                    return
+            holder = self._read_lease(url)
+            if holder is None:
+                continue  # released, or unreadable: try to take it
+            if holder.get("expires", 0) < time.time():
+                logger.info("%s: the lease of %s expired; taking over", url, holder.get("holder"))
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(url)
+                continue
+            if not said:
+                logger.info("%s: computed by %s; waiting for it", self.url_of(key), holder.get("holder"))
+                said = True
+            time.sleep(_LEASE_POLL)
+        stop = threading.Event()
+        renew = threading.Thread(target=self._renew, args=(url, me, stop), name="persist_to_disk-lease", daemon=True)
+        renew.start()
+        try:
+            # a holder that just finished stored the entry before letting its lease go: look once more
+            found = recheck() if recheck is not None and waited else ENOVAL
+            yield found
+        finally:
+            stop.set()
+            renew.join()
+            holder = self._read_lease(url)
+            if holder is not None and holder.get("holder") == me:
+                with contextlib.suppress(Exception):
+                    self.fs.rm_file(url)
+
+    def _lease_body(self, me: str) -> bytes:
+        return json.dumps({"holder": me, "expires": time.time() + self.lease_seconds}).encode()
+
+    def _take_lease(self, url: str, me: str) -> bool:
+        """Create the lease; False when another holds it. An unreachable store: compute without one."""
+        try:
+            self.fs.pipe_file(url, self._lease_body(me), mode="create")
+        except Exception as exc:
+            if _lost_race(exc):
+                return False
+            self._unreachable(exc)
+        return True
+
+    def _read_lease(self, url: str) -> dict[str, Any] | None:
+        try:
+            holder = json.loads(self.fs.cat_file(url))
+        except FileNotFoundError:
+            return None
+        except ValueError:  # half-written by a foreign tool: treat it as expired
+            return {"holder": "?", "expires": 0}
+        except Exception as exc:
+            self._unreachable(exc)
+            return None
+        return holder if isinstance(holder, dict) else {"holder": "?", "expires": 0}
+
+    def _renew(self, url: str, me: str, stop: threading.Event) -> None:
+        """Rewrite the lease every third of lease_seconds while the computation runs."""
+        while not stop.wait(self.lease_seconds / 3):
+            with contextlib.suppress(Exception):
+                self.fs.pipe_file(url, self._lease_body(me))
+
     # -- listing -------------------------------------------------------------------------------------
     def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:
         """Every entry under prefix, listed from the store (one listing; a header is one ranged GET)."""
@@ -378,6 +466,7 @@ def _open_s3(url: str, name: str, copies: LocalBackend, settings: Any) -> Object
         copies,
         refresh_seconds=float(getattr(settings, "remote_refresh_seconds", 10.0)),
         trust_shared=bool(getattr(settings, "trust_shared", False)),
+        lease_seconds=float(getattr(settings, "lease_seconds", 60.0)),
     )
 
 

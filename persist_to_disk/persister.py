@@ -261,6 +261,7 @@ class PersistedFunction:
             recheck=None if switch is RECACHE else lambda: self._recheck(call),
             compute=compute,
             unlocked=unlocked,
+            lease=functools.partial(call.store.lease, call.key),
         )
 
     def _store(self, call: Call, value: Any, seconds: float, *, replace: bool = False) -> bool:

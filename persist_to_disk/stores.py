@@ -10,14 +10,15 @@ protocol (``gs``, ``az``) is one :func:`register_store_backend` call away.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ContextManager, Protocol, runtime_checkable
 
-from .store import Entry, EntryInfo, LocalStore, _Missing
+from .store import ENOVAL, Entry, EntryInfo, LocalStore, _Missing
 
 URL_PATTERN = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://(.*)$")  # two letters at least: not a drive (C://)
 
@@ -56,6 +57,10 @@ class Store(Protocol):
     def url_of(self, key: str) -> str:
         """Where the entry lives for everyone sharing the store (a path, or a URL)."""
 
+    def lease(self, key: str, recheck: Callable[[], Any] | None) -> ContextManager[Any]:
+        """Compute-once across machines: a context giving ENOVAL while this process holds the key's
+        lease (it computes), or the value another holder stored (``recheck`` finds it)."""
+
 
 class LocalBackend(LocalStore):
     """:class:`LocalStore` as a :class:`Store`: a put always replaces, atomically (``os.replace``)."""
@@ -73,6 +78,10 @@ class LocalBackend(LocalStore):
 
     def url_of(self, key: str) -> str:
         return self.path_of(key)
+
+    def lease(self, key: str, recheck: Callable[[], Any] | None) -> ContextManager[Any]:
+        """Nothing to hold: on one host the kernel locks of :mod:`persist_to_disk.locks` do it."""
+        return contextlib.nullcontext(ENOVAL)
 
 
 # protocol -> a function (URL of the folder, its path under the persist path, its local copies, settings) -> Store

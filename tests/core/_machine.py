@@ -7,6 +7,7 @@ machines step by step. Each computation appends to ``$HOME/computed.txt``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 SOURCE = '''
 import os
+import time
 
 import persist_to_disk as ptd
 
@@ -24,6 +26,9 @@ import persist_to_disk as ptd
 def simulate(x):
     with open(os.path.join(os.environ["HOME"], "computed.txt"), "a") as fh:
         fh.write(f"{x}\\n")
+    gate = os.environ.get("GATE")  # a machine given a gate computes until the test opens it
+    while gate and not os.path.exists(gate):
+        time.sleep(0.01)
     return {"x": x, "by": os.environ["MACHINE"], "data": bytes(range(256)) * (4096 * x)}
 '''
 
@@ -39,6 +44,7 @@ def checkout(where: Path) -> Path:
 
 def main() -> None:
     url, root = sys.argv[1], sys.argv[2]
+    logging.basicConfig(filename=os.path.join(os.environ["HOME"], "log.txt"), level=logging.INFO)
     sys.path.insert(0, root)
     import persist_to_disk as ptd
 
@@ -57,6 +63,8 @@ def main() -> None:
                     answer = {"by": value["by"], "size": len(value["data"])}
                 elif op == "invalidate":
                     answer = {"removed": work.simulate.cache.invalidate(cmd["x"])}
+                elif op == "lease":
+                    ptd.config.set_lease_seconds(cmd["seconds"])
                 elif op == "refresh":
                     ptd.config.set_remote_refresh_seconds(cmd["seconds"])
                 elif op == "copy_path":

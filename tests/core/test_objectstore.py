@@ -107,3 +107,37 @@ def test_a_failed_upload_leaves_no_copy(s3_folder, monkeypatch: pytest.MonkeyPat
     with pytest.raises(OSError, match="refused"):
         a.put(KEY, 1, _header())
     assert a.copies.load(KEY) is ENOVAL
+
+
+def test_a_lease_makes_another_machine_wait_and_read(s3_folder) -> None:
+    import threading
+
+    a, b = s3_folder("a"), s3_folder("b")
+    results: list = []
+    with a.lease(KEY, lambda: a.get(KEY)) as found:
+        assert found is ENOVAL  # a computes
+        waiter = threading.Thread(target=lambda: results.append(_through_lease(b)))
+        waiter.start()
+        a.put(KEY, "a's result", _header())
+    waiter.join(timeout=60)
+    assert results == ["a's result"]
+    assert not a.fs.exists(a.url_of(KEY) + ".lease")  # released
+
+
+def _through_lease(store) -> object:
+    """What a miss does (miss.compute_once): look, then take the lease (waiting), then look again."""
+    if store.get(KEY) is not ENOVAL:
+        return store.get(KEY)
+    with store.lease(KEY, lambda: store.get(KEY)) as found:
+        return found if found is not ENOVAL else "computed again"
+
+
+def test_an_expired_lease_is_taken_over(s3_folder) -> None:
+    import json
+    import time
+
+    a = s3_folder("a")
+    a.fs.pipe_file(a.url_of(KEY) + ".lease", json.dumps({"holder": "dead", "expires": time.time() - 1}).encode())
+    with a.lease(KEY, lambda: a.get(KEY)) as found:
+        assert found is ENOVAL
+        assert json.loads(a.fs.cat_file(a.url_of(KEY) + ".lease"))["holder"] != "dead"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +28,18 @@ ROOT = Path(__file__).resolve().parents[2]
 class Machine:
     """A long-lived process standing for one machine; ``ask`` sends one command and returns its answer."""
 
-    def __init__(self, name: str, base: Path, url: str, server: MotoS3, secret: str | None = SECRET) -> None:
+    def __init__(
+        self, name: str, base: Path, url: str, server: MotoS3, secret: str | None = SECRET, gate: Path | None = None
+    ) -> None:
         home = base / name / "home"
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
         env = {**os.environ, **server.env(), "HOME": str(home), "MACHINE": name}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env.pop("PTD_SECRET_KEY", None)
+        env.pop("GATE", None)
+        if gate is not None:
+            env["GATE"] = str(gate)
         if secret is not None:
             env["PTD_SECRET_KEY"] = secret
         checkout = _machine.checkout(base / name / "src")
@@ -42,15 +49,30 @@ class Machine:
         )
 
     def ask(self, op: str, **args: object) -> dict:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.send(op, **args)
+        return self.receive()
+
+    def send(self, op: str, **args: object) -> None:
+        assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
         self.proc.stdin.flush()
+
+    def receive(self) -> dict:
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line, f"machine exited with {self.proc.wait()}"
         return json.loads(line)
 
+    def log_says(self, text: str) -> bool:
+        log = self.home / "log.txt"
+        return log.is_file() and text in log.read_text()
+
+    def computed(self) -> list[str]:
+        done = self.home / "computed.txt"
+        return done.read_text().split() if done.is_file() else []
+
     def close(self) -> None:
-        if self.proc.stdin is not None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=60)
 
@@ -70,8 +92,8 @@ def machines(server: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     url = f"s3://{server.new_bucket()}/team"
     made: list[Machine] = []
 
-    def make(name: str, secret: str | None = SECRET) -> Machine:
-        made.append(Machine(name, tmp_path, url, server, secret))
+    def make(name: str, secret: str | None = SECRET, gate: Path | None = None) -> Machine:
+        made.append(Machine(name, tmp_path, url, server, secret, gate))
         return made[-1]
 
     yield make
@@ -103,6 +125,41 @@ def test_local_copies_serve_hits_with_the_server_stopped(machines, server: MotoS
     got = b.ask("call", x=5)  # a miss computes and returns its value; it is not shared
     assert got["by"] == "b" and got["computed"] == ["5"]
     assert any("not cached" in w for w in got["warnings"])
+
+
+def _wait_for(condition, what: str, timeout: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_computation_running_on_one_machine_is_not_started_on_another(machines, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    a, b = machines("a", gate=gate), machines("b")
+    a.send("call", x=4)
+    _wait_for(lambda: a.computed() == ["4"], "a to start computing")
+    b.send("call", x=4)
+    _wait_for(lambda: b.log_says("waiting for it"), "b to wait for a's lease")
+    gate.touch()
+    got_a, got_b = a.receive(), b.receive()
+    assert got_a["by"] == got_b["by"] == "a"
+    assert a.computed() == ["4"] and b.computed() == []
+
+
+def test_a_killed_holder_is_taken_over_after_lease_seconds(machines, tmp_path: Path) -> None:
+    a, b = machines("a", gate=tmp_path / "never"), machines("b")
+    a.ask("lease", seconds=1.5)
+    b.ask("lease", seconds=1.5)
+    a.send("call", x=2)
+    _wait_for(lambda: a.computed() == ["2"], "a to start computing")
+    b.send("call", x=2)
+    _wait_for(lambda: b.log_says("waiting for it"), "b to wait for a's lease")
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(timeout=30)
+    got = b.receive()  # a's lease is no longer renewed: b takes over and computes
+    assert got["by"] == "b" and got["computed"] == ["2"]
+    assert b.log_says("expired; taking over")
 
 
 def test_a_wrong_secret_is_refused(machines) -> None:
