@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from . import signing, trust
-from .errors import CacheWarning
+from .errors import CacheWarning, UntrustedCacheError
 from .store import (
     _HEADER_PEEK,
     _PREFIX,
@@ -58,6 +58,8 @@ from .store import (
     _write_all,
 )
 from .stores import LocalBackend, register_store_backend
+
+__all__ = ["ObjectStore"]
 
 logger = logging.getLogger("persist_to_disk")
 
@@ -262,9 +264,10 @@ class ObjectStore:
         """
         secret = signing.secret()
         if secret is None and not self.trust_shared:
-            raise signing.UntrustedCacheError(
+            raise UntrustedCacheError(
                 f"not storing into {self.url_of(key)}: {signing.SECRET_ENV} is not set, and unsigned entries "
-                f"are refused by every reader. Set {signing.SECRET_ENV} to your team's shared secret"
+                f"are refused by every reader. Set {signing.SECRET_ENV} to your team's shared secret",
+                path=self.url_of(key),
             )
         written = self.copies.put(key, value, header, dumps=dumps)
         try:

@@ -21,6 +21,8 @@ import struct
 from .errors import UntrustedCacheError
 from .store import _FIXED, ALIGN, CorruptEntry, _header_region, _PREFIX
 
+__all__ = ["SECRET_ENV", "entry_length", "secret", "sign", "unsigned", "verify"]
+
 SECRET_ENV = "PTD_SECRET_KEY"
 TRAILER_MAGIC = b"PTDS"
 TRAILER_SIZE = len(TRAILER_MAGIC) + hashlib.sha256().digest_size
@@ -82,5 +84,6 @@ def verify(blob: bytes, name: str, url: str, *, key: bytes | None, trust_shared:
         f"refusing to load {url}: {why}. Loading it would unpickle data anyone with write access to the "
         f"bucket may have written. Set {SECRET_ENV} to your team's shared secret on every machine (entries "
         "written without it, or with another, are recomputed once the secret is set: delete them with "
-        "`f.cache.clear()`), or, only for a bucket where you trust every writer, set trust_shared = true"
+        "`f.cache.clear()`), or, only for a bucket where you trust every writer, set trust_shared = true",
+        path=url,
     )

@@ -20,6 +20,8 @@ from typing import Any, ContextManager, Protocol, runtime_checkable
 
 from .store import ENOVAL, Entry, EntryInfo, LocalStore, _Missing
 
+__all__ = ["LocalBackend", "Store", "copies_root", "is_url", "open_store", "register_store_backend"]
+
 URL_PATTERN = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://(.*)$")  # two letters at least: not a drive (C://)
 
 

@@ -55,8 +55,9 @@ def test_an_unsigned_entry_is_never_unpickled(s3_folder, monkeypatch: pytest.Mon
         entry = fh.read()
     _upload_as_is(a, KEY, entry)  # the same entry without its signature
     UNPICKLED.clear()
-    with pytest.raises(UntrustedCacheError, match="it is not signed.*PTD_SECRET_KEY.*trust_shared"):
+    with pytest.raises(UntrustedCacheError, match="it is not signed.*PTD_SECRET_KEY.*trust_shared") as refused:
         s3_folder("b").load(KEY)
+    assert refused.value.path == a.url_of(KEY)
     assert UNPICKLED == []
     assert s3_folder("c", trust_shared=True).load(KEY) is not ENOVAL  # the explicit opt-out
 
