@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import trust
 from .errors import CacheWarning
+from .origin import origin_id
 from .stores import copies_root, is_url
 
 logger = logging.getLogger("persist_to_disk")
@@ -346,7 +348,7 @@ class Config:
         key = os.path.normpath(str(project_path))
         pid = self._project_ids.get(key)
         if pid is None:
-            pid = _retrieve_project_id(settings_dir() / PROJECT_IDS_FILE, key)
+            pid = _retrieve_project_id(settings_dir() / PROJECT_IDS_FILE, key, lambda: origin_id(key))
             self._project_ids[key] = pid
         return f"{os.path.basename(key) or 'root'}-{pid}"
 
@@ -409,8 +411,12 @@ def _abspath(path: Any, setting: str) -> str:
     return os.path.normpath(os.path.abspath(os.path.expanduser(text)))
 
 
-def _retrieve_project_id(registry: Path, project_key: str) -> str:
-    """Read, or append under a file lock, the project's line in project_to_pids.txt."""
+def _retrieve_project_id(registry: Path, project_key: str, shared_id: Callable[[], str | None]) -> str:
+    """Read, or append under a file lock, the project's line in project_to_pids.txt.
+
+    A project seen for the first time takes ``shared_id()`` (its git origin's id, the same on
+    every machine) when there is one, else the next number.
+    """
     if _ID_SEP in project_key:
         raise ValueError(f"project path {project_key!r} must not contain {_ID_SEP!r}")
     registry.parent.mkdir(parents=True, exist_ok=True)
@@ -435,7 +441,7 @@ def _retrieve_project_id(registry: Path, project_key: str) -> str:
     with whole_file_lock(str(registry) + ".lock"):
         ids, largest = lookup()
         if project_key not in ids:
-            ids[project_key] = str(largest + 1)
+            ids[project_key] = shared_id() or str(largest + 1)
             with open(registry, "a", encoding="utf-8") as fh:
                 fh.write(f"{project_key}{_ID_SEP}{ids[project_key]}\n")
                 fh.flush()
