@@ -9,6 +9,7 @@ One straight line per call::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import settings_dir
 from . import fingerprint, identity, keys, layout, locks, miss, stores, why
 from ._state import config
 from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
@@ -61,6 +63,7 @@ class Origin:
     source_parts: tuple[str, ...]
     persist_path: str
     persist_path_local: str
+    remote_url: str | None = None  # persist_path was this store (persist_path: the sender's local copies)
 
 
 @dataclass(slots=True)
@@ -404,7 +407,11 @@ class PersistedFunction:
         memo_key = (settings.generation, os.getcwd() if settings.project_path is None else None)
         found = self._where.get(memo_key)
         if found is None:
-            if self._origin is not None:
+            if self._origin is not None and self._origin.remote_url is not None and not self._options.local:
+                # the sender cached into a shared store: so does this process, through its own local copies
+                persist_root = str(stores.copies_root(self._origin.remote_url, settings_dir()))
+                settings = dataclasses.replace(settings, remote_url=self._origin.remote_url, persist_path=Path(persist_root))
+            elif self._origin is not None:
                 persist_root = self._origin.persist_path_local if self._options.local else self._origin.persist_path
             else:
                 persist_root = str(settings.persist_path_local if self._options.local else settings.persist_path)
@@ -442,7 +449,9 @@ class PersistedFunction:
             return self._origin
         root, parts = self.location()
         settings = config.settings()
-        return Origin(str(root), tuple(parts), str(settings.persist_path), str(settings.persist_path_local))
+        return Origin(
+            str(root), tuple(parts), str(settings.persist_path), str(settings.persist_path_local), settings.remote_url
+        )
 
     def __repr__(self) -> str:
         return f"<persisted function {self._name}>"

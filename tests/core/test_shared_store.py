@@ -254,3 +254,47 @@ def test_remote_refresh_seconds_in_config_ini(isolated_home: Path) -> None:
     assert settings.remote_url == "s3://team-bucket/ml" and settings.remote_refresh_seconds == 2.5
     assert settings.persist_path == isolated_home / ".cache" / "persist_to_disk" / "copies" / "s3" / "team-bucket" / "ml"
     assert settings.persist_path_local == isolated_home / ".cache" / "persist_to_disk" / "cache"
+
+
+SENDER = """
+import sys, cloudpickle
+import persist_to_disk as ptd
+ptd.config.set_persist_path(sys.argv[1])
+ptd.config.set_project_path(sys.argv[3])
+
+@ptd.persistf()
+def square(x):
+    return x * x
+
+with open(sys.argv[2], "wb") as fh:
+    cloudpickle.dump(square, fh)
+"""
+
+WORKER = """
+import pickle, sys
+with open(sys.argv[1], "rb") as fh:
+    square = pickle.load(fh)
+print(square(7), square.cache.path(7))
+"""
+
+
+def test_a_function_sent_to_a_worker_caches_into_the_shared_store(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A function pickled by value (as Dask or a spawn pool sends one) caches into the bucket from a
+    worker with another HOME, through the worker's own local copies."""
+    import s3fs
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    (tmp_path / "proj").mkdir()
+    env["HOME"] = str(tmp_path / "driver")
+    subprocess.run([sys.executable, "-c", SENDER, s3_env, str(tmp_path / "f.pkl"), str(tmp_path / "proj")],
+                   env=env, check=True, cwd=str(tmp_path))
+    env["HOME"] = str(tmp_path / "worker")
+    run = subprocess.run([sys.executable, "-c", WORKER, str(tmp_path / "f.pkl")], env=env,
+                         capture_output=True, text=True, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    out = run.stdout.split()
+    assert out[0] == "49" and out[1].startswith(str(tmp_path / "worker"))
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    assert [p for p in fs.find(s3_env) if p.endswith(".ptd")]
