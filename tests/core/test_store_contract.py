@@ -119,3 +119,11 @@ def test_path_is_local_and_url_names_the_shared_place(backend: Callable[[str], S
     store.put(KEY, 1, _header())
     assert Path(store.path_of(KEY)).is_file()
     assert store.url_of(KEY).endswith(KEY)
+
+
+def test_a_lease_lets_its_holder_compute(backend: Callable[[str], Store]) -> None:
+    store = backend("a")
+    with store.lease(KEY, lambda: store.get(KEY)) as found:
+        assert found is ENOVAL
+        store.put(KEY, "computed", _header())
+    assert backend("b").get(KEY) == "computed"
