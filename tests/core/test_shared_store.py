@@ -298,3 +298,25 @@ def test_a_function_sent_to_a_worker_caches_into_the_shared_store(
     assert out[0] == "49" and out[1].startswith(str(tmp_path / "worker"))
     fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
     assert [p for p in fs.find(s3_env) if p.endswith(".ptd")]
+
+
+def test_a_dask_cluster_of_machines_computes_each_key_once_and_the_driver_hits(
+    s3_env: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("distributed", reason="the Dask test needs the test extra: pip install -e '.[test]'")
+    (tmp_path / "proj").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "driver")}
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "core" / "_dask_driver.py"), s3_env, str(tmp_path / "proj"),
+         str(tmp_path / "workers")],
+        env=env, capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["results"] == out["driver"] == [x * 10 for x in range(8)]
+    computed = []
+    for home in out["homes"]:
+        done = Path(home) / "computed.txt"
+        computed += done.read_text().split() if done.is_file() else []
+    assert sorted(computed, key=int) == [str(x) for x in range(8)]  # each key once, on the workers
+    assert not (tmp_path / "driver" / "computed.txt").exists()  # the driver hit every one
