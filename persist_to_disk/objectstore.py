@@ -234,13 +234,22 @@ class ObjectStore:
         header = self.copies.read_header(key)
         if header is not None:
             return header
-        url = self.url_of(key)
         try:
-            blob = self.fs.cat_file(url, start=0, end=_HEADER_PEEK)
-            need = _PREFIX.size + _parse_prefix(blob)[0]
-            if need > len(blob):
-                blob = self.fs.cat_file(url, start=0, end=need)
-            return _parse_header(blob)
+            head = self.fs.cat_file(self.url_of(key), start=0, end=_HEADER_PEEK)
+        except OSError:
+            return None
+        except Exception as exc:
+            self._unreachable(exc)
+            return None
+        return self._parse_head(key, head)
+
+    def _parse_head(self, key: str, head: bytes) -> dict[str, Any] | None:
+        """The header from an object's first bytes (fetching the rest of a long header), or None."""
+        try:
+            need = _PREFIX.size + _parse_prefix(head)[0]
+            if need > len(head):
+                head = self.fs.cat_file(self.url_of(key), start=0, end=need)
+            return _parse_header(head)
         except (OSError, CorruptEntry):
             return None
         except Exception as exc:
@@ -416,13 +425,18 @@ class ObjectStore:
 
     # -- listing -------------------------------------------------------------------------------------
     def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:
-        """Every entry under prefix, listed from the store (one listing; a header is one ranged GET)."""
+        """Every entry under prefix, listed from the store: one listing, then the headers this machine
+        has no copy of in one batch of concurrent ranged GETs. An unreachable store lists nothing."""
         top = f"{self.root_url}/{prefix.strip('/')}" if prefix else self.root_url
         try:
             found = self.fs.find(top, detail=True)
         except FileNotFoundError:
             return
+        except Exception as exc:
+            self._unreachable(exc)
+            return
         start = len(self.root_url.split("://", 1)[-1]) + 1
+        infos = []
         for path in sorted(found):
             key = path[start:]
             name = key.rpartition("/")[2]
@@ -431,13 +445,27 @@ class ObjectStore:
             detail = found[path]
             modified = detail.get("LastModified")
             stamp = modified.timestamp() if hasattr(modified, "timestamp") else 0.0
-            info = EntryInfo(key, Path(self.copies.path_of(key)), int(detail.get("size") or 0), stamp)
-            if headers:
-                info.header = self.read_header(key)
-                if info.header is None:
-                    info.error = "corrupt: the header cannot be read"
-            yield info
+            infos.append(EntryInfo(key, Path(self.copies.path_of(key)), int(detail.get("size") or 0), stamp))
+        if headers:
+            self._fill_headers(infos)
+        yield from infos
 
+    def _fill_headers(self, infos: list[EntryInfo]) -> None:
+        for info in infos:
+            info.header = self.copies.read_header(info.key)
+        remote = [info for info in infos if info.header is None]
+        if remote:
+            urls = [self.url_of(info.key) for info in remote]
+            try:
+                heads = self.fs.cat_ranges(urls, [0] * len(urls), [_HEADER_PEEK] * len(urls), on_error="return")
+            except Exception as exc:
+                self._unreachable(exc)
+                heads = [exc] * len(urls)
+            for info, head in zip(remote, heads):
+                info.header = self._parse_head(info.key, head) if isinstance(head, bytes) else None
+        for info in infos:
+            if info.header is None:
+                info.error = "corrupt: the header cannot be read"
     # -- faults --------------------------------------------------------------------------------------
     def _unreachable(self, exc: BaseException) -> None:
         """The store did not answer: say so once per process and store; local copies keep serving."""

@@ -144,3 +144,25 @@ def test_an_expired_lease_is_taken_over(s3_folder) -> None:
     with a.lease(KEY, lambda: a.get(KEY)) as found:
         assert found is ENOVAL
         assert json.loads(a.fs.cat_file(a.url_of(KEY) + ".lease"))["holder"] != "dead"
+
+
+def test_a_stopped_server_lists_nothing_and_copies_still_serve(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.core.conftest import machines_of
+    from tests.s3server import MotoS3, set_env
+
+    server = MotoS3()
+    set_env(monkeypatch, server)
+    monkeypatch.setenv("PTD_SECRET_KEY", "k")
+    machine = machines_of(f"s3://{server.new_bucket()}/t", tmp_path)
+    a = machine("a", refresh_seconds=0)
+    a.put(KEY, "kept", _header())
+    server.stop()
+    with pytest.warns(CacheWarning, match="cannot reach the store"):
+        assert a.get(KEY) == "kept"  # the copy, though it could not be checked
+    assert list(a.iter_entries()) == []
+    assert a.load(OTHER_KEY) is ENOVAL
+
+
+OTHER_KEY = "9/ffffffffffffffffffffffffffffffff.ptd"
