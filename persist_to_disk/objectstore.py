@@ -19,7 +19,8 @@ memory-mapped when large, as any local hit), so a hit is served from the local d
   is removed and taken over. Expiry compares the holder's clock with the waiter's: keep the
   machines' clocks in step (NTP) well within ``lease_seconds``.
 - **Faults.** With the server unreachable, local copies are still served and misses compute
-  (one CacheWarning per process and store); a failed upload leaves neither object nor copy.
+  (one CacheWarning per process and store), and the store is not asked again for 10 s; a
+  failed upload leaves neither object nor copy.
 
 Measured on loopback (moto, s3fs): a conditional create ~2 ms, a HEAD ~1.5 ms.
 """
@@ -70,6 +71,9 @@ _UNREACHABLE = object()
 _filesystems: dict[tuple[str, str | None, int], Any] = {}  # (protocol, endpoint, pid) -> fsspec filesystem
 _fs_lock = threading.Lock()
 _warned_unreachable: set[str] = set()
+# a bucket that did not answer is not asked again for a while: each try costs ~1.5 s of retries
+_ASK_AGAIN_AFTER = 10.0
+_down_until: dict[str, float] = {}  # bucket -> time.monotonic() before which it is taken as unreachable
 
 
 def _s3_filesystem() -> Any:
@@ -169,6 +173,8 @@ class ObjectStore:
     def contains(self, key: str) -> bool:
         if self.copies.contains(key) and self._still_current(key):
             return True
+        if self._down():
+            return False
         try:
             return bool(self.fs.exists(self.url_of(key)))
         except Exception as exc:
@@ -190,6 +196,8 @@ class ObjectStore:
 
     def _etag(self, key: str) -> Any:
         """The object's ETag, None when there is no object, _UNREACHABLE when the store does not answer."""
+        if self._down():
+            return _UNREACHABLE
         try:
             return self.fs.info(self.url_of(key)).get("ETag") or ""
         except FileNotFoundError:
@@ -211,6 +219,8 @@ class ObjectStore:
 
     def _download(self, key: str) -> Entry | _Missing:
         url = self.url_of(key)
+        if self._down():
+            return ENOVAL
         try:
             etag = self.fs.info(url).get("ETag") or ""  # before the body: a replacement in between costs a re-download
             blob = self.fs.cat_file(url)
@@ -466,10 +476,20 @@ class ObjectStore:
         for info in infos:
             if info.header is None:
                 info.error = "corrupt: the header cannot be read"
+
     # -- faults --------------------------------------------------------------------------------------
+    def _bucket(self) -> str:
+        return self.root_url.split("/", 3)[2] if "://" in self.root_url else self.root_url
+
+    def _down(self) -> bool:
+        """Whether the store failed to answer within the last _ASK_AGAIN_AFTER seconds."""
+        until = _down_until.get(self._bucket())
+        return until is not None and time.monotonic() < until
+
     def _unreachable(self, exc: BaseException) -> None:
         """The store did not answer: say so once per process and store; local copies keep serving."""
-        where = self.root_url.split("/", 3)[2] if "://" in self.root_url else self.root_url
+        where = self._bucket()
+        _down_until[where] = time.monotonic() + _ASK_AGAIN_AFTER
         if where in _warned_unreachable:
             return
         _warned_unreachable.add(where)
