@@ -410,7 +410,9 @@ class PersistedFunction:
             if self._origin is not None and self._origin.remote_url is not None and not self._options.local:
                 # the sender cached into a shared store: so does this process, through its own local copies
                 persist_root = str(stores.copies_root(self._origin.remote_url, settings_dir()))
-                settings = dataclasses.replace(settings, remote_url=self._origin.remote_url, persist_path=Path(persist_root))
+                settings = dataclasses.replace(
+                    settings, remote_url=self._origin.remote_url, persist_path=Path(persist_root)
+                )
             elif self._origin is not None:
                 persist_root = self._origin.persist_path_local if self._options.local else self._origin.persist_path
             else:

@@ -11,6 +11,7 @@ protocol (``gs``, ``az``) is one :func:`register_store_backend` call away.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import pickle
 import re
@@ -137,4 +138,4 @@ def open_store(folder: str | os.PathLike, persist_root: str | os.PathLike, setti
 
 def _load_builtin_backends() -> None:
     """Import the object-store backend on first use: its fsspec import costs ~0.2 s, paid only by remote users."""
-    from . import objectstore  # noqa: F401  (registers s3)
+    importlib.import_module(f"{__package__}.objectstore")  # registers s3

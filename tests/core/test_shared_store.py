@@ -252,7 +252,8 @@ def test_remote_refresh_seconds_in_config_ini(isolated_home: Path) -> None:
     ptd.config.reload()
     settings = ptd.config.settings()
     assert settings.remote_url == "s3://team-bucket/ml" and settings.remote_refresh_seconds == 2.5
-    assert settings.persist_path == isolated_home / ".cache" / "persist_to_disk" / "copies" / "s3" / "team-bucket" / "ml"
+    copies = isolated_home / ".cache" / "persist_to_disk" / "copies"
+    assert settings.persist_path == copies / "s3" / "team-bucket" / "ml"
     assert settings.persist_path_local == isolated_home / ".cache" / "persist_to_disk" / "cache"
 
 
