@@ -1,11 +1,11 @@
-"""Scenario j: a shared S3 store, on loopback (moto on 127.0.0.1, started here).
+"""Scenario j: a shared S3 store, on loopback (moto or SeaweedFS on 127.0.0.1, started here).
 
 - hit from the local copy vs a hit of a local store, interleaved in rounds in one process
   (target: within 1.5x), with a refresh interval longer than the run (a hit touches no network);
 - the first hit of a 50 MB entry on a machine without a copy (download, signature check,
   local copy written, loaded): MB/s (target: >= 150 MB/s on loopback).
 
-Run: ``python bench/shared_store.py [--calls N --rounds R]`` with the checkout importable and
+Run: ``python bench/shared_store.py [--calls N --rounds R --server moto|seaweedfs]`` with the checkout importable and
 the test extra installed; prints a JSON line and writes it to bench/results/shared-<date>.json.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.s3server import MotoS3  # noqa: E402
+from tests.s3server import MotoS3, SeaweedS3  # noqa: E402
 
 
 def main() -> None:
@@ -31,18 +31,19 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--mb", type=int, default=50)
+    parser.add_argument("--server", choices=["moto", "seaweedfs"], default="moto")
     args = parser.parse_args()
-    server = MotoS3()
+    work = Path(tempfile.mkdtemp(prefix="ptd-shared-bench-"))
+    server = MotoS3() if args.server == "moto" else SeaweedS3(work / "seaweedfs")
     os.environ.update(server.env())
     os.environ["PTD_SECRET_KEY"] = "bench-secret"
-    work = Path(tempfile.mkdtemp(prefix="ptd-shared-bench-"))
     os.environ["HOME"] = str(work / "home-a")
     import numpy as np
 
     import persist_to_disk as ptd
     from persist_to_disk import stores
 
-    url = f"s3://{server.new_bucket()}/bench"
+    url = f"s3://{server.new_bucket()}/bench" if args.server == "moto" else f"s3://{SeaweedS3.BUCKET}/bench"
     ptd.config.set_project_path(work / "proj")
     ptd.config.set_remote_refresh_seconds(3600)
 
@@ -87,7 +88,7 @@ def main() -> None:
     assert stores.is_url(ptd.config.describe()["persist_path"])
     server.stop()
     result = {
-        "scenario": "shared store (moto on 127.0.0.1)",
+        "scenario": f"shared store ({args.server} on 127.0.0.1)",
         "local store hit us (median of rounds)": round(statistics.median(local_us), 1),
         "local copy hit us (median of rounds)": round(statistics.median(copy_us), 1),
         "copy / local ratio (median of rounds)": round(statistics.median(ratios), 2),
@@ -96,7 +97,7 @@ def main() -> None:
         "first remote hit MB/s": round(args.mb / first_hit, 1),
     }
     print(json.dumps(result))
-    out = ROOT / "bench" / "results" / f"shared-{time.strftime('%Y-%m-%d')}.json"
+    out = ROOT / "bench" / "results" / f"shared-{args.server}-{time.strftime('%Y-%m-%d')}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
 
 
