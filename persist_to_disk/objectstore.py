@@ -56,7 +56,6 @@ from .store import (
     _parse_header,
     _parse_prefix,
     _temp_tag,
-    _write_all,
 )
 from .stores import LocalBackend, register_store_backend
 
@@ -218,26 +217,53 @@ class ObjectStore:
         return f"{folder}/.{name}{ETAG_SUFFIX}"
 
     def _download(self, key: str) -> Entry | _Missing:
+        """The store's entry, streamed into a temp file beside the local copy, its signature checked
+        from the head and the trailer alone, the trailer cut, then renamed into place and loaded."""
         url = self.url_of(key)
         if self._down():
             return ENOVAL
+        path = self.copies.path_of(key)
+        folder, _, name = path.rpartition("/")
+        trust.make_folder(os.path.normpath(os.path.abspath(folder)), self.copies.trust_root, self.copies.policy)
+        tmp = f"{folder}/.{name}.{_temp_tag()}{TMP_SUFFIX}"
         try:
-            etag = self.fs.info(url).get("ETag") or ""  # before the body: a replacement in between costs a re-download
-            blob = self.fs.cat_file(url)
-        except FileNotFoundError:
-            return ENOVAL
-        except Exception as exc:
-            self._unreachable(exc)
-            return ENOVAL
-        try:
-            entry = signing.verify(
-                blob, self._signed_name(key), url, key=signing.secret(), trust_shared=self.trust_shared
-            )
-        except CorruptEntry as exc:
-            self._report(url, str(exc))
-            return ENOVAL
-        self._write_copy(key, entry, etag)
+            try:
+                etag = self.fs.info(url).get("ETag") or ""  # before the body: a replacement in between re-downloads
+                self.fs.get_file(url, tmp)
+            except FileNotFoundError:
+                return ENOVAL
+            except Exception as exc:
+                self._unreachable(exc)
+                return ENOVAL
+            try:
+                self._check_download(tmp, key, url)
+            except CorruptEntry as exc:
+                self._report(url, str(exc))
+                return ENOVAL
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self._record_etag(key, etag)
         return self.copies.load(key)  # checked and memory-mapped like any local entry
+
+    def _check_download(self, tmp: str, key: str, url: str) -> None:
+        """Verify the signature of the object downloaded to ``tmp`` and cut it to the bare entry, mode set."""
+        with open(tmp, "r+b") as fh:
+            trust.set_file_mode(fh.fileno(), self.copies.policy)
+            head = fh.read(_HEADER_PEEK)
+            need = _PREFIX.size + _parse_prefix(head)[0]
+            if need > len(head):
+                head += fh.read(need - len(head))
+            length = signing.entry_length(head)
+            size = os.fstat(fh.fileno()).st_size
+            if size < length:
+                raise CorruptEntry(f"object is {size} bytes, its header says {length} (truncated)")
+            fh.seek(length)
+            trailer = fh.read(signing.TRAILER_SIZE + 1)
+            signing.verify(head, trailer, self._signed_name(key), url, key=signing.secret(),
+                           trust_shared=self.trust_shared)
+            fh.truncate(length)
 
     def read_header(self, key: str) -> dict[str, Any] | None:
         """The header, from the local copy or the object's first kilobytes (nothing is unpickled)."""
@@ -304,27 +330,6 @@ class ObjectStore:
         etag = out.get("ETag") if isinstance(out, dict) else None
         self._record_etag(key, etag if etag is not None else self._etag(key))
         return written
-
-    def _write_copy(self, key: str, entry: memoryview, etag: str) -> None:
-        """The downloaded entry as this machine's copy, atomically (temp file and rename), then its ETag."""
-        path = self.copies.path_of(key)
-        folder, _, name = path.rpartition("/")
-        policy = self.copies.policy
-        trust.make_folder(os.path.normpath(os.path.abspath(folder)), self.copies.trust_root, policy)
-        tmp = f"{folder}/.{name}.{_temp_tag()}{TMP_SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-        try:
-            try:
-                trust.set_file_mode(fd, policy)
-                _write_all(fd, [entry])
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._record_etag(key, etag)
 
     def _record_etag(self, key: str, etag: Any) -> None:
         if not isinstance(etag, str):

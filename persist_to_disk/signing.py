@@ -61,25 +61,25 @@ def unsigned(entry: bytes) -> bytes:
     return entry
 
 
-def verify(blob: bytes, name: str, url: str, *, key: bytes | None, trust_shared: bool) -> memoryview:
-    """The entry in a downloaded object, its signature checked; UntrustedCacheError saying why and what to do.
+def verify(head: bytes, trailer: bytes, name: str, url: str, *, key: bytes | None, trust_shared: bool) -> None:
+    """Check the signature of a downloaded object; UntrustedCacheError saying why and what to do.
 
+    ``head``: the object's first bytes, at least its prefix and header region (the payload is not
+    needed: the header holds its checksum); ``trailer``: what follows the entry (``entry_length``).
     CorruptEntry when the object is not an entry at all (a miss, as for a local file).
     """
-    length = entry_length(blob)
-    entry, trailer = memoryview(blob)[:length], memoryview(blob)[length:]
     if trust_shared:
-        return entry
+        return
     if len(trailer) == 0:
         why = "it is not signed"
     elif len(trailer) != TRAILER_SIZE or trailer[: len(TRAILER_MAGIC)] != TRAILER_MAGIC:
         why = "its signature trailer is malformed"
     elif key is None:
         why = f"it is signed, but {SECRET_ENV} is not set here to check the signature"
-    elif not hmac.compare_digest(bytes(trailer[len(TRAILER_MAGIC) :]), _mac(key, name, entry)):
+    elif not hmac.compare_digest(bytes(trailer[len(TRAILER_MAGIC) :]), _mac(key, name, head)):
         why = "its signature does not match this machine's secret (signed with another key, or altered)"
     else:
-        return entry
+        return
     raise UntrustedCacheError(
         f"refusing to load {url}: {why}. Loading it would unpickle data anyone with write access to the "
         f"bucket may have written. Set {SECRET_ENV} to your team's shared secret on every machine (entries "

@@ -166,3 +166,11 @@ def test_a_stopped_server_lists_nothing_and_copies_still_serve(
 
 
 OTHER_KEY = "9/ffffffffffffffffffffffffffffffff.ptd"
+
+
+def test_a_truncated_object_is_a_miss_not_a_trust_error(s3_folder) -> None:
+    a = s3_folder("a")
+    a.put(KEY, b"x" * 5000, _header())
+    _upload_as_is(a, KEY, a.fs.cat_file(a.url_of(KEY))[:3000])
+    with pytest.warns(CacheWarning, match="truncated"):
+        assert s3_folder("b").load(KEY) is ENOVAL
