@@ -1,4 +1,4 @@
-"""Scenario i: the per-call cost of dependency tracking on a hit.
+"""Scenario o: the per-call cost of dependency tracking on a hit.
 
 A hit of ``with_dependencies`` (three user helpers, two scalar globals: the code part of its
 fingerprint is checked through five guards, the two values hashed into the key) against a hit
@@ -59,7 +59,7 @@ def main() -> None:
                 rounds[name].append(_per_call_us(funcs[name], keys))
     ratios = [d / p for d, p in zip(rounds["with_dependencies"], rounds["plain"])]
     result = {
-        "scenario": "i: hit with three helpers and two globals vs a hit with none",
+        "scenario": "o: hit with three helpers and two globals vs a hit with none",
         "plain_us": round(statistics.median(rounds["plain"]), 2),
         "with_dependencies_us": round(statistics.median(rounds["with_dependencies"]), 2),
         "ratio": round(statistics.median(ratios), 3),

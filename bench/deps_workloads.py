@@ -1,4 +1,4 @@
-"""Scenario i: a function whose key tracks three user helpers and two scalar globals, and one with none."""
+"""Scenario o: a function whose key tracks three user helpers and two scalar globals, and one with none."""
 
 from __future__ import annotations
 
