@@ -44,9 +44,11 @@ from persist_to_disk import bytecode, keys, layout, locks, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from persist_to_disk.readable import format_seconds
-from persist_to_disk.store import ENOVAL, Entry, UnloadableValue
+from persist_to_disk.entryfile import Entry
+from persist_to_disk.store import ENOVAL
 from persist_to_disk.stores import Store, open_store
 from persist_to_disk.switches import CACHE, NOCACHE, READONLY, RECACHE, Switch
+from persist_to_disk.writing import UnloadableValue
 
 from . import cells, namespace
 from .outputs import OutputRecorder, replay

@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import _ID_SEP, PROJECT_IDS_FILE, settings_dir
+from .entryfile import CorruptEntry
 from .errors import CatalogError
 from .layout import ENTRY_SUFFIX, find_marker_root, safe_folder_name
 from .readable import call_text, format_bytes, function_label, group_label, plural
-from .store import CorruptEntry, LocalStore, read_header_file
+from .store import LocalStore, read_header_file
 
 logger = logging.getLogger("persist_to_disk")
 

@@ -42,22 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from . import signing, trust
+from .entryfile import HEADER_PEEK, PREFIX, CorruptEntry, Entry, parse_header, parse_prefix
 from .errors import CacheWarning, UntrustedCacheError
-from .store import (
-    _HEADER_PEEK,
-    _PREFIX,
-    ENOVAL,
-    ENTRY_SUFFIX,
-    TMP_SUFFIX,
-    CorruptEntry,
-    Entry,
-    EntryInfo,
-    _Missing,
-    _parse_header,
-    _parse_prefix,
-    _temp_tag,
-)
+from .layout import ENTRY_SUFFIX
+from .store import ENOVAL, EntryInfo, Missing
 from .stores import LocalBackend, register_store_backend
+from .writing import TMP_SUFFIX, temp_tag
 
 __all__ = ["ObjectStore"]
 
@@ -156,7 +146,7 @@ class ObjectStore:
         return f"{self.name}/{key}" if self.name else key
 
     # -- reads -------------------------------------------------------------------------------------
-    def load(self, key: str) -> Entry | _Missing:
+    def load(self, key: str) -> Entry | Missing:
         """This machine's copy when it still matches the store, else the store's entry (copied here first)."""
         entry = self.copies.load(key)
         if entry is not ENOVAL:
@@ -216,7 +206,7 @@ class ObjectStore:
         folder, _, name = self.copies.path_of(key).rpartition("/")
         return f"{folder}/.{name}{ETAG_SUFFIX}"
 
-    def _download(self, key: str) -> Entry | _Missing:
+    def _download(self, key: str) -> Entry | Missing:
         """The store's entry, streamed into a temp file beside the local copy, its signature checked
         from the head and the trailer alone, the trailer cut, then renamed into place and loaded."""
         url = self.url_of(key)
@@ -225,7 +215,7 @@ class ObjectStore:
         path = self.copies.path_of(key)
         folder, _, name = path.rpartition("/")
         trust.make_folder(os.path.normpath(os.path.abspath(folder)), self.copies.trust_root, self.copies.policy)
-        tmp = f"{folder}/.{name}.{_temp_tag()}{TMP_SUFFIX}"
+        tmp = f"{folder}/.{name}.{temp_tag()}{TMP_SUFFIX}"
         try:
             try:
                 etag = self.fs.info(url).get("ETag") or ""  # before the body: a replacement in between re-downloads
@@ -251,8 +241,8 @@ class ObjectStore:
         """Verify the signature of the object downloaded to ``tmp`` and cut it to the bare entry, mode set."""
         with open(tmp, "r+b") as fh:
             trust.set_file_mode(fh.fileno(), self.copies.policy)
-            head = fh.read(_HEADER_PEEK)
-            need = _PREFIX.size + _parse_prefix(head)[0]
+            head = fh.read(HEADER_PEEK)
+            need = PREFIX.size + parse_prefix(head)[0]
             if need > len(head):
                 head += fh.read(need - len(head))
             length = signing.entry_length(head)
@@ -271,7 +261,7 @@ class ObjectStore:
         if header is not None:
             return header
         try:
-            head = self.fs.cat_file(self.url_of(key), start=0, end=_HEADER_PEEK)
+            head = self.fs.cat_file(self.url_of(key), start=0, end=HEADER_PEEK)
         except OSError:
             return None
         except Exception as exc:
@@ -282,10 +272,10 @@ class ObjectStore:
     def _parse_head(self, key: str, head: bytes) -> dict[str, Any] | None:
         """The header from an object's first bytes (fetching the rest of a long header), or None."""
         try:
-            need = _PREFIX.size + _parse_prefix(head)[0]
+            need = PREFIX.size + parse_prefix(head)[0]
             if need > len(head):
                 head = self.fs.cat_file(self.url_of(key), start=0, end=need)
-            return _parse_header(head)
+            return parse_header(head)
         except (OSError, CorruptEntry):
             return None
         except Exception as exc:
@@ -335,7 +325,7 @@ class ObjectStore:
         if not isinstance(etag, str):
             return
         sidecar = self._etag_path(key)
-        tmp = f"{sidecar}.{_temp_tag()}{TMP_SUFFIX}"
+        tmp = f"{sidecar}.{temp_tag()}{TMP_SUFFIX}"
         with contextlib.suppress(OSError):
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(etag)
@@ -472,7 +462,7 @@ class ObjectStore:
         if remote:
             urls = [self.url_of(info.key) for info in remote]
             try:
-                heads = self.fs.cat_ranges(urls, [0] * len(urls), [_HEADER_PEEK] * len(urls), on_error="return")
+                heads = self.fs.cat_ranges(urls, [0] * len(urls), [HEADER_PEEK] * len(urls), on_error="return")
             except Exception as exc:
                 self._unreachable(exc)
                 heads = [exc] * len(urls)

@@ -27,9 +27,10 @@ from . import fingerprint, identity, keys, layout, locks, miss, stores, why
 from ._state import config
 from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from .readable import readable_arguments, short_repr
-from .store import ENOVAL, EntryInfo, LocalStore, UnloadableValue
+from .store import ENOVAL, EntryInfo, LocalStore
 from .stores import Store
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
+from .writing import UnloadableValue
 
 logger = logging.getLogger("persist_to_disk")
 

@@ -19,7 +19,7 @@ import os
 import struct
 
 from .errors import UntrustedCacheError
-from .store import _FIXED, ALIGN, CorruptEntry, _header_region, _PREFIX
+from .entryfile import ALIGN, FIXED, PREFIX, CorruptEntry, header_region
 
 __all__ = ["SECRET_ENV", "entry_length", "secret", "sign", "unsigned", "verify"]
 
@@ -37,17 +37,17 @@ def secret() -> bytes | None:
 
 def entry_length(blob: bytes | memoryview) -> int:
     """The length of the entry at the start of ``blob`` (prefix, header, padding, payload)."""
-    region = _header_region(blob)
+    region = header_region(blob)
     try:
-        payload_size = _FIXED.unpack_from(region)[0]
+        payload_size = FIXED.unpack_from(region)[0]
     except struct.error:
         raise CorruptEntry("header shorter than its fixed block") from None
-    head = _PREFIX.size + len(region)
+    head = PREFIX.size + len(region)
     return head + (-head) % ALIGN + payload_size
 
 
 def _mac(key: bytes, name: str, blob: bytes | memoryview) -> bytes:
-    message = _CONTEXT + name.encode("utf-8") + b"\x00" + _header_region(blob)
+    message = _CONTEXT + name.encode("utf-8") + b"\x00" + header_region(blob)
     return hmac.new(key, message, hashlib.sha256).digest()
 
 

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ContextManager, Protocol, runtime_checkable
 
-from .store import ENOVAL, Entry, EntryInfo, LocalStore, _Missing
+from .entryfile import Entry
+from .store import ENOVAL, EntryInfo, LocalStore, Missing
 
 __all__ = ["LocalBackend", "Store", "copies_root", "is_url", "open_store", "register_store_backend"]
 
@@ -33,7 +34,7 @@ class Store(Protocol):
 
     root: str  # the local folder holding the entries (for a remote store: this machine's copies)
 
-    def load(self, key: str) -> Entry | _Missing:
+    def load(self, key: str) -> Entry | Missing:
         """The entry (value and header) at key, or ENOVAL; UntrustedCacheError if it may not be unpickled."""
 
     def get(self, key: str) -> Any:

@@ -22,6 +22,7 @@ import pytest
 import xxhash
 
 import persist_to_disk as ptd
+from persist_to_disk import entryfile, writing
 from persist_to_disk import store as st
 from persist_to_disk.store import ENOVAL, LocalStore, read_header_file
 from tests.unpickle_spy import UNPICKLED, Spy
@@ -102,7 +103,7 @@ def test_header_is_parsed_on_demand_and_complete(store):
     header = store.put(KEY, [1, 2], {"args": {"x": "1"}})
     entry = store.load(KEY)
     assert entry.value == [1, 2] and entry.header == header == read_header_file(store.path_of(KEY))
-    assert header["format"] == st.FORMAT_VERSION and header["file"] == os.path.basename(KEY)
+    assert header["format"] == entryfile.FORMAT_VERSION and header["file"] == os.path.basename(KEY)
 
 
 def test_large_array_round_trip_is_writable_and_read_into_one_buffer(store):
@@ -203,7 +204,7 @@ CORRUPTIONS = {
     "flipped-header-byte": lambda d: _flip(d, 20),
     "garbage-header": _garbage_json_header,
     "bad-magic": lambda d: _with_prefix(d, magic=b"XXXX"),
-    "future-format": lambda d: _with_prefix(d, version=st.FORMAT_VERSION + 1),
+    "future-format": lambda d: _with_prefix(d, version=entryfile.FORMAT_VERSION + 1),
     "foreign-pickle": lambda d: pickle.dumps({"seed": "bucket file"}),
     "foreign-text": lambda d: b"hello, I am a text file\n" * 100,
     "random-bytes": lambda d: os.urandom(5000),
@@ -380,7 +381,7 @@ def test_iter_entries_of_a_missing_folder_is_empty(tmp_path):
     assert list(LocalStore(tmp_path / "nothing-here").iter_entries()) == []
 
 
-@pytest.mark.parametrize("size", [st._HASH_ALONGSIDE_MIN - 1024, st._HASH_ALONGSIDE_MIN + 1024])
+@pytest.mark.parametrize("size", [writing._HASH_ALONGSIDE_MIN - 1024, writing._HASH_ALONGSIDE_MIN + 1024])
 def test_a_payload_hashed_while_written_is_as_checked_as_one_hashed_first(store, size):
     """Payloads from _HASH_ALONGSIDE_MIN are written while a thread hashes them, the head last:
     the file must be the same format, round-trip, and a flipped payload byte must still be caught."""

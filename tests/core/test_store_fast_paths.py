@@ -19,6 +19,7 @@ import pytest
 import xxhash
 
 import persist_to_disk as ptd
+from persist_to_disk import entryfile, writing
 from persist_to_disk import store as st
 from persist_to_disk.store import ENOVAL, LocalStore, read_header_file
 
@@ -35,7 +36,7 @@ def _assert_checked_entry(store: LocalStore, header: dict) -> None:
     path = Path(store.path_of(KEY))
     blob = path.read_bytes()
     start = len(blob) - header["payload_size"]
-    assert start % st.ALIGN == 0
+    assert start % entryfile.ALIGN == 0
     assert xxhash.xxh3_128_hexdigest(blob[start:]) == header["checksum"] == read_header_file(path)["checksum"]
     damaged = bytearray(blob)
     damaged[start + header["payload_size"] // 2] ^= 0x10
@@ -47,9 +48,9 @@ def _assert_checked_entry(store: LocalStore, header: dict) -> None:
 
 
 def test_a_large_in_band_value_round_trips_and_stays_checked(store: LocalStore) -> None:
-    value = {"blob": np.random.default_rng(1).bytes(3 * st._STREAM_MIN), "names": [f"n{i}" for i in range(50_000)]}
+    value = {"blob": np.random.default_rng(1).bytes(3 * writing._STREAM_MIN), "names": [f"n{i}" for i in range(50_000)]}
     header = store.put(KEY, value, {"args": {"n": "1"}})
-    assert header["pickle_size"] > st._STREAM_MIN and header["buffers"] == []
+    assert header["pickle_size"] > writing._STREAM_MIN and header["buffers"] == []
     assert store.load(KEY).value == value
     _assert_checked_entry(store, header)
 
@@ -57,7 +58,7 @@ def test_a_large_in_band_value_round_trips_and_stays_checked(store: LocalStore) 
 @pytest.mark.parametrize("arrays", [3, 300], ids=["few buffers", "more buffers than the head room"])
 def test_out_of_band_buffers_after_a_streamed_pickle_keep_their_place(store: LocalStore, arrays: int) -> None:
     value = {
-        "blob": b"x" * (2 * st._STREAM_MIN),
+        "blob": b"x" * (2 * writing._STREAM_MIN),
         "arrays": [np.full(1000 + i, i, dtype=np.int64) for i in range(arrays)],
     }
     header = store.put(KEY, value, {"args": {}})

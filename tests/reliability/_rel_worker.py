@@ -5,7 +5,7 @@ line on stdout. The tests also load this file by path for ``expected_value``,
 ``SeedBucketStore`` and the checkers, so a test and its workers agree on values.
 
 Nothing here is imported by the package: the only test hook in the core is the
-``PTD_TEST_FAULT`` variable read by ``persist_to_disk.store`` (see ``store._fault``).
+``PTD_TEST_FAULT`` variable read by ``persist_to_disk.writing`` (see ``writing.fault``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import xxhash
 
 import persist_to_disk as ptd
 from persist_to_disk import locks
-from persist_to_disk import store as ptd_store
+from persist_to_disk import writing
 from persist_to_disk.store import ENOVAL, Entry, LocalStore
 
 try:  # the browser's and the CLI's delete path, when this checkout has it
@@ -93,10 +93,10 @@ class SeedBucketStore:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         data = pickle.dumps(bucket, protocol=5)
         with open(path, "wb") as fh:  # in place: truncated first
-            ptd_store._fault("opened", path)
+            writing.fault("opened", path)
             fh.write(data[: len(data) // 2])
             fh.flush()
-            ptd_store._fault("middle", path)
+            writing.fault("middle", path)
             fh.write(data[len(data) // 2 :])
 
     def load(self, key: str) -> Any:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import persist_to_disk as ptd
+from persist_to_disk import entryfile
 from persist_to_disk import store as st
 from tests.unpickle_spy import UNPICKLED, Spy
 
@@ -73,7 +74,7 @@ def _header_garbage(b: bytearray) -> bytes:
 
 
 def _future_version(b: bytearray) -> bytes:
-    struct.pack_into("<H", b, 4, st.FORMAT_VERSION + 1)
+    struct.pack_into("<H", b, 4, entryfile.FORMAT_VERSION + 1)
     return bytes(b)
 
 
@@ -145,7 +146,7 @@ def test_a_checksum_mismatch_never_reaches_pickle(rel, cached, monkeypatch):
 
 
 class _ChecksumAlwaysMatches:
-    """Stands in for the xxhash module in store.py: the payload checksum check is switched off."""
+    """Stands in for the xxhash module in entryfile.py: the payload checksum check is switched off."""
 
     def __getattr__(self, name):
         import xxhash
@@ -167,7 +168,7 @@ def test_without_the_checksum_a_bit_flip_returns_a_wrong_value(cached, monkeypat
     """Honesty: with the payload checksum check removed, the test above returns a wrong value, silently."""
     f, path, runs = cached
     path.write_bytes(_bitflip_payload(bytearray(path.read_bytes())))
-    monkeypatch.setattr(st, "xxhash", _ChecksumAlwaysMatches())
+    monkeypatch.setattr(entryfile, "xxhash", _ChecksumAlwaysMatches())
     value, messages = _call(f, 7)
     assert value != _payload(7) and messages == [] and runs == [7]  # a lie, told quietly
     assert UNPICKLED, "and the damaged payload was unpickled"
@@ -219,10 +220,10 @@ def test_entries_do_not_expire_when_the_clock_jumps(rel, cached):
 
 
 def test_the_decoder_refuses_what_it_was_not_given(tmp_path: Path):
-    payload = st.pickle_payload([1, 2, 3])
-    head, _header = st.make_head(payload, {"key": "x"}, payload.checksum())
+    payload = entryfile.pickle_payload([1, 2, 3])
+    head, _header = entryfile.make_head(payload, {"key": "x"}, payload.checksum())
     blob = bytearray(head + b"".join(bytes(c) for c in payload.chunks))
-    assert st.decode(bytearray(blob)).value == [1, 2, 3]
+    assert entryfile.decode(bytearray(blob)).value == [1, 2, 3]
     for bad in (blob[:-1], blob + b"x", b"PTDE" + blob[4:12] + b"\0\0\0\0" + blob[16:]):
-        with pytest.raises(st.CorruptEntry):
-            st.decode(bytearray(bad))
+        with pytest.raises(entryfile.CorruptEntry):
+            entryfile.decode(bytearray(bad))

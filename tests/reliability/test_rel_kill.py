@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-from persist_to_disk import store as st
+from persist_to_disk import writing
 from persist_to_disk.store import ENOVAL, LocalStore
 
 SIZE = 4 * 1024 * 1024  # the torn write: big enough that "the middle" is a real place
@@ -138,9 +138,9 @@ def test_stale_temp_rules_host_pid_and_age(tmp_path):
     live = subprocess.Popen(["sleep", "30"])
     try:
         names = {
-            "dead_here": f".a.ptd.{st._HOST}-{dead.pid}-0123abcd.tmp",
-            "live_here": f".b.ptd.{st._HOST}-{live.pid}-0123abcd.tmp",
-            "mine": f".c.ptd.{st._HOST}-{os.getpid()}-0123abcd.tmp",
+            "dead_here": f".a.ptd.{writing._HOST}-{dead.pid}-0123abcd.tmp",
+            "live_here": f".b.ptd.{writing._HOST}-{live.pid}-0123abcd.tmp",
+            "mine": f".c.ptd.{writing._HOST}-{os.getpid()}-0123abcd.tmp",
             "old_elsewhere": ".d.ptd.other-host-77-0123abcd.tmp",
             "new_elsewhere": ".e.ptd.other-host-78-0123abcd.tmp",
             "not_ours": ".notes.tmp",
@@ -150,7 +150,7 @@ def test_stale_temp_rules_host_pid_and_age(tmp_path):
         two_days_ago = time.time() - 2 * 86400
         for label in ("old_elsewhere", "not_ours", "live_here", "mine"):
             os.utime(folder / names[label], (two_days_ago, two_days_ago))
-        stale = {Path(p).name for p in st.stale_temp_files(str(folder))}
+        stale = {Path(p).name for p in writing.stale_temp_files(str(folder))}
         assert stale == {names["dead_here"], names["old_elsewhere"]}
     finally:
         live.kill()
