@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -43,6 +44,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from persist_to_disk import bytecode, keys, layout, locks, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
+from persist_to_disk.header import EntryHeader, header_of
 from persist_to_disk.readable import format_seconds
 from persist_to_disk.entryfile import Entry
 from persist_to_disk.store import ENOVAL
@@ -259,11 +261,11 @@ class _CellRun:
         return digests
 
     def _restore(self, plan: _Plan, entry: Entry) -> Any:
-        payload, header = entry.value, entry.header
+        payload = entry.value
         self.ns.update(payload["names"])
         for name in payload.get("deleted", ()):
             self.ns.pop(name, None)
-        print(_status_line(header, payload.get("unpicklable", ())))
+        print(_status_line(header_of(entry.header), payload.get("unpicklable", ())))
         replay(payload["outputs"])
         return payload["result"] if payload.get("has_result") else None
 
@@ -312,26 +314,26 @@ class _CellRun:
             "unpicklable": [],
             "read_after_binding": read_after_binding,
         }
-        header = {
-            "func": Path(plan.store.root).name,
-            "kind": "cell",
-            "module": "__main__",
-            "key": plan.digest,
-            "args": plan.readable,
-            "code_version": plan.code_version,
-            "created": time.time(),
-            "compute_seconds": round(seconds, 6),
-            "groupby": [],  # the entry's folder is <cell folder>/<bucket>: no groupby folders
-            "names": sorted(names),
-            "source": self.cell[:_SOURCE_IN_HEADER],
-        }
+        header = EntryHeader(
+            func=Path(plan.store.root).name,
+            kind="cell",
+            module="__main__",
+            key=plan.digest,
+            args=plan.readable,
+            code_version=plan.code_version,
+            created=time.time(),
+            compute_seconds=round(seconds, 6),
+            groupby=(),  # the entry's folder is <cell folder>/<bucket>: no groupby folders
+            names=tuple(sorted(names)),
+            source=self.cell[:_SOURCE_IN_HEADER],
+        )
         cell_names = set(plan.analysis.assigns)
 
         def dumps(value: Any, **kwargs: Any) -> bytes:
             return namespace.dumps(value, namespace=self.ns, cell_names=cell_names, **kwargs)
 
         try:
-            plan.store.put(plan.key, payload, header, dumps=dumps, replace=self.switch is RECACHE)
+            plan.store.put(plan.key, payload, header.to_json(), dumps=dumps, replace=self.switch is RECACHE)
             return True
         except UnloadableValue:  # its entry failed to unpickle, and that was reported: not stored again
             return False
@@ -353,8 +355,9 @@ class _CellRun:
             )
         payload["names"] = {n: v for n, v in names.items() if n not in bad}
         payload["unpicklable"] = sorted(n for n in bad if not n.startswith("<"))
-        header["names"] = sorted(payload["names"])
-        header["unpicklable"] = payload["unpicklable"]
+        header = dataclasses.replace(
+            header, names=tuple(sorted(payload["names"])), unpicklable=tuple(payload["unpicklable"])
+        )
         if "<the cell's value>" in bad:  # show it again as it looked
             payload["result"], payload["has_result"] = None, False
             with contextlib.suppress(Exception):
@@ -362,7 +365,7 @@ class _CellRun:
                 if data:
                     payload["outputs"] = [*outputs, ("display", data, metadata, None, False)]
         try:
-            plan.store.put(plan.key, payload, header, dumps=dumps, replace=self.switch is RECACHE)
+            plan.store.put(plan.key, payload, header.to_json(), dumps=dumps, replace=self.switch is RECACHE)
             return True
         except Exception as exc:
             self._warn(f"%%persist {plan.label}: the cell's results were not cached: {type(exc).__name__}: {exc}",
@@ -376,14 +379,13 @@ class _CellRun:
         warnings.warn_explicit(message, CacheWarning, filename, 1, module="persist_to_disk")
 
 
-def _status_line(header: dict[str, Any], unpicklable: Any) -> str:
+def _status_line(header: EntryHeader | None, unpicklable: Any) -> str:
+    """``[persist] read from cache (computed <when>, took <how long>)``, from what the header says."""
     parts = []
-    created = header.get("created")
-    if isinstance(created, (int, float)):
-        parts.append("computed " + time.strftime("%Y-%m-%d %H:%M", time.localtime(created)))
-    seconds = header.get("compute_seconds")
-    if isinstance(seconds, (int, float)):
-        parts.append("took " + format_seconds(seconds))
+    if header is not None and header.created is not None:
+        parts.append("computed " + time.strftime("%Y-%m-%d %H:%M", time.localtime(header.created)))
+    if header is not None and header.compute_seconds is not None:
+        parts.append("took " + format_seconds(header.compute_seconds))
     line = f"{STATUS_PREFIX} read from cache" + (f" ({', '.join(parts)})" if parts else "")
     if unpicklable:
         line += f"; not restored (could not be pickled): {', '.join(unpicklable)}"

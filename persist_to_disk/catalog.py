@@ -38,11 +38,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .config import _ID_SEP, PROJECT_IDS_FILE, settings_dir
 from .entryfile import CorruptEntry
 from .errors import CatalogError
+from .header import EntryHeader, EntryKind, header_of
 from .layout import ENTRY_SUFFIX, find_marker_root, safe_folder_name
 from .readable import call_text, format_bytes, function_label, group_label, plural
 from .store import LocalStore, read_header_file
@@ -130,6 +131,8 @@ class CatalogEntry:
     error: str | None = None  # "vanished", or "corrupt: <why>"
     current: bool | None = None  # of the current code version? None: unknown or no version (manual)
     function_folder: Path | None = None
+    _record: EntryHeader | None = field(default=None, init=False, repr=False, compare=False)
+    _record_of: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def digest(self) -> str:
@@ -142,28 +145,29 @@ class CatalogEntry:
             return "ok"
         return "vanished" if self.error == "vanished" else "corrupt"
 
-    def _field(self, name: str) -> Any:
-        return self.header.get(name) if self.header else None
+    @property
+    def record(self) -> EntryHeader | None:
+        """The header as a typed record; None when unread or not one this version can read."""
+        if self._record_of is not self.header:  # parsed once per header read
+            self._record, self._record_of = header_of(self.header), self.header
+        return self._record
 
     @property
     def args(self) -> dict[str, str]:
-        args = self._field("args")
-        return args if isinstance(args, dict) else {}
+        return dict(self.record.args) if self.record else {}
 
     @property
     def names(self) -> list[str] | None:
         """The variables a ``%%persist`` cell entry holds (None for a function's entry)."""
-        names = self._field("names")
-        return [str(n) for n in names] if isinstance(names, list) else None
+        names = self.record.names if self.record else None
+        return list(names) if names is not None else None
 
     @property
     def dependencies(self) -> list[tuple[str, str, str]]:
         """What the result depends on besides its arguments, as the key recorded it:
         ``(kind, name, where)``, e.g. ``("global", "SCALE", "__main__ = 3")``."""
-        rows = self._field("dependencies")
-        if not isinstance(rows, list):
-            return []
-        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows if isinstance(r, list) and len(r) >= 3]
+        rows = self.record.dependencies if self.record else None
+        return [(kind, name, where) for kind, name, where, _digest in rows or ()]
 
     @property
     def args_text(self) -> str:
@@ -173,33 +177,30 @@ class CatalogEntry:
 
     @property
     def func(self) -> str | None:
-        return self._field("func")
+        return self.record.func if self.record else None
 
     @property
     def owner(self) -> str:
         """The function or cell the entry belongs to, as the panel and the CLI name it (``train()``,
         ``cell features``); ``?`` when the header cannot be read."""
-        return function_label(self.kind, self.func or "?") if self.header is not None else "?"
+        return function_label(self.kind, self.func or "?") if self.record is not None else "?"
 
     @property
     def created(self) -> float | None:
-        value = self._field("created")
-        return float(value) if isinstance(value, (int, float)) else None
+        return self.record.created if self.record else None
 
     @property
     def compute_seconds(self) -> float | None:
-        value = self._field("compute_seconds")
-        return float(value) if isinstance(value, (int, float)) else None
+        return self.record.compute_seconds if self.record else None
 
     @property
     def code_version(self) -> str | None:
-        value = self._field("code_version")
-        return str(value) if value is not None else None
+        return self.record.code_version if self.record else None
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> EntryKind | Literal["unknown"]:
         """ "function", "cell" or "manual" ("unknown" when the header cannot be read)."""
-        return _kind_of(self.header) if self.header is not None else "unknown"
+        return self.record.kind if self.record is not None else "unknown"
 
     def matches(self, text: str) -> bool:
         """Whether ``text`` (case-insensitive) occurs in the arguments' readable form."""

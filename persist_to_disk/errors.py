@@ -10,6 +10,7 @@ The hierarchy (each error also subclasses the builtin a caller would catch)::
     ├── NotCachedError (KeyError)          READONLY / --readonly found no entry
     ├── UnhashableArgumentError (TypeError)  .argument: the argument, variable or global
     ├── UntrustedCacheError (PermissionError)  an entry or folder others could have written
+    ├── HeaderError (ValueError)           .field: an entry header's field this version cannot read
     └── CatalogError                       the CLI or panel was asked for what is not there
     CacheWarning (UserWarning)      a store fault; the call still returned its value
 """
@@ -17,7 +18,8 @@ The hierarchy (each error also subclasses the builtin a caller would catch)::
 from __future__ import annotations
 
 __all__ = [
-    "CacheError", "CacheWarning", "CatalogError", "NotCachedError", "UnhashableArgumentError", "UntrustedCacheError",
+    "CacheError", "CacheWarning", "CatalogError", "HeaderError", "NotCachedError", "UnhashableArgumentError",
+    "UntrustedCacheError",
 ]
 
 
@@ -52,6 +54,14 @@ class UnhashableArgumentError(CacheError, TypeError):
 
 class UntrustedCacheError(CacheError, PermissionError):
     """A cache file or folder is writable by other users, so loading it could run their code."""
+
+
+class HeaderError(CacheError, ValueError):
+    """An entry header is not one this version can read: ``field`` names the key missing or of the wrong type."""
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CatalogError(CacheError):

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import layout, trust
 from ._state import config
+from .header import EntryHeader
 from .store import ENOVAL
 from .stores import open_store
 
@@ -75,8 +76,8 @@ def manual_cache(
     top = folder if alt_root is not None else (settings.persist_path_local if local else settings.persist_path)
     store = open_store(folder, top, settings)
     if write:
-        header = {"func": folder.name, "key": key, "args": {"key": repr(key)}, "manual": True, "created": time.time()}
-        store.put(name, obj, header, replace=True)
+        header = EntryHeader(func=folder.name, key=key, args={"key": repr(key)}, kind="manual", created=time.time())
+        store.put(name, obj, header.to_json(), replace=True)
         return obj
     if checkonly:
         return store.contains(name)

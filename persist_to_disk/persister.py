@@ -26,6 +26,7 @@ from .config import settings_dir
 from . import fingerprint, identity, keys, layout, locks, miss, stores, why
 from ._state import config
 from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
+from .header import EntryHeader, header_of
 from .readable import readable_arguments, short_repr
 from .store import ENOVAL, EntryInfo, LocalStore
 from .stores import Store
@@ -269,23 +270,22 @@ class PersistedFunction:
         )
 
     def _store(self, call: Call, value: Any, seconds: float, *, replace: bool = False) -> bool:
-        header = {
-            "func": self._name,
-            "module": getattr(self._func, "__module__", None),
-            "key": call.digest,
-            "args": readable_arguments(call.named),
-            "code_version": call.code_version,
-            "created": time.time(),
-            "compute_seconds": round(seconds, 6),
-            # [[groupby argument(s), folder], ...]: where the function folder ends (for the browser and CLI)
-            "groupby": self._groupby_header(call),
-        }
         record = _record(call)
-        header["dependencies"] = [list(row) for row in record.dependencies]
-        header["arg_digests"] = dict(record.arg_digests)
+        header = EntryHeader(
+            func=self._name,
+            module=getattr(self._func, "__module__", None),
+            key=call.digest,
+            args=record.arg_reprs,
+            code_version=call.code_version,
+            created=time.time(),
+            compute_seconds=round(seconds, 6),
+            groupby=self._groupby_header(call),  # where the function folder ends (for the browser and CLI)
+            dependencies=record.dependencies,
+            arg_digests=record.arg_digests,
+        )
         if _interactive():
             self._say_what_changed(call, record)
-        return self._put(call, value, header, replace=replace)
+        return self._put(call, value, header.to_json(), replace=replace)
 
     def _say_what_changed(self, call: Call, record: why.CallRecord) -> None:
         """In a notebook: a recompute that replaces an entry of the same arguments says why, in one line."""
@@ -293,17 +293,19 @@ class PersistedFunction:
         for scanned, info in enumerate(call.store.iter_entries()):
             if scanned >= _SCAN_FOR_WHY:  # a big folder: not worth a slower miss
                 return
-            if info.header is not None and info.key != call.key and why.same_arguments(record, info.header):
-                same.append(info.header)
+            header = header_of(info.header)
+            if header is not None and info.key != call.key and why.same_arguments(record, header):
+                same.append(header)
         found = why.nearest(record, same)
         reasons = why.differences(record, why.CallRecord.from_header(found)) if found is not None else []
         if reasons:
             print(f"[persist] {self._name}: recomputing, " + "; ".join(reasons))
 
-    def _groupby_header(self, call: Call) -> list[list[str]]:
+    def _groupby_header(self, call: Call) -> tuple[tuple[str, str], ...]:
+        """(groupby argument(s), folder) per groupby folder of the call's key."""
         folders = call.key.split("/")[:-2]  # key: <groupby folders...>/<bucket>/<digest>.ptd
         labels = ["+".join((g,) if isinstance(g, str) else g) for g in self._options.groupby]
-        return [[label, folder] for label, folder in zip(labels, folders)]
+        return tuple(zip(labels, folders))
 
     def _put(self, call: Call, value: Any, header: dict, *, replace: bool = False) -> bool:
         """Store a result; ``replace`` (a RECACHE) overwrites an entry a write-once store would keep."""
@@ -615,8 +617,8 @@ class CacheHandle:
         name = self._owner._name
         if call.store.contains(call.key):
             return why.Explanation(name, cached=True)
-        headers = (info.header for info in call.store.iter_entries() if info.header is not None)
-        return why.explain(name, _record(call), headers)
+        headers = (header_of(info.header) for info in call.store.iter_entries())
+        return why.explain(name, _record(call), (header for header in headers if header is not None))
 
     def entries(self) -> list[EntryInfo]:
         """Every entry of this function (all code versions), with readable arguments, values not loaded."""
@@ -624,7 +626,8 @@ class CacheHandle:
         found = []
         store = self._owner._folder(config.settings())[0]
         for info in store.iter_entries():
-            info.extra["current_version"] = bool(info.header and info.header.get("code_version") == current)
+            header = header_of(info.header)
+            info.extra["current_version"] = header is not None and header.code_version == current
             found.append(info)
         return found
 

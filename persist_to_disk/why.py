@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .header import EntryHeader
+
 __all__ = ["CallRecord", "Explanation", "differences", "explain", "nearest", "same_arguments"]
 
 _BY_KIND = {"function": "function", "class": "class", "library": "library"}
@@ -27,9 +29,8 @@ class CallRecord:
     dependencies: tuple[tuple[str, str, str, str], ...]  # (kind, name, where, digest)
 
     @classmethod
-    def from_header(cls, header: Mapping[str, Any]) -> CallRecord:
-        deps = tuple(tuple(row) for row in header.get("dependencies") or () if len(row) == 4)
-        return cls(header.get("arg_digests") or {}, header.get("args") or {}, deps)  # type: ignore[arg-type]
+    def from_header(cls, header: EntryHeader) -> CallRecord:
+        return cls(header.arg_digests or {}, header.args, header.dependencies or ())
 
     def _deps(self) -> dict[tuple[str, str], tuple[str, str]]:
         return {(kind, name): (where, digest) for kind, name, where, digest in self.dependencies}
@@ -88,7 +89,7 @@ def _describe(kind: str, name: str, was: tuple[str, str] | None, is_: tuple[str,
     return f"{kind} {name}: {before} -> {after}" if before != after else f"{kind} {name} changed"
 
 
-def nearest(now: CallRecord, headers: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def nearest(now: CallRecord, headers: Iterable[EntryHeader]) -> EntryHeader | None:
     """The stored header sharing the most argument and dependency digests with the call."""
     best, best_score = None, -1
     for header in headers:
@@ -101,12 +102,12 @@ def nearest(now: CallRecord, headers: Iterable[Mapping[str, Any]]) -> Mapping[st
     return best
 
 
-def same_arguments(now: CallRecord, header: Mapping[str, Any]) -> bool:
-    then = header.get("arg_digests") or {}
+def same_arguments(now: CallRecord, header: EntryHeader) -> bool:
+    then = header.arg_digests or {}
     return bool(then) and dict(then) == dict(now.arg_digests)
 
 
-def explain(function: str, now: CallRecord, headers: Iterable[Mapping[str, Any]]) -> Explanation:
+def explain(function: str, now: CallRecord, headers: Iterable[EntryHeader]) -> Explanation:
     found = nearest(now, headers)
     if found is None:
         return Explanation(function, cached=False)
@@ -114,6 +115,5 @@ def explain(function: str, now: CallRecord, headers: Iterable[Mapping[str, Any]]
     return Explanation(function, False, differences(now, CallRecord.from_header(found)), when)
 
 
-def _created(header: Mapping[str, Any]) -> float:
-    created = header.get("created")
-    return float(created) if isinstance(created, (int, float)) else 0.0
+def _created(header: EntryHeader) -> float:
+    return header.created or 0.0

@@ -1,0 +1,190 @@
+"""The entry header as a typed record: what an entry says about itself, and its JSON round trip.
+
+Every face writes its entries' headers through :class:`EntryHeader` (the decorator, ``%%persist``,
+``manual_cache``) and reads them back through it (``why``, the status line of a cell read from
+cache, the catalog). On disk the header stays the JSON object of :mod:`persist_to_disk.entryfile`:
+a field left unset is not written, and keys this version does not know (written by a newer
+one) are kept in ``extra`` and written back, so an entry rewritten here loses nothing.
+
+A hit never builds one: the store parses a header only when it is asked for, and a face
+turns it into a record only when it shows or compares it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import HeaderError
+
+__all__ = ["EntryHeader", "EntryKind", "header_of"]
+
+logger = logging.getLogger("persist_to_disk")
+
+EntryKind = Literal["function", "cell", "manual"]
+"""What wrote an entry: the decorator, ``%%persist``, or ``manual_cache``."""
+
+
+@dataclass(frozen=True)
+class EntryHeader:
+    """An entry's header. Every face writes ``func``, ``key``, ``args`` and ``created``, and what else
+    it knows; the last six fields are the store's. ``None``: not recorded (a header read from a file
+    may lack any field: it is shown as unknown, never refused for it)."""
+
+    func: str | None = None  # the function's name; a cell's folder name; manual_cache: the caller's folder
+    key: str | None = None  # the call's digest; manual_cache: the key it was given
+    args: Mapping[str, str] = field(default_factory=dict)  # each argument (a cell: each input) in readable form
+    created: float | None = None  # time.time() when the value was stored
+    kind: EntryKind = "function"
+    module: str | None = None
+    code_version: str | None = None  # the function's or cell's own code digest
+    compute_seconds: float | None = None
+    groupby: tuple[tuple[str, str], ...] | None = None  # (groupby argument(s), folder), outermost first
+    dependencies: tuple[tuple[str, str, str, str], ...] | None = None  # (kind, name, where, digest)
+    arg_digests: Mapping[str, str] | None = None  # each argument's digest in the key (``why`` compares them)
+    names: tuple[str, ...] | None = None  # a cell's variables stored
+    unpicklable: tuple[str, ...] | None = None  # a cell's variables that could not be pickled
+    source: str | None = None  # the start of a cell's source
+    # written by the store (entryfile.make_head and LocalStore.put)
+    file: str | None = None  # the entry's file name, checked on load against the name it is read under
+    format: int | None = None
+    pickle_size: int | None = None
+    buffers: tuple[tuple[int, int], ...] | None = None  # each out-of-band buffer's (offset, size)
+    payload_size: int | None = None
+    checksum: str | None = None  # the payload's xxh3-128, hex
+    extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written into the entry file (fields not recorded are left out)."""
+        data: dict[str, Any] = {}
+        for name in _ORDER:  # the order the faces always wrote
+            if name == "kind":
+                if self.kind == "cell":
+                    data["kind"] = "cell"
+            elif name == "manual":
+                if self.kind == "manual":
+                    data["manual"] = True
+            elif (value := getattr(self, name)) is not None:
+                data[name] = _to_plain(value)
+        for name, value in self.extra.items():
+            data.setdefault(name, value)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EntryHeader:
+        """The record of a header read from an entry file; HeaderError naming the first field of
+        the wrong type. Unknown keys go to ``extra``."""
+        if not isinstance(data, Mapping):
+            raise HeaderError(f"entry header: a JSON object was expected, not {type(data).__name__}")
+        values: dict[str, Any] = {}
+        for name, read in _READERS.items():
+            if name in data:
+                values[name] = _check(name, read, data[name])
+        extra = {k: v for k, v in data.items() if k not in _READERS and k not in ("kind", "manual")}
+        manual = data.get("manual", False)
+        if not isinstance(manual, bool):
+            raise HeaderError(f"entry header: 'manual' should be true or false, not {manual!r}", field="manual")
+        raw_kind = data.get("kind")
+        if raw_kind is not None and raw_kind != "cell":
+            extra["kind"] = raw_kind  # a kind of a newer version: read as a function's entry, written back as it was
+        kind: EntryKind = "manual" if manual else "cell" if raw_kind == "cell" else "function"
+        return cls(**values, kind=kind, extra=extra)
+
+
+def header_of(data: Mapping[str, Any] | None) -> EntryHeader | None:
+    """The record of a header, or None when there is none or this version cannot read it (logged):
+    a listing shows such an entry with its fields unknown instead of failing."""
+    if data is None:
+        return None
+    try:
+        return EntryHeader.from_json(data)
+    except HeaderError as exc:
+        logger.debug("%s", exc)
+        return None
+
+
+# -- reading the JSON fields ----------------------------------------------------------------------------
+def _check(name: str, read: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return read(value)
+    except (TypeError, ValueError):
+        raise HeaderError(f"entry header: {name!r} has an unexpected value: {value!r:.80}", field=name) from None
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _float(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(value)
+    return float(value)
+
+
+def _optional(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else read(value)
+
+
+def _str_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise TypeError(value)
+    return dict(value)
+
+
+def _rows(width: int, item: Callable[[Any], Any]) -> Callable[[Any], tuple[tuple[Any, ...], ...]]:
+    def read(value: Any) -> tuple[tuple[Any, ...], ...]:
+        if not isinstance(value, list) or not all(isinstance(row, list) and len(row) == width for row in value):
+            raise TypeError(value)
+        return tuple(tuple(item(x) for x in row) for row in value)
+
+    return read
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError(value)
+    return tuple(_str(x) for x in value)
+
+
+_READERS: dict[str, Callable[[Any], Any]] = {
+    "func": _optional(_str),
+    "module": _optional(_str),
+    "key": _optional(_str),
+    "args": _str_map,
+    "code_version": _optional(_str),
+    "created": _optional(_float),
+    "compute_seconds": _optional(_float),
+    "groupby": _optional(_rows(2, _str)),
+    "dependencies": _optional(_rows(4, _str)),
+    "arg_digests": _optional(_str_map),
+    "names": _optional(_strs),
+    "source": _optional(_str),
+    "unpicklable": _optional(_strs),
+    "file": _optional(_str),
+    "format": _optional(_int),
+    "pickle_size": _optional(_int),
+    "buffers": _optional(_rows(2, _int)),
+    "payload_size": _optional(_int),
+    "checksum": _optional(_str),
+}
+_FIRST = ("func", "kind", "module", "key", "args", "manual")  # kind and manual: from ``kind``
+_ORDER = (*_FIRST, *(name for name in _READERS if name not in _FIRST))
+
+
+def _to_plain(value: Any) -> Any:
+    """Tuples back to JSON lists, mappings to dicts."""
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
