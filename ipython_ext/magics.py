@@ -41,14 +41,14 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class, output_can_be_silenced
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from persist_to_disk import bytecode, keys, layout, locks, miss
+from persist_to_disk import bytecode, keys, layout, miss
 from persist_to_disk._state import config
 from persist_to_disk.errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from persist_to_disk.header import EntryHeader, header_of
 from persist_to_disk.readable import format_seconds
 from persist_to_disk.entryfile import Entry
 from persist_to_disk.store import ENOVAL
-from persist_to_disk.stores import Store, open_store
+from persist_to_disk.stores import open_store
 from persist_to_disk.switches import CACHE, NOCACHE, READONLY, RECACHE, Switch
 from persist_to_disk.writing import UnloadableValue
 
@@ -128,17 +128,11 @@ def _silenced(cell: str) -> bool:
 # ------------------------------------------------------------------------------ one cell run
 
 
-@dataclass
-class _Plan:
-    """Where a cell's entry lives and what its header says."""
+@dataclass(slots=True)
+class _Plan(miss.ResolvedCall):
+    """One run of a cell, resolved; what it reads and how it names itself make the header."""
 
     label: str  # how messages name the cell
-    store: Store
-    key: str
-    digest: str
-    persist_root: str
-    coarse_scope: str | None
-    code_version: str
     analysis: cells.CellNames
     readable: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)  # digest of each name read, before the cell ran
@@ -146,10 +140,6 @@ class _Plan:
     hidden: dict[str, Any] = field(default_factory=dict)
     # the values of analysis.reads_after_binding before the run (_ABSENT: not defined)
     before: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        return Path(self.store.path_of(self.key))
 
 
 class _CellRun:
@@ -197,9 +187,7 @@ class _CellRun:
             return code.execute()
 
         return miss.compute_once(
-            plan.persist_root,
-            plan.coarse_scope,
-            plan.store.path_of(plan.key),
+            *plan.lock_scopes,
             recheck=None if self.switch is RECACHE else recheck,
             compute=compute,
             unlocked=unlocked,
@@ -230,11 +218,10 @@ class _CellRun:
         store = open_store(folder, persist_root, settings)
         bucket = layout.bucket_of(digest, settings.hashsize)
         key = layout.entry_relpath((), bucket, digest)
-        coarse = locks.coarse_scope(settings.lock_granularity, str(persist_root), str(folder))
         readable = namespace.readable_inputs(analysis.reads, self.ns, hidden)
         before = {name: self.ns.get(name, _ABSENT) for name in analysis.reads_after_binding}
-        return _Plan(self._label(version), store, key, digest, str(persist_root), coarse, version, analysis, readable,
-                     digests, attrs, hidden, before)
+        return _Plan(store, key, digest, str(persist_root), version, settings.lock_granularity, str(folder),
+                     self._label(version), analysis, readable, digests, attrs, hidden, before)
 
     # -- hit ---------------------------------------------------------------------------------------------
     def _load(self, plan: _Plan) -> Entry | Any:

@@ -17,10 +17,11 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 
 from . import trust
+from .locks import Granularity
 from .errors import CacheWarning
 from .origin import origin_id
 from .stores import copies_root, is_url
@@ -28,7 +29,7 @@ from .stores import copies_root, is_url
 logger = logging.getLogger("persist_to_disk")
 
 SECTION = "global_settings"
-LOCK_GRANULARITIES = ("call", "func", "global")
+LOCK_GRANULARITIES: tuple[Granularity, ...] = get_args(Granularity)
 PROJECT_IDS_FILE = "project_to_pids.txt"
 _ID_SEP = "||"
 
@@ -61,7 +62,7 @@ def validate_hashsize(value: Any, setting: str = "hashsize") -> int:
     return size
 
 
-def validate_granularity(value: Any, setting: str = "lock_granularity") -> str:
+def validate_granularity(value: Any, setting: str = "lock_granularity") -> Granularity:
     if value not in LOCK_GRANULARITIES:
         raise ValueError(f"{setting}={value!r} is not one of {', '.join(LOCK_GRANULARITIES)}")
     return value
@@ -94,7 +95,7 @@ class Settings:
     persist_path_local: Path
     project_path: Path | None  # None: found from the function's source file
     hashsize: int
-    lock_granularity: str
+    lock_granularity: Granularity
     fsync: bool
     generation: int
     shared_group: bool = False
@@ -225,7 +226,7 @@ class Config:
     def set_hashsize(self, hashsize: int = 500) -> int:
         return self._set("hashsize", validate_hashsize(hashsize))
 
-    def set_lock_granularity(self, granularity: str) -> str:
+    def set_lock_granularity(self, granularity: Granularity) -> Granularity:
         return self._set("lock_granularity", validate_granularity(granularity))
 
     def set_fsync(self, enabled: bool) -> bool:
@@ -334,7 +335,7 @@ class Config:
     def get_hashsize(self) -> int:
         return self.settings().hashsize
 
-    def get_lock_granularity(self) -> str:
+    def get_lock_granularity(self) -> Granularity:
         return self.settings().lock_granularity
 
     def get_project_persist_path(self, local: bool = False, project_path: str | os.PathLike | None = None) -> str:

@@ -37,7 +37,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import xxhash
 
@@ -62,7 +62,11 @@ DIGEST_LOCK_FILE = "digests.lock"  # the byte-range lock file; never deleted by 
 _held: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("persist_to_disk_held_locks", default=())
 
 
-def coarse_scope(granularity: str, persist_root: str, folder: str) -> str | None:
+Granularity = Literal["call", "func", "global"]
+"""How much a miss locks besides its own key (the ``lock_granularity`` setting)."""
+
+
+def coarse_scope(granularity: Granularity, persist_root: str, folder: str) -> str | None:
     """What a miss locks besides its own key: nothing more (``call``), its function (``func``), or the
     whole cache (``global``): how much other work waits while one call computes."""
     if granularity == "call":

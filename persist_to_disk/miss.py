@@ -1,4 +1,4 @@
-"""The miss protocol, one for the decorator and the cell magic.
+"""The miss protocol, one for the decorator and the cell magic, and the resolved call it runs for.
 
 lock -> look again -> compute -> store -> unlock. Looking again under the lock is
 what makes a miss compute once: whoever waited for the lock finds what the holder
@@ -9,10 +9,44 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, ContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ContextManager
 
 from . import locks
 from .store import ENOVAL
+
+if TYPE_CHECKING:
+    from .stores import Store
+
+__all__ = ["ResolvedCall", "compute_once", "compute_once_async"]
+
+
+@dataclass(slots=True)
+class ResolvedCall:
+    """A call of a function or a run of a cell, resolved: where its entry lives and what a miss locks.
+
+    The decorator's ``Call`` and ``%%persist``'s plan extend it with what only they know. A hit
+    builds one (so it stays a plain slotted record); the lock scopes are worked out only on a miss.
+    """
+
+    store: Store
+    key: str  # the entry's key in the store: <groupby folders...>/<bucket>/<digest>.ptd
+    digest: str
+    persist_root: str
+    code_version: str
+    granularity: locks.Granularity
+    folder: str  # the function's (or cell's) folder
+
+    @property
+    def path(self) -> Path:
+        return Path(self.store.path_of(self.key))
+
+    @property
+    def lock_scopes(self) -> tuple[str, str | None, str]:
+        """(persist root, granularity scope, digest scope): what a miss of this call locks."""
+        coarse = locks.coarse_scope(self.granularity, self.persist_root, self.folder)
+        return self.persist_root, coarse, self.store.path_of(self.key)
 
 
 def compute_once(

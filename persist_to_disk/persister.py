@@ -48,7 +48,7 @@ class Options:
     groupby: tuple[str | tuple[str, ...], ...] = ()
     switch_kwarg: str = "cache_switch"
     cache: Switch | None = None
-    lock_granularity: str | None = None
+    lock_granularity: locks.Granularity | None = None
     hash_method: str = "pickle"
     local: bool = False
     alt_dirs: tuple[str, ...] = ()
@@ -69,28 +69,11 @@ class Origin:
 
 
 @dataclass(slots=True)
-class Call:
-    """One call, resolved: where its entry lives and what the header will say."""
+class Call(miss.ResolvedCall):
+    """One call of a decorated function, resolved; its arguments and fingerprint make the header."""
 
-    store: Store
-    key: str
-    digest: str
-    persist_root: str
     named: dict[str, Any]
-    code_version: str
-    granularity: str  # the lock scope, worked out only on a miss (a hit takes no lock)
-    folder: str
     fingerprint: fingerprint.Fingerprint | None  # None: dependencies not tracked (pinned, or switched off)
-
-    @property
-    def path(self) -> Path:
-        return Path(self.store.path_of(self.key))
-
-    @property
-    def lock_scopes(self) -> tuple[str, str | None, str]:
-        """(persist root, granularity scope, digest scope): what a miss of this call locks."""
-        coarse = locks.coarse_scope(self.granularity, self.persist_root, self.folder)
-        return self.persist_root, coarse, self.store.path_of(self.key)
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:
@@ -380,7 +363,7 @@ class PersistedFunction:
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)
         granularity = self._options.lock_granularity or settings.lock_granularity
-        return Call(store, key, digest, persist_root, named, version, granularity, folder, fp)
+        return Call(store, key, digest, persist_root, version, granularity, folder, named, fp)
 
     def _digest(self, named: dict[str, Any], prefix: bytes, fp: fingerprint.Fingerprint | None) -> str:
         """The key: the arguments, and the values of the globals the code reads, under the code's version."""
@@ -657,7 +640,7 @@ def persistf(
     groupby: Sequence[str | Sequence[str]] | None = None,
     switch_kwarg: str = "cache_switch",
     cache: int | None = None,
-    lock_granularity: str | None = None,
+    lock_granularity: locks.Granularity | None = None,
     hash_method: str = "pickle",
     local: bool = False,
     alt_dirs: Iterable[str | os.PathLike] | None = None,
