@@ -4,7 +4,7 @@ what clear_locks may delete.
 Linux takes a miss's digest lock as a byte lock on one shared file; other POSIX
 systems use a lock file per digest, deleted once the entry is stored. Both kinds
 run here (the second by switching the first off), so the fallback cannot rot
-unseen on the machines that test. Across processes: tests/core/test_core_processes.py.
+unseen on the machines that test. Across processes: tests/core/test_processes.py.
 """
 
 from __future__ import annotations
