@@ -171,11 +171,15 @@ class NamespacePickler(cloudpickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         persisted = _persisted_type()
-        if persisted is not None and type(obj) is persisted and getattr(obj._func, "__globals__", None) is self._ns:
+        if (
+            persisted is not None
+            and type(obj) is persisted
+            and getattr(obj.__wrapped__, "__globals__", None) is self._ns
+        ):
             if self._by_reference(obj):
                 return NotImplemented
             # its own __reduce__ would freeze the function's globals (it is made for worker processes)
-            return (_rebuild_persisted, (obj._func, obj._options, obj.code_version()))
+            return (_rebuild_persisted, (obj.__wrapped__, obj.options, obj.code_version()))
         if type(obj) is types.FunctionType and obj.__globals__ is self._ns:
             if self._by_reference(obj):
                 return NotImplemented  # pickle's own save_global: __main__.<name>
@@ -314,12 +318,10 @@ def _set_function_state(fn: types.FunctionType, state: dict[str, Any]) -> None:
 
 
 def _rebuild_persisted(func: types.FunctionType, options: Any, version: str) -> Any:
+    """Unpickles a notebook's persisted function (its name and arguments are in stored entries: keep them)."""
     from persist_to_disk.persister import PersistedFunction
 
-    rebuilt = PersistedFunction(func, options)
-    if options.version is None:
-        rebuilt._carried_version = version
-    return rebuilt
+    return PersistedFunction.rebuilt(func, options, version)
 
 
 class SourceFile:

@@ -33,6 +33,8 @@ from .stores import Store
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
 from .writing import UnloadableValue
 
+__all__ = ["CacheHandle", "Options", "PersistedFunction", "persistf"]
+
 logger = logging.getLogger("persist_to_disk")
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -425,6 +427,41 @@ class PersistedFunction:
         """This function's cache folder under the current settings."""
         return Path(self._folder(config.settings())[2])
 
+    # -- what f.cache and the cell magic's pickler use -----------------------------------------------
+    @property
+    def function_name(self) -> str:
+        """The name its entries are filed under (``train``, ``Model.fit``)."""
+        return self._name
+
+    @property
+    def options(self) -> Options:
+        """The settings it was decorated with."""
+        return self._options
+
+    def store(self) -> Store:
+        """The store of this function's entries under the current settings."""
+        return self._folder(config.settings())[0]
+
+    def resolve_call(self, args: tuple, kwargs: dict) -> Call:
+        """Where the call with these arguments has (or would have) its entry; nothing is run, and a
+        switch argument (``cache_switch=...``) is ignored."""
+        kwargs = dict(kwargs)
+        kwargs.pop(self._options.switch_kwarg, None)
+        return self._resolve(args, kwargs)
+
+    @classmethod
+    def rebuilt(
+        cls, func: Callable, options: Options, code_version: str | None, origin: Origin | None = None
+    ) -> PersistedFunction:
+        """One unpickled by value: ``code_version`` is its version where the source was readable (a worker,
+        or a kernel restoring a cell, cannot read a notebook function's source and would derive another);
+        ``origin``: where the process that sent it caches."""
+        rebuilt = cls(func, options)
+        rebuilt._origin = origin
+        if options.version is None:
+            rebuilt._carried_version = code_version
+        return rebuilt
+
     # -- pickling (multiprocessing, joblib, Dask) ---------------------------------------------------
     def __reduce__(self) -> Any:
         module = sys.modules.get(getattr(self._func, "__module__", "") or "")
@@ -514,11 +551,7 @@ def _rebuild(func: bytes | Callable, options: Options, origin: Origin, version: 
 
     if isinstance(func, bytes):
         func = pickle.loads(func)
-    rebuilt = PersistedFunction(func, options)
-    rebuilt._origin = origin
-    if options.version is None:
-        rebuilt._carried_version = version
-    return rebuilt
+    return PersistedFunction.rebuilt(func, options, version, origin)
 
 
 _SCAN_FOR_WHY = 256  # entries read at most, on a miss in a notebook, to say why it recomputes
@@ -566,9 +599,7 @@ class CacheHandle:
         return self._owner.folder()
 
     def _call(self, args: tuple, kwargs: dict) -> Call:
-        kwargs = dict(kwargs)
-        kwargs.pop(self._owner._options.switch_kwarg, None)
-        return self._owner._resolve(args, kwargs)
+        return self._owner.resolve_call(args, kwargs)
 
     def path(self, *args: Any, **kwargs: Any) -> Path:
         """The file the entry of this call lives (or would live) in."""
@@ -585,7 +616,7 @@ class CacheHandle:
         entry = call.store.load(call.key)
         if entry is ENOVAL:
             raise NotCachedError(
-                f"{self._owner._name}: this call is not cached (expected at {call.path})", path=str(call.path)
+                f"{self._owner.function_name}: this call is not cached (expected at {call.path})", path=str(call.path)
             )
         return entry.value  # type: ignore[union-attr]
 
@@ -597,7 +628,7 @@ class CacheHandle:
     def why(self, *args: Any, **kwargs: Any) -> why.Explanation:
         """What differs between this call and the nearest stored entry ("global SCALE: 2 -> 3")."""
         call = self._call(args, kwargs)
-        name = self._owner._name
+        name = self._owner.function_name
         if call.store.contains(call.key):
             return why.Explanation(name, cached=True)
         headers = (header_of(info.header) for info in call.store.iter_entries())
@@ -607,7 +638,7 @@ class CacheHandle:
         """Every entry of this function (all code versions), with readable arguments, values not loaded."""
         current = self._owner.code_version()
         found = []
-        store = self._owner._folder(config.settings())[0]
+        store = self._owner.store()
         for info in store.iter_entries():
             header = header_of(info.header)
             info.extra["current_version"] = header is not None and header.code_version == current
@@ -617,7 +648,7 @@ class CacheHandle:
     def clear(self, *, older_versions_only: bool = False) -> int:
         """Delete every entry (or those of older code versions); return how many went."""
         removed = 0
-        store = self._owner._folder(config.settings())[0]
+        store = self._owner.store()
         for info in self.entries():
             if older_versions_only and info.extra.get("current_version"):
                 continue
@@ -629,7 +660,7 @@ class CacheHandle:
         return len(self.entries())
 
     def __repr__(self) -> str:
-        return f"<cache of {self._owner._name} at {self.folder}>"
+        return f"<cache of {self._owner.function_name} at {self.folder}>"
 
 
 def persistf(

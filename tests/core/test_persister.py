@@ -973,3 +973,22 @@ def test_store_module_is_what_the_decorator_writes(cache_root):
     header = st.read_header_file(path)
     assert header["func"].endswith("f") and header["args"] == {"x": "3"}
     assert st.LocalStore(path.parent).get(path.name) == {"x": 3}
+
+
+def test_what_f_cache_and_the_cell_pickler_use_of_a_persisted_function(cache_root):
+    """The small API ``f.cache`` and ``%%persist``'s pickler go through instead of a function's privates."""
+    from persist_to_disk.persister import PersistedFunction
+
+    def train(dataset, lr=0.1):
+        return len(dataset)
+
+    f = ptd.persistf(groupby=["dataset"])(train)
+    f("mnist")
+    call = f.resolve_call(("mnist",), {"cache_switch": ptd.RECACHE})  # a switch argument is not an argument
+    assert call.path == f.cache.path("mnist") and call.path.is_file() and call.named == {"dataset": "mnist", "lr": 0.1}
+    assert f.store().contains(call.key) and f.options.groupby == ("dataset",)
+    assert st.read_header_file(call.path)["func"] == f.function_name, "the name its entries are filed under"
+    again = PersistedFunction.rebuilt(train, f.options, "carried-version")
+    assert again.code_version() == "carried-version", "unpickled by value: the sender's code version is kept"
+    pinned = ptd.persistf(version="v2")(train)
+    assert PersistedFunction.rebuilt(train, pinned.options, "carried-version").code_version() == "pinned:v2"
