@@ -26,6 +26,11 @@ from .errors import CacheWarning
 from .origin import origin_id
 from .stores import copies_root, is_url
 
+__all__ = [
+    "DEFAULTS", "LOCK_GRANULARITIES", "PROJECT_IDS_FILE", "SECTION", "Config", "Settings", "settings_dir",
+    "validate_granularity", "validate_hashsize", "validate_seconds",
+]
+
 logger = logging.getLogger("persist_to_disk")
 
 SECTION = "global_settings"

@@ -32,6 +32,8 @@ from . import arrays
 from .arrays import qualified_name
 from .errors import UnhashableArgumentError
 
+__all__ = ["KEY_FORMAT", "CanonicalHasher", "hash_arguments", "hash_arguments_json", "hash_value"]
+
 KEY_FORMAT = b"ptd-key-2"
 
 _pack_len = struct.Struct("<Q").pack

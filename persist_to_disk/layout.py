@@ -19,6 +19,12 @@ from typing import Any, Protocol
 
 import xxhash
 
+__all__ = [
+    "ENTRY_SUFFIX", "ESCAPE_MARK", "MAX_NAME", "PROJECT_MARKERS", "CellLocator", "bucket_of", "cell_locator",
+    "default_project_root", "default_project_root_with_reason", "entry_relpath", "find_marker_root",
+    "function_folder", "safe_folder_name", "source_parts",
+]
+
 PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg")
 ENTRY_SUFFIX = ".ptd"
 MAX_NAME = 100

@@ -54,6 +54,11 @@ except ImportError:  # Windows: filelock's msvcrt lock
 
 from . import trust
 
+__all__ = [
+    "DIGEST_LOCK_FILE", "LOCK_DIR", "Granularity", "Held", "clear_locks", "coarse_scope", "compute_lock",
+    "compute_lock_async", "lock_path", "whole_file_lock",
+]
+
 LOCK_DIR = ".locks"
 DIGEST_LOCK_FILE = "digests.lock"  # the byte-range lock file; never deleted by clear_locks
 

@@ -19,6 +19,8 @@ from .header import EntryHeader
 from .store import ENOVAL
 from .stores import open_store
 
+__all__ = ["get_caller_cache_path", "manual_cache"]
+
 
 def _caller_folder(frame: FrameType, local: bool) -> Path:
     settings = config.settings()

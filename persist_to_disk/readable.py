@@ -14,6 +14,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = [
+    "MAX_REPR", "call_text", "format_bytes", "format_seconds", "format_short_time", "format_time", "function_label",
+    "group_label", "plural", "readable_arguments", "short_path", "short_repr", "version_label",
+]
+
 MAX_REPR = 200
 
 _repr = reprlib.Repr()

@@ -37,6 +37,12 @@ from typing import Any
 
 from .errors import UntrustedCacheError
 
+__all__ = [
+    "GROUP_DIR_MODE", "GROUP_FILE_MODE", "LINK_WHY", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "Policy",
+    "check_entry", "check_no_links", "current_policy", "forget", "make_folder", "makedirs", "set_file_mode",
+    "why_untrusted_settings",
+]
+
 _POSIX = not sys.platform.startswith("win") and hasattr(os, "geteuid")
 # read once: the hit path's quick accept compares with it. Should the process change its euid
 # later, a stale value only sends files to the full check, which asks again (or, for root's own
