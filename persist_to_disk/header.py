@@ -37,7 +37,7 @@ class EntryHeader:
     key: str | None = None  # the call's digest; manual_cache: the key it was given
     args: Mapping[str, str] = field(default_factory=dict)  # each argument (a cell: each input) in readable form
     created: float | None = None  # time.time() when the value was stored
-    kind: EntryKind = "function"
+    kind: EntryKind = "function"  # on disk: "kind": "cell" for a cell, "manual": true for manual_cache
     module: str | None = None
     code_version: str | None = None  # the function's or cell's own code digest
     compute_seconds: float | None = None
