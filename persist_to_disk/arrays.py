@@ -5,6 +5,9 @@ its library is already in ``sys.modules``, so each handler looks there and answe
 ``False`` (not mine) otherwise. Keys stay canonical across processes and versions:
 
 - values are fed in C order whatever the memory layout (C, Fortran, strided);
+- from ``TREE_MIN_BYTES`` on, values hash as a tree: fixed runs of elements (the
+  same for every layout) hashed on a few threads (xxhash releases the GIL), then
+  the runs' digests in order;
 - every dtype feeds its raw bytes, datetime64/timedelta64 included (their unit is in
   the dtype tag);
 - NaNs are fed as one bit pattern, as they are for Python floats: ``0/0`` in numpy
@@ -15,9 +18,13 @@ its library is already in ``sys.modules``, so each handler looks there and answe
 
 from __future__ import annotations
 
+import collections
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+import xxhash
 
 __all__ = ["feed_ndarray", "feed_numpy", "feed_pandas", "feed_torch", "qualified_name"]
 
@@ -26,6 +33,9 @@ if TYPE_CHECKING:
 
 CHUNK_BYTES = 1 << 24  # a non-contiguous array is copied this much at a time
 FLOAT_CHUNK_BYTES = 1 << 18  # floats are checked for NaNs and hashed this much at a time
+TREE_MIN_BYTES = 1 << 23  # values from this size hash as a tree of runs, in parallel
+TREE_RUN_BYTES = 1 << 21  # a run of the tree: as many whole elements as fit
+_TREE_WORKERS = min(os.cpu_count() or 1, 4)  # past ~4 threads memory bandwidth is the limit
 
 
 def qualified_name(obj: Any) -> str:
@@ -71,8 +81,71 @@ def feed_ndarray(h: CanonicalHasher, arr: Any) -> None:
     if arr.nbytes <= FLOAT_CHUNK_BYTES and arr.flags.c_contiguous:  # the usual small argument, in one piece
         h.update(_bytes_of(_nan_canonical(arr.reshape(-1), np), np))
         return
-    for chunk in _c_order_chunks(arr, np):
-        h.update(_bytes_of(_nan_canonical(chunk, np), np))
+    _feed_values(h, arr, np)
+
+
+def _feed_values(h: CanonicalHasher, arr: Any, np: Any) -> None:
+    """A non-empty array's values in C order, NaNs made canonical: streamed into ``h`` when small;
+    from TREE_MIN_BYTES on, as the digests of fixed runs of elements hashed in parallel."""
+    if arr.nbytes < TREE_MIN_BYTES:
+        for chunk in _c_order_chunks(arr, np):
+            h.update(_bytes_of(_nan_canonical(chunk, np), np))
+        return
+    run = max(1, TREE_RUN_BYTES // arr.itemsize)
+    h.tag(b"T", run.to_bytes(8, "little"))
+    for digest in _in_parallel(_run_digest, _runs_of(arr, run, np)):
+        h.update(digest)
+
+
+def _run_digest(run: Any) -> bytes:
+    np = sys.modules["numpy"]
+    hasher = xxhash.xxh3_128()
+    for chunk in _c_order_chunks(run, np):
+        hasher.update(_bytes_of(_nan_canonical(chunk, np), np))
+    return hasher.digest()
+
+
+def _runs_of(arr: Any, run: int, np: Any) -> Iterator[Any]:
+    """The values in C order as contiguous 1-D arrays of ``run`` elements (the last may be shorter):
+    views of a C-contiguous array; of any other layout, copies made a block of rows at a time."""
+    pieces = [arr.reshape(-1)] if arr.flags.c_contiguous else _c_order_blocks(arr, np)
+    parts: list[Any] = []
+    held = 0
+    for piece in pieces:
+        while piece.size:
+            take = min(run - held, piece.size)
+            parts.append(piece[:take])
+            held += take
+            piece = piece[take:]
+            if held == run:
+                yield parts[0] if len(parts) == 1 else np.concatenate(parts)
+                parts, held = [], 0
+    if parts:
+        yield parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+_pool: tuple[int, Any] | None = None  # (the pid that made it, the executor): a forked child makes its own
+
+
+def _in_parallel(fn: Any, items: Iterable[Any]) -> Iterator[Any]:
+    """``map(fn, items)`` on a few threads, in order, with a bounded number of items in flight
+    (the runs of a non-contiguous array are copies)."""
+    global _pool
+    if _TREE_WORKERS == 1:
+        yield from map(fn, items)
+        return
+    if _pool is None or _pool[0] != os.getpid():
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = (os.getpid(), ThreadPoolExecutor(_TREE_WORKERS, thread_name_prefix="ptd-hash"))
+    executor = _pool[1]
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) > 2 * _TREE_WORKERS:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _c_order_chunks(arr: Any, np: Any) -> Iterator[Any]:
@@ -83,15 +156,17 @@ def _c_order_chunks(arr: Any, np: Any) -> Iterator[Any]:
     anything else in pieces of at most about CHUNK_BYTES.
     """
     size = FLOAT_CHUNK_BYTES if arr.dtype.kind in "fc" else CHUNK_BYTES
-    if arr.flags.c_contiguous:
-        flat = arr.reshape(-1)
+    for block in [arr.reshape(-1)] if arr.flags.c_contiguous else _c_order_blocks(arr, np):
         step = max(1, size // arr.itemsize)
-        for start in range(0, flat.size, step):
-            yield flat[start : start + step]
-        return
+        for start in range(0, block.size, step):
+            yield block[start : start + step]
+
+
+def _c_order_blocks(arr: Any, np: Any) -> Iterator[Any]:
+    """A non-contiguous array's values in C order, as contiguous 1-D copies of about CHUNK_BYTES."""
     rows = max(1, CHUNK_BYTES // max(1, arr[0].nbytes))
     for start in range(0, arr.shape[0], rows):
-        yield from _c_order_chunks(np.ascontiguousarray(arr[start : start + rows]), np)
+        yield np.ascontiguousarray(arr[start : start + rows]).reshape(-1)
 
 
 def _bytes_of(flat: Any, np: Any) -> Any:
@@ -245,11 +320,8 @@ def feed_torch(h: CanonicalHasher, obj: Any) -> bool:
             nan = torch.isnan(flat)
             if bool(nan.any()):
                 flat = flat.masked_fill(nan, float("nan"))
-        h.update(flat.view(torch.uint8).numpy())
-        return True
-    np = sys.modules["numpy"]
-    for chunk in _c_order_chunks(values, np):
-        h.update(_bytes_of(_nan_canonical(chunk, np), np))
+        values = flat.view(torch.uint8).numpy()
+    _feed_values(h, values, sys.modules["numpy"])
     return True
 
 

@@ -4,7 +4,9 @@ A key must be equal for equal arguments in every process and Python run: no
 ``hash()`` (randomized per process), no dependence on dict or set order, no
 pickle byte streams (they differ between equal objects). Values are walked into
 a tagged byte stream fed to xxh3-128; numpy arrays and pandas objects feed their
-raw buffers straight in, so a 200 MB array hashes at memory speed.
+raw buffers straight in (large ones as a tree hashed in parallel, see ``arrays``),
+so a 200 MB array hashes at memory speed. A call's key hashes each argument's own
+digest, which entry headers keep for ``why``.
 
 Changing what this module feeds the hasher changes every user's keys:
 ``KEY_FORMAT`` is part of every digest and the golden test pins the output.
@@ -32,9 +34,9 @@ from . import arrays
 from .arrays import qualified_name
 from .errors import UnhashableArgumentError
 
-__all__ = ["KEY_FORMAT", "CanonicalHasher", "hash_arguments", "hash_arguments_json", "hash_value"]
+__all__ = ["KEY_FORMAT", "CanonicalHasher", "hash_arguments", "hash_arguments_json", "hash_call", "hash_value"]
 
-KEY_FORMAT = b"ptd-key-2"
+KEY_FORMAT = b"ptd-key-3"
 
 _pack_len = struct.Struct("<Q").pack
 _pack_float = struct.Struct("<d").pack
@@ -414,11 +416,60 @@ def _started(prefix: bytes) -> xxhash.xxh3_128:
     return hasher.h
 
 
+def _value_hasher() -> xxhash.xxh3_128:
+    """Where the digest of one value starts (a new state is quicker to make than a copy)."""
+    h = xxhash.xxh3_128()
+    h.update(KEY_FORMAT)
+    return h
+
+
 @functools.lru_cache(maxsize=4096)
 def _name_bytes(name: str) -> bytes:
     """What ``feed(name)`` hashes for an argument name (a str): names repeat on every call."""
     payload = name.encode("utf-8", "surrogatepass")
     return b"s" + _pack_len(len(payload)) + payload
+
+
+def hash_call(
+    named: Mapping[str, Any],
+    *,
+    prefix: bytes = b"",
+    code_of: Callable[[Any], str] | None = None,
+    extra: Sequence[tuple[bytes, Any]] = (),
+) -> tuple[str, dict[str, bytes]]:
+    """The key of named arguments (32 hex chars), independent of their order, and each argument's digest.
+
+    The key hashes each argument's name and digest (so ``why`` compares what the key was made of,
+    without hashing the arguments again). ``extra``: more values, each with a label made by
+    :func:`extra_label`, in a fixed order (the values of the globals a function reads); no argument
+    name can take their place. A value that cannot be hashed raises UnhashableArgumentError naming
+    the argument, whatever went wrong inside the value's own code.
+    """
+    hasher = CanonicalHasher(_started(prefix).copy(), code_of=code_of)
+    key = hasher.h
+    arguments = {}
+    for name in sorted(named):
+        if type(name) is str:
+            key.update(_name_bytes(name))  # what feed(name) hashes, encoded once per name
+        else:
+            hasher.feed(name)
+        value = named[name]
+        hasher.h = _value_hasher()  # the argument's own digest, then that into the key
+        try:
+            hasher.feed(value)
+        except Exception as exc:
+            raise _unhashable_error(f"argument {name!r}", value, exc, str(name)) from exc
+        digest = hasher.h.digest()
+        key.update(digest)
+        arguments[name if type(name) is str else str(name)] = digest
+    hasher.h = key
+    for label, value in extra:
+        hasher.h.update(label)
+        try:
+            hasher.feed(value)
+        except Exception as exc:
+            raise _unhashable_error(label[9:].decode("utf-8", "replace"), value, exc) from exc
+    return hasher.digest(), arguments
 
 
 def hash_arguments(
@@ -428,30 +479,8 @@ def hash_arguments(
     code_of: Callable[[Any], str] | None = None,
     extra: Sequence[tuple[bytes, Any]] = (),
 ) -> str:
-    """Digest (32 hex chars) of named arguments, independent of their order.
-
-    ``extra``: more values, each with a label made by :func:`extra_label`, in a fixed order
-    (the values of the globals a function reads); no argument name can take their place.
-    A value that cannot be hashed raises UnhashableArgumentError naming the argument,
-    whatever went wrong inside the value's own code.
-    """
-    hasher = CanonicalHasher(_started(prefix).copy(), code_of=code_of)
-    for name in sorted(named):
-        if type(name) is str:
-            hasher.h.update(_name_bytes(name))  # what feed(name) hashes, encoded once per name
-        else:
-            hasher.feed(name)
-        try:
-            hasher.feed(named[name])
-        except Exception as exc:
-            raise _unhashable_error(f"argument {name!r}", named[name], exc, str(name)) from exc
-    for label, value in extra:
-        hasher.h.update(label)
-        try:
-            hasher.feed(value)
-        except Exception as exc:
-            raise _unhashable_error(label[9:].decode("utf-8", "replace"), value, exc) from exc
-    return hasher.digest()
+    """Digest (32 hex chars) of named arguments, independent of their order: :func:`hash_call`'s key."""
+    return hash_call(named, prefix=prefix, code_of=code_of, extra=extra)[0]
 
 
 def extra_label(text: str) -> bytes:
@@ -498,8 +527,7 @@ def hash_value(obj: Any) -> str:
     """Digest of one value (used for cell inputs and manual keys); user functions count by their code."""
     from .fingerprint import code_of
 
-    hasher = CanonicalHasher(code_of=code_of)
-    hasher.h.update(KEY_FORMAT)
+    hasher = CanonicalHasher(_value_hasher(), code_of=code_of)
     try:
         hasher.feed(obj)
     except Exception as exc:

@@ -76,6 +76,7 @@ class Call(miss.ResolvedCall):
 
     named: dict[str, Any]
     fingerprint: fingerprint.Fingerprint | None  # None: dependencies not tracked (pinned, or switched off)
+    arg_digests: dict[str, bytes] | None  # what the key hashed per argument; None with hash_method='json'
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:
@@ -356,27 +357,27 @@ class PersistedFunction:
             self._prefix = (version, self._identity + b"\x00" + version.encode())
         prefix = self._prefix[1]
         if self._options.hash_method == "json":
-            digest = keys.hash_arguments_json(named, prefix=prefix)
+            digest, arg_digests = keys.hash_arguments_json(named, prefix=prefix), None
         else:
-            digest = self._digest(named, prefix, fp)
+            digest, arg_digests = self._digest(named, prefix, fp)
         store, persist_root, folder = self._folder(settings)
         groups = self._group_folders(named) if self._options.groupby else []
         hashsize = self._options.hashsize or settings.hashsize
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)
         granularity = self._options.lock_granularity or settings.lock_granularity
-        return Call(store, key, digest, persist_root, version, granularity, folder, named, fp)
+        return Call(store, key, digest, persist_root, version, granularity, folder, named, fp, arg_digests)
 
-    def _digest(self, named: dict[str, Any], prefix: bytes, fp: fingerprint.Fingerprint | None) -> str:
+    def _digest(self, named: dict[str, Any], prefix: bytes, fp: fingerprint.Fingerprint | None) -> tuple[str, dict[str, bytes]]:
         """The key: the arguments, and the values of the globals the code reads, under the code's version."""
         if fp is None or not fp.values:
-            return keys.hash_arguments(named, prefix=prefix, code_of=fingerprint.code_of)
+            return keys.hash_call(named, prefix=prefix, code_of=fingerprint.code_of)
         try:
-            return keys.hash_arguments(named, prefix=prefix, code_of=fingerprint.code_of, extra=self._tracker.values())
+            return keys.hash_call(named, prefix=prefix, code_of=fingerprint.code_of, extra=self._tracker.values())
         except UnhashableArgumentError:
             if not self._tracker.mark_unhashable():
                 raise  # an argument's fault: the error names it
-            return keys.hash_arguments(named, prefix=prefix, code_of=fingerprint.code_of, extra=self._tracker.values())
+            return keys.hash_call(named, prefix=prefix, code_of=fingerprint.code_of, extra=self._tracker.values())
 
     def _group_folders(self, named: dict[str, Any]) -> list[str]:
         folders = []
@@ -569,15 +570,18 @@ def _record(call: Call) -> why.CallRecord:
     if call.fingerprint is not None:
         rows = [tuple(dep.as_json()) for dep in call.fingerprint.code_dependencies]  # type: ignore[misc]
         rows += [tuple(dep.as_json()) for dep in fingerprint.describe_values(call.fingerprint, short_repr)]  # type: ignore[misc]
-    return why.CallRecord(_argument_digests(call.named), readable_arguments(call.named), tuple(rows))
+    return why.CallRecord(_argument_digests(call), readable_arguments(call.named), tuple(rows))
 
 
-def _argument_digests(named: dict[str, Any]) -> dict[str, str]:
-    """One digest per argument, so ``why`` can tell which argument differs from a stored entry."""
+def _argument_digests(call: Call) -> dict[str, str]:
+    """One digest per argument, so ``why`` can tell which argument differs from a stored entry:
+    those the key was made of, or (``hash_method='json'``) each argument's ``hash_value``."""
+    if call.arg_digests is not None:
+        return {name: digest.hex() for name, digest in call.arg_digests.items()}
     out = {}
-    for name, value in named.items():
+    for name, value in call.named.items():
         try:
-            out[str(name)] = keys.hash_arguments({"": value}, code_of=fingerprint.code_of)
+            out[str(name)] = keys.hash_value(value)
         except Exception:  # a header never fails a store
             out[str(name)] = "?"
     return out

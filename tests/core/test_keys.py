@@ -371,40 +371,43 @@ GOLDEN_VALUES = {
     "aware": dt.datetime(2024, 2, 29, 12, tzinfo=dt.timezone.utc),
     "pure_path": __import__("pathlib").PurePosixPath("/data/x.csv"),
     "abc_class": __import__("fractions").Fraction,
+    "large_array": np.linspace(0.0, 1.0, 1_250_000).reshape(-1, 5)[:, ::-1],  # 10 MB, strided: a tree of runs
 }
 
-# Computed once from the code as it stood when the key format was set (KEY_FORMAT ptd-key-2: classes of
-# any metaclass, dates, canonical NaNs in arrays, zones, categories, enum values; ptd-key-1 before).
+# Computed once from the code as it stood when the key format was set (KEY_FORMAT ptd-key-3: buffers from
+# 8 MB hashed as a tree, each argument's digest in a call's key; ptd-key-2: classes of any metaclass, dates,
+# canonical NaNs in arrays, zones, categories, enum values; ptd-key-1 before).
 # If this test fails, every user's cache is about to be orphaned: bump KEY_FORMAT on purpose
 # and update these, or restore the old behaviour.
 GOLDEN_DIGESTS = {
-    "none": "a62aa5d088acc32cbf673e2b56422b76",
-    "int": "9d34be3ffb986a21999fce686f50f9f7",
-    "negative": "77772a62070efdd6ea25028ccaeb0e2f",
-    "float": "c22600c95ae8f1ae071a6d18c579441a",
-    "bool": "c02d8abecb0c22ed097c8daafaedfae6",
-    "str": "1f69d4a62a19dccf99eb48a14ed4306c",
-    "bytes": "10f99ec56dd23800c6e7b5bbf9c7c60f",
-    "tuple": "fed26d4d36144beebdbc8a5f441ab7da",
-    "list": "74301e69f5c1a5b4fff40b6b12cbf3ca",
-    "dict": "6d4d91c546ba4cb9f01217f86bc25f5c",
-    "set": "113d0aeef267b661ef5f8cc941d7376f",
-    "namespace": "5acdbae3816215d8335a85f30523d37a",
-    "array": "4c3dfee26ffb2f9fd3005bfe920428e4",
-    "farray": "7b3c9915263bce2744d4a8c68a0b42e2",
-    "series": "88b0fcf5e55bc7afe1877315998e1c78",
-    "date": "bb07d9c55576c482f297ae2565f9b6cf",
-    "class": "6e3cd6ef15ff7ade6513b0564fbf6ac7",
-    "function": "8ad6367c6d67f0427f307f9e9b0e6ca2",
-    "dates": "2f5580d213e4eebccdd4f87e646eecd3",
-    "nan_array": "56c8117f787a7fbbf49650b34f453e3b",
-    "categorical": "940b970eb8859cb47453ac38ea038545",
-    "aware": "e536cdacbf0d4aa2cc9f16e81efd2007",
-    "pure_path": "44971a8646ae26a3c80e4abe716a73c3",
-    "abc_class": "8e6eac909b9e2fc4f1359aee30e9478d",
+    "none": "f0b428ec41cd88c79104a715958a38ce",
+    "int": "e0b5f9bc69c8c6e8de6cdd365a2364d0",
+    "negative": "625c16c22f2f3878ebe7535541210edf",
+    "float": "158bc2a097664612ef9842200361109d",
+    "bool": "deba9e362dc4ec7349d948f1089bc2a4",
+    "str": "d821c368924af906d74a51e401822ffd",
+    "bytes": "321b690d6e1aaaeea980fab8487bcd69",
+    "tuple": "09dbc581068f62b70c0690c5b30c0392",
+    "list": "706f312f0241b74590b5c736f6f8adc9",
+    "dict": "77796ba862d0fc4f83528d4c71d043fb",
+    "set": "5e4f011e133645f99222cd7281916994",
+    "namespace": "bebed0e49f3db6a2463386452a9b0525",
+    "array": "3a0a51487f9106ae3b872dfbbbe79a45",
+    "farray": "d42efe21197130579e73a5297c3ff24a",
+    "series": "7affe2393bc0b4ce8250edd8742708be",
+    "date": "368e65d5b82f16a1f57f15d36c30eac8",
+    "class": "1181ecb715b72952f33be7ae97db0077",
+    "function": "e9e4bff3d42e2b5b32930260f2ecd813",
+    "dates": "df6a4f1253ce53be626266c230323dae",
+    "nan_array": "ebe0b0b9b3f57374edd258d71dbf7de4",
+    "categorical": "44ee552284aecd1330a9b2a6d5f8a6f6",
+    "aware": "9ee15d4e45558110ad3428c9438eb4f4",
+    "pure_path": "4be28ecd53d9de7df1444bdedcb2db3e",
+    "abc_class": "e3734b52a0c5eb30c4d0572daae1c6d8",
+    "large_array": "b1726f7630aee533a14ccd1af88ec1b2",
 }
 
-GOLDEN_CALL_DIGEST = "411d3f1b7e0b25cb331d9783254840c6"
+GOLDEN_CALL_DIGEST = "cbf147d7f8da8ffcac038ba1a641e0e4"
 
 
 def test_digests_stay_the_same():
@@ -415,7 +418,7 @@ def test_digests_stay_the_same():
 def test_call_digest_stays_the_same():
     named = {"dataset": "MNIST", "lr": 1e-3, "epochs": 30, "model_kwargs": {"hidden": 128, "act": "relu"}}
     assert keys.hash_arguments(named, prefix=b"train_a_model\x00pinned:v1") == GOLDEN_CALL_DIGEST
-    assert keys.KEY_FORMAT == b"ptd-key-2"
+    assert keys.KEY_FORMAT == b"ptd-key-3"
 
 
 # -- classes of any metaclass, and values that must key apart --------------------------------------

@@ -1,0 +1,139 @@
+"""Large arguments: buffers hashed as a tree of runs on a few threads, each argument hashed once.
+
+From ``arrays.TREE_MIN_BYTES`` on, an array's values hash as fixed runs of elements in C order,
+hashed in parallel, then the runs' digests. The runs must not depend on the memory layout (a
+Fortran or strided array of the same values keys the same), every value must count, and a
+process forked after the thread pool started must still hash. A call's key is made of each
+argument's digest, which the entry's header keeps: a miss hashes each argument once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import persist_to_disk as ptd
+from persist_to_disk import arrays, keys
+
+ROWS = arrays.TREE_MIN_BYTES // (3 * 8) + 12_345  # (ROWS, 3) float64: past the tree's threshold, runs cut rows
+
+
+def _values() -> np.ndarray:
+    return np.random.default_rng(7).random((ROWS, 3))
+
+
+def test_a_large_array_keys_the_same_in_every_layout() -> None:
+    a = _values()
+    assert a.nbytes >= arrays.TREE_MIN_BYTES
+    fortran = np.asfortranarray(a)
+    strided = np.random.default_rng(7).random((ROWS, 6))[:, ::2]
+    strided[:] = a
+    assert not fortran.flags.c_contiguous and not strided.flags.c_contiguous
+    digest = keys.hash_value(a)
+    assert keys.hash_value(fortran) == digest
+    assert keys.hash_value(strided) == digest
+    assert keys.hash_value(a.T.copy().T) == digest
+
+
+@pytest.mark.parametrize("where", [0, ROWS // 2, ROWS - 1])
+def test_every_value_of_a_large_array_counts(where: int) -> None:
+    a = _values()
+    digest = keys.hash_value(a)
+    b = a.copy()
+    b[where, 1] += 1e-9
+    assert keys.hash_value(b) != digest
+    assert keys.hash_value(np.asfortranarray(b)) == keys.hash_value(b)
+
+
+def test_a_large_array_with_nans_keys_as_the_same_missing_values() -> None:
+    a = _values()
+    a[::1000, 0] = np.nan
+    negative = a.copy()
+    negative[::1000, 0] = -np.nan  # another bit pattern of NaN
+    assert np.signbit(negative[0, 0]) != np.signbit(a[0, 0])
+    assert keys.hash_value(negative) == keys.hash_value(a)
+    assert keys.hash_value(np.asfortranarray(negative)) == keys.hash_value(a)
+
+
+def test_large_tensors_key_by_their_values() -> None:
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(_values())
+    digest = keys.hash_value(t)
+    assert keys.hash_value(t.clone()) == digest
+    changed = t.clone()
+    changed[ROWS - 1, 2] += 1
+    assert keys.hash_value(changed) != digest
+    half = torch.cat([t] * 4).to(torch.bfloat16)  # no numpy dtype: hashed from its bytes
+    assert half.numel() * half.element_size() >= arrays.TREE_MIN_BYTES
+    other = half.clone()
+    other[-1, -1] += 1
+    assert keys.hash_value(half) == keys.hash_value(torch.cat([t] * 4).to(torch.bfloat16))
+    assert keys.hash_value(other) != keys.hash_value(half)
+
+
+_FORK = """
+import os, sys
+import numpy as np
+from persist_to_disk import keys
+a = np.arange({n}, dtype="<f8")
+before = keys.hash_value(a)  # the hashing threads start here
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if keys.hash_value(a) == before else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(sys.modules["os"], "fork"), reason="needs os.fork")
+def test_a_forked_process_hashes_large_arrays_too(python: str) -> None:
+    """A child forked after the pool started has none of its threads: it must not wait on them."""
+    script = textwrap.dedent(_FORK.format(n=arrays.TREE_MIN_BYTES // 8 * 2))
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
+
+
+# -- each argument hashed once, its digest in the key and in the header ------------------------------------
+class Counted:
+    """An argument whose hashing is counted (through the hook every object may define)."""
+
+    hashed = 0
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __ptd_hash__(self) -> str:
+        Counted.hashed += 1
+        return self.label
+
+
+def test_the_key_is_made_of_each_arguments_digest() -> None:
+    named = {"a": [1, 2, 3], "b": "text"}
+    key, arguments = keys.hash_call(named, prefix=b"f")
+    assert key == keys.hash_arguments(named, prefix=b"f")
+    assert {name: d.hex() for name, d in arguments.items()} == {n: keys.hash_value(v) for n, v in named.items()}
+    other_key, other_arguments = keys.hash_call({"a": [1, 2, 3], "b": "other"}, prefix=b"f")
+    assert other_arguments["a"] == arguments["a"] and other_arguments["b"] != arguments["b"]
+    assert other_key != key
+    assert keys.hash_call({"b": [1, 2, 3], "a": "text"}, prefix=b"f")[0] != key  # names count
+
+
+def test_a_miss_hashes_each_argument_once(tmp_path) -> None:
+    ptd.config.set_persist_path(str(tmp_path))
+
+    @ptd.persistf()
+    def label_of(x: Counted, n: int) -> str:
+        return x.label * n
+
+    Counted.hashed = 0
+    assert label_of(Counted("ab"), 2) == "abab"  # a miss: the key, then the header's digests
+    assert Counted.hashed == 1
+    assert label_of(Counted("ab"), 2) == "abab"  # a hit
+    assert Counted.hashed == 2
+    (header,) = [info.header for info in label_of.cache.entries()]
+    assert header["arg_digests"] == {"x": keys.hash_value(Counted("ab")), "n": keys.hash_value(2)}
