@@ -335,7 +335,7 @@ def test_cell_key_format_is_pinned() -> None:
     assert magics.cell_digest(None, version, digests) != GOLDEN_DIGEST
 
 
-GOLDEN_DIGEST = "519f2f3edaea1ee964ebf02d9f1f088c"  # cell code from ast.unparse
+GOLDEN_DIGEST = "6e6d05619dfd48b83fb925f794ad49ce"  # cell code from ast.unparse; KEY_FORMAT ptd-key-3
 
 
 def test_input_digests_skip_ipython_furniture_and_key_modules_by_name() -> None:
