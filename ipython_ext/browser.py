@@ -90,7 +90,7 @@ def browse(
                 chosen = projects[0] if projects else None
                 if chosen is not None:
                     note = f"The current project has nothing cached; showing {chosen.name}."
-    if start is not None and not start.folder.is_dir():
+    if start is not None and not catalog.has_folder(start.folder):
         note = f"Nothing is cached yet for {start.label} ({start.folder})."
     return CacheBrowser(catalog, start=start, project=chosen, page_size=page_size, background=background, note=note)
 

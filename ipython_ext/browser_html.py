@@ -11,7 +11,7 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from persist_to_disk.catalog import CatalogEntry
+from persist_to_disk.listing import EntryInfo
 from persist_to_disk.readable import (
     format_bytes,
     format_seconds,
@@ -34,12 +34,12 @@ class Column:
     key: str
     title: str
     track: str
-    text: Callable[[CatalogEntry], str]
+    text: Callable[[EntryInfo], str]
     sort: SortColumn | None = None
     numeric: bool = False
 
 
-def _arguments(e: CatalogEntry) -> str:
+def _arguments(e: EntryInfo) -> str:
     return e.args_text if e.status == "ok" else f"<{e.error}> {e.path.name}"
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from persist_to_disk.catalog import CatalogEntry, Node, Totals
+from persist_to_disk.catalog import Node
+from persist_to_disk.listing import EntryInfo, Totals
 from persist_to_disk.readable import format_bytes, plural, short_path
 
 PAGE_SIZE = 25
@@ -37,7 +38,7 @@ class Pending:
     """A deletion waiting for the user's confirmation: these entries, or every entry of a node."""
 
     question: str
-    entries: tuple[CatalogEntry, ...] = ()
+    entries: tuple[EntryInfo, ...] = ()
     node: Node | None = None
 
 
@@ -69,7 +70,7 @@ class PanelState:
     root: Node | None = None
     node: Node | None = None  # the open tree node, whose entries the table lists
     open_path: tuple[str, ...] = ()  # node ids from the root down to ``node``
-    entries: tuple[CatalogEntry, ...] = ()  # the node's entries as last read
+    entries: tuple[EntryInfo, ...] = ()  # the node's entries as last read
     complete: bool = False  # the scan of ``node`` finished
     busy: bool = False  # a scan or deletion is running
     filter_text: str = ""
@@ -87,7 +88,7 @@ class PanelState:
     note: str = ""  # said when the node has no entries (why the panel is empty)
     # derived, and kept by the updates that change what they derive from (not recomputed on
     # every click: sorting 50,000 entries takes a fifth of a second)
-    shown: tuple[CatalogEntry, ...] = ()  # the entries that pass the filter, in the table's order
+    shown: tuple[EntryInfo, ...] = ()  # the entries that pass the filter, in the table's order
     summary: Summary = Summary(0, 0, 0.0, 0, 0)  # totals of ``entries``
 
     @property
@@ -95,17 +96,17 @@ class PanelState:
         return max(1, -(-len(self.shown) // self.page_size))
 
     @property
-    def page_entries(self) -> tuple[CatalogEntry, ...]:
+    def page_entries(self) -> tuple[EntryInfo, ...]:
         start = self.page * self.page_size
         return self.shown[start : start + self.page_size]
 
     @property
-    def selection(self) -> list[CatalogEntry]:
+    def selection(self) -> list[EntryInfo]:
         """The ticked entries, in the table's order."""
         return [e for e in self.shown if e.path in self.selected]
 
     @property
-    def focused(self) -> CatalogEntry | None:
+    def focused(self) -> EntryInfo | None:
         return next((e for e in self.entries if e.path == self.focus), None)
 
     @property
@@ -131,7 +132,7 @@ def _arranged(state: PanelState) -> PanelState:
     return replace(state, shown=tuple(chosen))
 
 
-def summarize(entries: Iterable[CatalogEntry]) -> Summary:
+def summarize(entries: Iterable[EntryInfo]) -> Summary:
     count = size = older = broken = 0
     seconds = 0.0
     for e in entries:
@@ -155,7 +156,7 @@ def node_name(node: Node) -> str:
     return node.project.name if node.kind == "project" else node.label
 
 
-_SORT_KEYS: dict[SortColumn, Callable[[CatalogEntry], object]] = {
+_SORT_KEYS: dict[SortColumn, Callable[[EntryInfo], object]] = {
     "function": lambda e: e.owner.lower(),
     "arguments": lambda e: e.args_text.lower(),
     "size": lambda e: e.size,
@@ -198,7 +199,7 @@ def open_node(state: PanelState, node: Node | None, path: tuple[str, ...]) -> Pa
     )
 
 
-def show_entries(state: PanelState, entries: Iterable[CatalogEntry], *, complete: bool) -> PanelState:
+def show_entries(state: PanelState, entries: Iterable[EntryInfo], *, complete: bool) -> PanelState:
     """What a scan of the node read; ticks and focus stay on the entries that are still there."""
     entries = tuple(entries)
     paths = {e.path for e in entries}

@@ -47,8 +47,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from persist_to_disk import catalog as cat
-from persist_to_disk.catalog import Catalog, CatalogEntry, CatalogError, Node, Project
+from persist_to_disk import prune
+from persist_to_disk.catalog import Catalog, CatalogError, Node, Project
+from persist_to_disk.listing import EntryInfo
 from persist_to_disk.readable import plural, short_path
 
 from . import browser_html as view
@@ -127,7 +128,7 @@ class CacheBrowser(widgets.VBox):
         self.add_class("ptd-browser")
         self.catalog = catalog
         self.state = PanelState(page_size=max(1, int(page_size)), note=note)
-        self.last_deleted: cat.Deleted | None = None
+        self.last_deleted: prune.Deleted | None = None
         self._lock = threading.RLock()  # one state change (and its drawing) at a time
         self._tasks = Tasks(background, self._lock)
         self._watcher = Watcher(watch_seconds if background else None, self.check_disk)
@@ -136,7 +137,7 @@ class CacheBrowser(widgets.VBox):
         self._projects: dict[str, Project] = {}
         self._seen: dict[Path, int] | None = None  # folder mtimes at the last scan
 
-        root = f"<b>persist_to_disk cache</b> <code>{html.escape(short_path(catalog.root))}</code>"
+        root = f"<b>persist_to_disk cache</b> <code>{html.escape(short_path(catalog.location))}</code>"
         self.title = _styled(widgets.HTML(root), "ptd-title")
         self.project_select = _styled(
             widgets.Dropdown(description="Project", layout=widgets.Layout(width="300px")), "ptd-project"
@@ -195,7 +196,7 @@ class CacheBrowser(widgets.VBox):
         if root is not None:
             self._open_root(root)
         else:
-            self._set(st.say(self.state, f"Nothing is cached under {catalog.root} yet."))
+            self._set(st.say(self.state, f"Nothing is cached under {catalog.location} yet."))
 
     # -- building -----------------------------------------------------------------------------------------
     def _row(self) -> _Row:
@@ -491,7 +492,7 @@ class CacheBrowser(widgets.VBox):
     def _still_there(self, node: Node) -> bool:
         """Whether anything is still cached at a node (after others deleted or pruned)."""
         if node.kind == "project":
-            return node.folder.is_dir()
+            return self.catalog.has_folder(node.folder)
         try:
             self.catalog.node(node.project, node.path)
         except CatalogError:
@@ -499,7 +500,7 @@ class CacheBrowser(widgets.VBox):
         return True
 
     # -- the table -----------------------------------------------------------------------------------------
-    def selected(self) -> list[CatalogEntry]:
+    def selected(self) -> list[EntryInfo]:
         """The entries selected in the table."""
         return self.state.selection
 
@@ -566,14 +567,14 @@ class CacheBrowser(widgets.VBox):
         else:
             self._delete_entries(pending.entries)
 
-    def _delete_entries(self, chosen: tuple[CatalogEntry, ...]) -> None:
+    def _delete_entries(self, chosen: tuple[EntryInfo, ...]) -> None:
         node = self.state.node
         self._set(replace(self.state, busy=True))
 
-        def work(progress: Callable[[int, int], None], _stopped: Callable[[], bool]) -> cat.Deleted:
+        def work(progress: Callable[[int, int], None], _stopped: Callable[[], bool]) -> prune.Deleted:
             return self.catalog.delete(chosen, progress=progress)
 
-        def done(result: cat.Deleted) -> None:
+        def done(result: prune.Deleted) -> None:
             failed = {path for path, _why in result.failed}
             gone = [e.path for e in chosen if Path(os.path.abspath(e.path)) not in failed]
             state = st.forget(self.state, gone) if self.state.node == node else self.state
@@ -588,10 +589,10 @@ class CacheBrowser(widgets.VBox):
         nodes = {r.node.id: r.node for r in self._tree_rows if r.node is not None}
         self._set(replace(self.state, busy=True))
 
-        def work(progress: Callable[[int, int], None], _stopped: Callable[[], bool]) -> cat.Deleted:
+        def work(progress: Callable[[int, int], None], _stopped: Callable[[], bool]) -> prune.Deleted:
             return self.catalog.delete_node(node, progress=progress)
 
-        def done(result: cat.Deleted) -> None:
+        def done(result: prune.Deleted) -> None:
             self._levels.forget()
             state = replace(self.state, project_totals=None, busy=False)
             root = state.root
@@ -604,7 +605,7 @@ class CacheBrowser(widgets.VBox):
 
         self._run(work, done, f"deleting {node.label}", cancellable=False)
 
-    def _report(self, state: PanelState, result: cat.Deleted) -> None:
+    def _report(self, state: PanelState, result: prune.Deleted) -> None:
         self.last_deleted = result
         self._set(st.report(state, result.describe(), failed=bool(result.failed)))
 

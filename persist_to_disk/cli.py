@@ -7,7 +7,8 @@
     ptd clear PROJECT [PATH] --yes          delete every entry there
     ptd prune [PROJECT [PATH]] --older-than 30d | --old-versions | --max-size 10G  [--yes]
 
-The same listing and deletion code as the notebook panel (``persist_to_disk.catalog``).
+The same listing and deletion code as the notebook panel (``persist_to_disk.catalog``), so on a
+shared store (``persist_path = s3://...``) it lists the bucket and deletes objects.
 Exit codes: 0 done, 1 something failed or was declined, 2 bad usage (argparse),
 3 no such project, path or entry.
 """
@@ -22,10 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import catalog as cat
-from . import readable
-from .catalog import Catalog, CatalogEntry, Node
+from . import prune, readable
+from .catalog import Catalog, Node
 from .errors import CatalogError
+from .layout import ENTRY_SUFFIX
+from .listing import EntryInfo, Totals
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 DEFAULT_LIMIT = 50
@@ -79,14 +81,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _duration(text: str) -> float:
     try:
-        return cat.parse_duration(text)
+        return prune.parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _size(text: str) -> int:
     try:
-        return cat.parse_size(text)
+        return prune.parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -153,10 +155,10 @@ def _ls_projects(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int
             {"project": p.name, "folder": str(p.folder), "source": p.source, "entries": n, "bytes": b, "last_read": t}
             for p, n, b, t in rows
         ]
-        json.dump({"root": str(catalog.root), "projects": data}, out, indent=1)
+        json.dump({"root": catalog.location, "projects": data}, out, indent=1)
         out.write("\n")
         return EXIT_OK
-    out.write(f"persist path: {catalog.root}\n")
+    out.write(f"persist path: {catalog.location}\n")
     if not rows:
         out.write("no projects cached yet\n")
         return EXIT_OK
@@ -256,7 +258,7 @@ def _ls_entries(catalog: Catalog, node: Node, args: argparse.Namespace, out: Tex
             )
         )
     _table(out, table, right={1 + above, 4 + above})
-    totals = cat.Totals()
+    totals = Totals()
     for e in entries:
         totals.add(e.size)
     more = f" ({len(entries) - len(shown):,} more not shown; -n 0 shows all)" if len(shown) < len(entries) else ""
@@ -264,18 +266,18 @@ def _ls_entries(catalog: Catalog, node: Node, args: argparse.Namespace, out: Tex
     return EXIT_OK
 
 
-def _args_cell(e: CatalogEntry) -> str:
+def _args_cell(e: EntryInfo) -> str:
     return e.args_text if e.status == "ok" else f"<{e.error}>"
 
 
-def _totals_text(totals: cat.Totals, entries: list[CatalogEntry]) -> str:
+def _totals_text(totals: Totals, entries: list[EntryInfo]) -> str:
     text = f"{readable.plural(totals.entries, 'entry')}, {readable.format_bytes(totals.bytes)}"
     seconds = sum(e.compute_seconds or 0.0 for e in entries)
     return f"{text}, {readable.format_seconds(seconds)} to recompute" if seconds else text
 
 
 
-def _entry_json(e: CatalogEntry) -> dict[str, Any]:
+def _entry_json(e: EntryInfo) -> dict[str, Any]:
     return {
         "file": str(e.path),
         "status": e.status,
@@ -294,16 +296,16 @@ def _entry_json(e: CatalogEntry) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- info
 def _info(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
-    if args.project is not None and args.path == "" and args.project.endswith(cat.ENTRY_SUFFIX):
+    if args.project is not None and args.path == "" and args.project.endswith(ENTRY_SUFFIX):
         return _info_entry(catalog, Path(args.project), args, out)
     if args.project is None:
         from ._state import config
 
-        data: dict[str, Any] = {"root": str(catalog.root), "settings": config.describe()}
+        data: dict[str, Any] = {"root": catalog.location, "settings": config.describe()}
         data["projects"] = [p.name for p in catalog.projects()]
     else:
         node = _node(catalog, args)
-        if args.path.endswith(cat.ENTRY_SUFFIX):
+        if args.path.endswith(ENTRY_SUFFIX):
             return _info_entry(catalog, node.folder, args, out)
         listing = catalog.scan(node)
         totals = listing.totals
@@ -337,10 +339,7 @@ def _info(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _info_entry(catalog: Catalog, path: Path, args: argparse.Namespace, out: TextIO) -> int:
-    path = Path(os.path.abspath(path))
-    if not path.is_file():
-        raise CatalogError(f"no entry file {path}")
-    entry = cat.read_header(CatalogEntry(path, path.stat().st_size, path.stat().st_mtime))
+    entry = catalog.entry(path)
     data = _entry_json(entry)
     header = dict(entry.header or {})
     rows = header.pop("dependencies", None) or []
@@ -390,17 +389,17 @@ def _clear(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
 def _prune(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
     if args.project is None:
         nodes = [catalog.project_node(p) for p in catalog.projects()]
-        where = str(catalog.root)
+        where = catalog.location
     else:
         nodes = [_node(catalog, args)]
         where = f"{nodes[0].project.name} {nodes[0].shown_path or '.'}"
-    entries: list[CatalogEntry] = []
+    entries: list[EntryInfo] = []
     for node in nodes:
         if args.old_versions:
             entries.extend(catalog.scan(node).entries)  # versions need headers
         else:
             entries.extend(catalog.entry_files(node))
-    plan = cat.plan_prune(entries, older_than=args.older_than, old_versions=args.old_versions, max_size=args.max_size)
+    plan = prune.plan_prune(entries, older_than=args.older_than, old_versions=args.old_versions, max_size=args.max_size)
     goes = plan.totals
     reasons = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in plan.reasons.items() if n)
     what = f"{readable.plural(goes.entries, 'entry')} ({readable.format_bytes(goes.bytes)}) in {where}"
@@ -420,8 +419,7 @@ def _prune(catalog: Catalog, args: argparse.Namespace, out: TextIO) -> int:
     _confirm(f"Delete {what} [{reasons}]; {keeps}?", args)
     result = catalog.delete(plan.delete)
     for node in nodes:
-        for store_prefix in node.scope:
-            catalog.store.remove_stale_temps(store_prefix.relative_to(catalog.root).as_posix())
+        catalog.tidy(node)
     out.write(result.describe() + "\n")
     return EXIT_FAILED if result.failed else EXIT_OK
 

@@ -356,7 +356,7 @@ class Config:
         if pid is None:
             pid = _retrieve_project_id(settings_dir() / PROJECT_IDS_FILE, key, lambda: origin_id(key))
             self._project_ids[key] = pid
-        return f"{os.path.basename(key) or 'root'}-{pid}"
+        return project_folder(key, pid)
 
     def describe(self) -> dict[str, Any]:
         """Every setting and where the paths came from; the Jupyter layer adds the notebook."""
@@ -417,6 +417,26 @@ def _abspath(path: Any, setting: str) -> str:
     return os.path.normpath(os.path.abspath(os.path.expanduser(text)))
 
 
+def read_project_registry(registry: Path | None = None) -> dict[str, str]:
+    """``{project path: id}`` from project_to_pids.txt (default: this machine's), first line of a path first."""
+    path = registry if registry is not None else settings_dir() / PROJECT_IDS_FILE
+    ids: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ids
+    for line in text.splitlines():
+        project, sep, pid = line.rpartition(_ID_SEP)
+        if sep:
+            ids.setdefault(project, pid)
+    return ids
+
+
+def project_folder(project_path: str, pid: str) -> str:
+    """A project's folder name under the persist path: ``<name>-<id>``."""
+    return f"{os.path.basename(os.path.normpath(project_path)) or 'root'}-{pid}"
+
+
 def _retrieve_project_id(registry: Path, project_key: str, shared_id: Callable[[], str | None]) -> str:
     """Read, or append under a file lock, the project's line in project_to_pids.txt.
 
@@ -429,15 +449,8 @@ def _retrieve_project_id(registry: Path, project_key: str, shared_id: Callable[[
 
     def lookup() -> tuple[dict[str, str], int]:
         """(ids by project path, the largest id given so far): a deleted line never frees an id."""
-        ids: dict[str, str] = {}
-        largest = 0
-        if registry.is_file():
-            for line in registry.read_text(encoding="utf-8").splitlines():
-                path, sep, pid = line.rpartition(_ID_SEP)
-                if sep:
-                    ids.setdefault(path, pid)
-                    largest = max(largest, int(pid) if pid.isdigit() else 0)
-        return ids, largest
+        ids = read_project_registry(registry)
+        return ids, max((int(pid) for pid in ids.values() if pid.isdigit()), default=0)
 
     ids, _ = lookup()
     if project_key in ids:

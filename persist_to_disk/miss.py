@@ -7,6 +7,7 @@ stored and returns it. An entry stored lets its digest lock go (``Held.mark_stor
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -99,9 +100,11 @@ async def compute_once_async(
     recheck: Callable[[], Any] | None,
     compute: Callable[[], Awaitable[tuple[Any, bool]]],
     unlocked: Callable[[OSError], Awaitable[Any]],
+    lease: Callable[[Callable[[], Any] | None], ContextManager[Any]] | None = None,
 ) -> Any:
     """``compute_once`` for ``async def`` functions: the same protocol, waiting for the locks
-    without blocking the event loop."""
+    and for another machine's lease without blocking the event loop (the lease is entered
+    and left in a worker thread: its wait polls the store)."""
     lock = locks.compute_lock_async(persist_root, coarse_scope, digest_scope)
     try:
         try:
@@ -112,7 +115,14 @@ async def compute_once_async(
             found = recheck()
             if found is not ENOVAL:
                 return found
-        value, stored = await compute()
+        taken = lease(recheck) if lease is not None else contextlib.nullcontext(ENOVAL)
+        found = await asyncio.to_thread(taken.__enter__)
+        try:
+            if found is not ENOVAL:  # another machine computed it while we waited
+                return found
+            value, stored = await compute()
+        finally:
+            await asyncio.to_thread(taken.__exit__, None, None, None)
         if stored:
             held.mark_stored()
         return value

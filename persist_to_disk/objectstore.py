@@ -41,11 +41,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import signing, trust
+from . import objectindex, signing, trust
 from .entryfile import HEADER_PEEK, PREFIX, CorruptEntry, Entry, parse_header, parse_prefix
 from .errors import CacheWarning, UntrustedCacheError
 from .layout import ENTRY_SUFFIX
-from .store import ENOVAL, EntryInfo, Missing
+from .listing import EntryInfo
+from .store import ENOVAL, Missing
 from .stores import LocalBackend, register_store_backend
 from .writing import TMP_SUFFIX, temp_tag
 
@@ -134,6 +135,14 @@ class ObjectStore:
         self.lease_seconds = lease_seconds
         self._checked: dict[str, float] = {}  # key -> time.monotonic() this process last matched it to the store
         self._reported: set[str] = set()
+        # from the listings: each entry's ETag, and the index shards found (URL -> their folder's key prefix)
+        self._listed: dict[str, str] = {}
+        self._shards: dict[str, str] = {}
+        self._rows: objectindex.Rows = {}  # the rows of the shards in _read, read when headers are asked for
+        self._read: set[str] = set()
+
+    def _index(self) -> objectindex.ShardWriter:
+        return objectindex.writer_for(self.fs, self.root_url, self.copies.trust_root)
 
     # -- places ------------------------------------------------------------------------------------
     def url_of(self, key: str) -> str:
@@ -318,7 +327,10 @@ class ObjectStore:
             theirs = self._download(key)
             return theirs.header if theirs is not ENOVAL else written  # type: ignore[union-attr]
         etag = out.get("ETag") if isinstance(out, dict) else None
-        self._record_etag(key, etag if etag is not None else self._etag(key))
+        etag = etag if etag is not None else self._etag(key)
+        self._record_etag(key, etag)
+        if isinstance(etag, str):
+            self._index().add(key, etag, written)
         return written
 
     def _record_etag(self, key: str, etag: Any) -> None:
@@ -351,6 +363,8 @@ class ObjectStore:
         with contextlib.suppress(OSError):
             os.unlink(self._etag_path(key))
         self._checked.pop(key, None)
+        if self.name:  # a function's folder (the catalog deletes through the root, where no shard is)
+            self._index().drop(key)
         return size or copy
 
     # -- compute-once across machines ------------------------------------------------------------------
@@ -430,8 +444,8 @@ class ObjectStore:
 
     # -- listing -------------------------------------------------------------------------------------
     def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:
-        """Every entry under prefix, listed from the store: one listing, then the headers this machine
-        has no copy of in one batch of concurrent ranged GETs. An unreachable store lists nothing."""
+        """Every entry under prefix, listed from the store: one listing (which finds the index shards
+        too), then headers as :meth:`fill_headers` reads them. An unreachable store lists nothing."""
         top = f"{self.root_url}/{prefix.strip('/')}" if prefix else self.root_url
         try:
             found = self.fs.find(top, detail=True)
@@ -444,21 +458,68 @@ class ObjectStore:
         infos = []
         for path in sorted(found):
             key = path[start:]
-            name = key.rpartition("/")[2]
+            folder, _, name = key.rpartition("/")
+            if folder.rpartition("/")[2] == objectindex.INDEX_FOLDER and name.endswith(".json"):
+                above = folder[: -len(objectindex.INDEX_FOLDER)]
+                self._shards[self.url_of(key)] = above
+                self._read.discard(self.url_of(key))  # listed again: it may have changed
+                continue
             if name.startswith(".") or not name.endswith(ENTRY_SUFFIX):
                 continue
-            detail = found[path]
-            modified = detail.get("LastModified")
-            stamp = modified.timestamp() if hasattr(modified, "timestamp") else 0.0
-            infos.append(EntryInfo(key, Path(self.copies.path_of(key)), int(detail.get("size") or 0), stamp))
+            infos.append(self._info(key, found[path]))
         if headers:
-            self._fill_headers(infos)
+            self.fill_headers(infos)
         yield from infos
 
-    def _fill_headers(self, infos: list[EntryInfo]) -> None:
-        for info in infos:
-            info.header = self.copies.read_header(info.key)
-        remote = [info for info in infos if info.header is None]
+    def list_folder(self, prefix: str) -> tuple[list[str], list[EntryInfo]]:
+        """One level of the store's tree (one LIST request); an unreachable store lists nothing."""
+        prefix = prefix.strip("/")
+        top = f"{self.root_url}/{prefix}" if prefix else self.root_url
+        folders: list[str] = []
+        entries: list[EntryInfo] = []
+        if self._down():
+            return folders, entries
+        try:
+            found = self.fs.ls(top, detail=True)
+        except FileNotFoundError:
+            return folders, entries
+        except Exception as exc:
+            self._unreachable(exc)
+            return folders, entries
+        base = f"{prefix}/" if prefix else ""
+        for detail in found:
+            name = detail["name"].rstrip("/").rpartition("/")[2]
+            if name.startswith("."):
+                continue
+            if detail.get("type") == "directory":
+                folders.append(name)
+            elif name.endswith(ENTRY_SUFFIX):
+                entries.append(self._info(base + name, detail))
+        folders.sort()
+        entries.sort(key=lambda info: info.key)
+        return folders, entries
+
+    def _info(self, key: str, detail: dict[str, Any]) -> EntryInfo:
+        """A listed object as an entry: its size and last write (a store records no reads)."""
+        modified = detail.get("LastModified")
+        stamp = modified.timestamp() if hasattr(modified, "timestamp") else 0.0
+        if detail.get("ETag"):
+            self._listed[key] = detail["ETag"]
+        return EntryInfo(key, Path(self.copies.path_of(key)), int(detail.get("size") or 0), stamp)
+
+    def fill_headers(self, infos: list[EntryInfo]) -> None:
+        """Headers from the index rows whose ETag is the listed object's, else from this machine's copy
+        of that very object, else from the objects (one batch of concurrent ranged GETs)."""
+        todo = [info for info in infos if info.header is None and info.error != "vanished"]
+        self._read_shards(todo)
+        for info in todo:
+            listed = self._listed.get(info.key)
+            row = self._rows.get(info.key)
+            if row is not None and listed in row:
+                info.header = row[listed]
+            elif listed is None or listed == self._copied_etag(info.key):
+                info.header = self.copies.read_header(info.key)
+        remote = [info for info in todo if info.header is None]
         if remote:
             urls = [self.url_of(info.key) for info in remote]
             try:
@@ -467,10 +528,57 @@ class ObjectStore:
                 self._unreachable(exc)
                 heads = [exc] * len(urls)
             for info, head in zip(remote, heads):
-                info.header = self._parse_head(info.key, head) if isinstance(head, bytes) else None
-        for info in infos:
-            if info.header is None:
+                if isinstance(head, FileNotFoundError):
+                    info.error = "vanished"
+                else:
+                    info.header = self._parse_head(info.key, head) if isinstance(head, bytes) else None
+        for info in todo:
+            if info.header is None and info.error is None:
                 info.error = "corrupt: the header cannot be read"
+            elif info.header is not None:
+                info.error = None
+
+    def _read_shards(self, infos: list[EntryInfo]) -> None:
+        """Read (one batch of GETs) the index shards listed above these entries and not read since."""
+        needed = {
+            url: above
+            for url, above in self._shards.items()
+            if url not in self._read and any(info.key.startswith(above) for info in infos)
+        }
+        if not needed:
+            return
+        try:
+            rows = objectindex.read_rows(self.fs, needed)
+        except Exception as exc:
+            self._unreachable(exc)
+            return
+        for key, by_etag in rows.items():
+            self._rows.setdefault(key, {}).update(by_etag)
+        self._read.update(needed)
+
+    def tidy(self, prefix: str) -> None:
+        """After deletions under prefix: index shards of folders left without entries go (objects have no
+        folders), other shards lose the rows of deleted objects; this machine's empty copy folders go."""
+        self.copies.tidy(prefix)
+        top = f"{self.root_url}/{prefix.strip('/')}" if prefix.strip("/") else self.root_url
+        try:
+            found = self.fs.find(top)
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            self._unreachable(exc)
+            return
+        start = len(self.root_url.split("://", 1)[-1]) + 1
+        keys = [path[start:] for path in found]
+        entries = [key for key in keys if key.endswith(ENTRY_SUFFIX)]
+        for key in keys:
+            folder, _, name = key.rpartition("/")
+            if folder.rpartition("/")[2] != objectindex.INDEX_FOLDER or not name.endswith(".json"):
+                continue
+            above = folder[: -len(objectindex.INDEX_FOLDER)]
+            kept = {e[len(above) :] for e in entries if e.startswith(above)}
+            with contextlib.suppress(Exception):
+                objectindex.prune_shard(self.fs, self.url_of(key), kept)
 
     # -- faults --------------------------------------------------------------------------------------
     def _bucket(self) -> str:

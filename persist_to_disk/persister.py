@@ -196,6 +196,7 @@ class PersistedFunction:
             recheck=None if switch is RECACHE else lambda: self._recheck(call),
             compute=compute,
             unlocked=unlocked,
+            lease=functools.partial(call.store.lease, call.key),
         )
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
@@ -645,7 +646,7 @@ class CacheHandle:
         store = self._owner.store()
         for info in store.iter_entries():
             header = header_of(info.header)
-            info.extra["current_version"] = header is not None and header.code_version == current
+            info.current = header is not None and header.code_version == current
             found.append(info)
         return found
 
@@ -654,7 +655,7 @@ class CacheHandle:
         removed = 0
         store = self._owner.store()
         for info in self.entries():
-            if older_versions_only and info.extra.get("current_version"):
+            if older_versions_only and info.current:
                 continue
             if store.delete(info.key):
                 removed += 1

@@ -17,7 +17,6 @@ import stat
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from . import trust
 from .entryfile import HEADER_PEEK, PREFIX, CorruptEntry, Entry, decode, parse_header, parse_prefix, pickle_payload
 from .errors import CacheWarning, UntrustedCacheError
 from .layout import ENTRY_SUFFIX
+from .listing import EntryInfo
 from .writing import (
     TEST_FAULT,
     TMP_SUFFIX,
@@ -73,23 +73,6 @@ class Missing:
 
 
 ENOVAL = Missing()
-
-
-@dataclass
-class EntryInfo:
-    """What a listing knows of an entry without loading its value."""
-
-    key: str  # path relative to the store root, with the .ptd suffix
-    path: Path
-    size: int
-    last_read: float  # the file's mtime: set when written, refreshed on reads
-    header: dict[str, Any] | None = None
-    error: str | None = None  # why the header could not be read (corrupt, foreign, vanished)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def digest(self) -> str:
-        return self.path.name[: -len(ENTRY_SUFFIX)]
 
 
 _SMALL_READ = 1 << 16  # entries up to this size are read with one os.read (no file object, no zeroed buffer)

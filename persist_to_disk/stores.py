@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ContextManager, Protocol, runtime_checkable
 
-from .entryfile import Entry
-from .store import ENOVAL, EntryInfo, LocalStore, Missing
+from .entryfile import CorruptEntry, Entry
+from .layout import ENTRY_SUFFIX
+from .listing import EntryInfo
+from .store import ENOVAL, LocalStore, Missing, read_header_file
 
 __all__ = ["LocalBackend", "Store", "copies_root", "is_url", "open_store", "register_store_backend"]
 
@@ -55,6 +57,16 @@ class Store(Protocol):
     def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:
         """Every entry under prefix, with its header (values not loaded)."""
 
+    def list_folder(self, prefix: str) -> tuple[list[str], list[EntryInfo]]:
+        """One level of the tree: the sub-folder names (hidden ones left out) and the entries
+        directly in the folder, both sorted by name, headers not read."""
+
+    def fill_headers(self, infos: list[EntryInfo]) -> None:
+        """Read the headers of listed entries into them (``error`` set for a corrupt or vanished one)."""
+
+    def tidy(self, prefix: str) -> None:
+        """After deletions under prefix: remove dead writers' temp files and the folders left empty."""
+
     def path_of(self, key: str) -> str:
         """The local file the entry is read from (for a remote store: this machine's copy)."""
 
@@ -86,6 +98,61 @@ class LocalBackend(LocalStore):
     def lease(self, key: str, recheck: Callable[[], Any] | None) -> ContextManager[Any]:
         """Nothing to hold: on one host the kernel locks of :mod:`persist_to_disk.locks` do it."""
         return contextlib.nullcontext(ENOVAL)
+
+    def list_folder(self, prefix: str) -> tuple[list[str], list[EntryInfo]]:
+        top = self.path_of(prefix) if prefix else self.root
+        base = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        folders: list[str] = []
+        entries: list[EntryInfo] = []
+        try:
+            with os.scandir(top) as it:
+                items = list(it)
+        except OSError:
+            return folders, entries
+        for item in items:
+            if item.name.startswith("."):
+                continue
+            # a symbolic link is never followed: one planted in a shared root could lead a clear out of it
+            if item.is_dir(follow_symlinks=False):
+                folders.append(item.name)
+            elif item.name.endswith(ENTRY_SUFFIX):
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                entries.append(EntryInfo(base + item.name, Path(item.path), st.st_size, st.st_mtime))
+        folders.sort()
+        entries.sort(key=lambda info: info.key)
+        return folders, entries
+
+    def fill_headers(self, infos: list[EntryInfo]) -> None:
+        for info in infos:
+            if info.header is not None or info.error == "vanished":
+                continue
+            try:
+                info.header = read_header_file(info.path)
+                info.error = None
+            except FileNotFoundError:
+                info.error = "vanished"
+            except (OSError, CorruptEntry) as exc:
+                info.error = f"corrupt: {exc}"
+
+    def tidy(self, prefix: str) -> None:
+        self.remove_stale_temps(prefix)
+        top = self.path_of(prefix) if prefix else self.root
+        if os.path.islink(top) or not os.path.isdir(top):
+            return
+        for folder, _dirs, _files in os.walk(top, topdown=False):  # (not into linked folders)
+            with contextlib.suppress(OSError):  # not empty: a writer's temp file, an entry written meanwhile
+                os.rmdir(folder)
+        parent = os.path.dirname(os.path.normpath(top))
+        keep = os.path.normpath(self.root)
+        while parent.startswith(keep + os.sep):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
+            parent = os.path.dirname(parent)
 
 
 # protocol -> a function (URL of the folder, its path under the persist path, its local copies, settings) -> Store

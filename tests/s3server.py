@@ -6,6 +6,7 @@ tests point ``AWS_ENDPOINT_URL`` at it with the dummy credentials moto accepts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -45,6 +46,61 @@ class MotoS3:
             self.running = False
             self._server.stop()
             self._server._server.server_close()  # shutdown() alone leaves the socket listening
+
+
+class HoldingProxy:
+    """A TCP proxy on 127.0.0.1 in front of an S3 server. Each connection is forwarded until it has
+    carried ``hold_after`` bytes towards the server; the rest is read but never forwarded, so an
+    upload stays half sent (``held`` is set) until its sender dies, then the server's side is closed."""
+
+    def __init__(self, upstream: str, hold_after: int) -> None:
+        import socket
+        import threading
+
+        self.upstream = upstream.rsplit(":", 1)[1]
+        self.hold_after = hold_after
+        self.held = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def env(self) -> dict[str, str]:
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", int(self.upstream)))
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+
+    def _pump(self, source, sink, towards_server: bool) -> None:  # noqa: ANN001 (sockets)
+        sent = 0
+        try:
+            while data := source.recv(1 << 16):
+                if towards_server and sent + len(data) > self.hold_after:
+                    sink.sendall(data[: self.hold_after - sent])
+                    self.held.set()
+                    while source.recv(1 << 16):  # hold: read the rest, forward nothing, until the sender dies
+                        pass
+                    break
+                sent += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def stop(self) -> None:
+        self._listener.close()
 
 
 def _boto_credentials() -> dict[str, str]:

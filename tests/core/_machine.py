@@ -6,6 +6,7 @@ machines step by step. Each computation appends to ``$HOME/computed.txt``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import warnings
 from pathlib import Path
 
 SOURCE = '''
+import asyncio
 import os
 import time
 
@@ -29,6 +31,16 @@ def simulate(x):
     gate = os.environ.get("GATE")  # a machine given a gate computes until the test opens it
     while gate and not os.path.exists(gate):
         time.sleep(0.01)
+    return {"x": x, "by": os.environ["MACHINE"], "data": bytes(range(256)) * (4096 * x)}
+
+
+@ptd.persistf()
+async def simulate_async(x):
+    with open(os.path.join(os.environ["HOME"], "computed.txt"), "a") as fh:
+        fh.write(f"{x}\\n")
+    gate = os.environ.get("GATE")
+    while gate and not os.path.exists(gate):
+        await asyncio.sleep(0.01)
     return {"x": x, "by": os.environ["MACHINE"], "data": bytes(range(256)) * (4096 * x)}
 '''
 
@@ -60,6 +72,9 @@ def main() -> None:
                 op = cmd["op"]
                 if op == "call":
                     value = work.simulate(cmd["x"], cache_switch=cmd.get("switch"))
+                    answer = {"by": value["by"], "size": len(value["data"])}
+                elif op == "acall":
+                    value = asyncio.run(work.simulate_async(cmd["x"]))
                     answer = {"by": value["by"], "size": len(value["data"])}
                 elif op == "invalidate":
                     answer = {"removed": work.simulate.cache.invalidate(cmd["x"])}

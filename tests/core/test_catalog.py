@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import persist_to_disk as ptd
-from persist_to_disk import catalog as cat
-from persist_to_disk.catalog import Catalog, CatalogEntry, CatalogError, function_folder_of, plan_prune
+from persist_to_disk.catalog import Catalog, CatalogError, function_folder_of
+from persist_to_disk.prune import parse_duration, plan_prune
 from persist_to_disk.store import ENOVAL, LocalStore
 
 
@@ -172,8 +172,7 @@ def test_corrupt_and_vanished_entries_are_marked_not_raised(filled):
     node = catalog.node_of_folder(square.folder())
     listed = catalog.entry_files(node)
     files[1].unlink()
-    for entry in listed:
-        cat.read_header(entry)
+    catalog.store.fill_headers(listed)
     statuses = sorted(e.status for e in listed)
     assert statuses == ["corrupt", "ok", "ok", "ok", "vanished"]
     assert "corrupt:" in next(e.error for e in listed if e.status == "corrupt")
@@ -345,35 +344,6 @@ def test_deleting_while_others_write_and_read_never_corrupts(tmp_path):
     assert not [w for w in caught if issubclass(w.category, ptd.CacheWarning)]  # never a torn or corrupt file
 
 
-# ------------------------------------------------------------------------------------------- pruning
-def _entry(
-    name: str, size: int, last_read: float, current: bool | None = True, error: str | None = None
-) -> CatalogEntry:
-    return CatalogEntry(Path(f"/c/{name}.ptd"), size, last_read, {"code_version": "x"}, error, current)
-
-
-def test_plan_prune_by_age_version_and_size_lru():
-    now = 10_000.0
-    entries = [
-        _entry("old", 100, now - 40 * 86400),
-        _entry("outdated", 100, now - 10, current=False),
-        _entry("corrupt", 100, now - 10, current=None, error="corrupt: bad"),
-        _entry("a", 100, now - 300),
-        _entry("b", 100, now - 200),
-        _entry("c", 100, now - 100),
-    ]
-    names = lambda plan: sorted(e.path.stem for e in plan.delete)
-    assert names(plan_prune(entries, older_than=30 * 86400, now=now)) == ["old"]
-    assert names(plan_prune(entries, old_versions=True, now=now)) == ["corrupt", "outdated"]
-    lru = plan_prune(entries, max_size=250, now=now)  # least recently read first: old, a, b, c, ...
-    assert [e.path.stem for e in lru.delete] == ["old", "a", "b", "c"]
-    assert (lru.keep.entries, lru.keep.bytes) == (2, 200) and lru.totals.bytes == 400
-    both = plan_prune(entries, older_than=30 * 86400, old_versions=True, max_size=150, now=now)
-    assert names(both) == ["a", "b", "corrupt", "old", "outdated"] and both.keep.entries == 1
-    assert both.reasons == {"older_than": 1, "old_versions": 2, "max_size": 2}
-    assert plan_prune(entries, now=now).delete == []
-
-
 def test_prune_on_a_real_cache_uses_last_read_times(filled):
     _train, square, _ = filled
     catalog = Catalog()
@@ -381,29 +351,7 @@ def test_prune_on_a_real_cache_uses_last_read_times(filled):
     old = time.time() - 90 * 86400
     os.utime(files[0], (old, old))
     node = catalog.project_node(project_of(catalog))
-    plan = plan_prune(catalog.entry_files(node), older_than=cat.parse_duration("30d"))
+    plan = plan_prune(catalog.entry_files(node), older_than=parse_duration("30d"))
     assert [e.path for e in plan.delete] == [files[0]]
     result = catalog.delete(plan.delete)
     assert result.entries == 1 and not files[0].exists()
-
-
-# ---------------------------------------------------------------------------------- units and sizes
-@pytest.mark.parametrize(
-    "text, expected",
-    [("10G", 10 * 1024**3), ("10GB", 10 * 1024**3), ("1.5M", int(1.5 * 1024**2)), ("512", 512), ("2k", 2048)],
-)
-def test_parse_size(text, expected):
-    assert cat.parse_size(text) == expected
-
-
-@pytest.mark.parametrize("text, expected", [("30d", 30 * 86400), ("12h", 43200), ("90m", 5400), ("2w", 14 * 86400)])
-def test_parse_duration(text, expected):
-    assert cat.parse_duration(text) == expected
-
-
-@pytest.mark.parametrize("bad", ["", "ten", "10X", "-5G"])
-def test_bad_sizes_and_durations_say_what_is_expected(bad):
-    with pytest.raises(ValueError, match="e.g. 10G"):
-        cat.parse_size(bad)
-    with pytest.raises(ValueError, match="e.g. 30d"):
-        cat.parse_duration(bad)

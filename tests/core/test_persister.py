@@ -723,7 +723,7 @@ def test_cache_handle_contains_get_invalidate_entries_clear(cache_root):
     header = by_args[("'mnist'", "0.1")].header
     for field in ("format", "args", "created", "compute_seconds", "payload_size", "checksum", "code_version"):
         assert field in header, field
-    assert all(e.extra["current_version"] for e in entries)
+    assert all(e.current for e in entries)
 
     assert train.cache.invalidate("mnist") is True
     assert train.cache.invalidate("mnist") is False
@@ -746,7 +746,7 @@ def test_cache_clear_older_versions_only(cache_root):
     v1(1), v1(2), v2(1)
     assert v2.cache.folder == v1.cache.folder
     assert len(v2.cache.entries()) == 3
-    assert sum(e.extra["current_version"] for e in v2.cache.entries()) == 1
+    assert sum(bool(e.current) for e in v2.cache.entries()) == 1
     assert v2.cache.clear(older_versions_only=True) == 2
     assert v2.cache.contains(1) and not v1.cache.contains(1)
 

@@ -20,7 +20,7 @@ import pytest
 
 from tests.core import _machine
 from tests.core.conftest import SECRET
-from tests.s3server import MotoS3, set_env
+from tests.s3server import HoldingProxy, MotoS3, set_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,6 +147,19 @@ def test_a_computation_running_on_one_machine_is_not_started_on_another(machines
     assert a.computed() == ["4"] and b.computed() == []
 
 
+def test_an_async_computation_running_on_one_machine_is_not_started_on_another(machines, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    a, b = machines("a", gate=gate), machines("b")
+    a.send("acall", x=3)
+    _wait_for(lambda: a.computed() == ["3"], "a to start computing")
+    b.send("acall", x=3)
+    _wait_for(lambda: b.log_says("waiting for it"), "b to wait for a's lease")
+    gate.touch()
+    got_a, got_b = a.receive(), b.receive()
+    assert got_a["by"] == got_b["by"] == "a" and got_b["size"] == 3 * 4096 * 256
+    assert a.computed() == ["3"] and b.computed() == []
+
+
 def test_a_killed_holder_is_taken_over_after_lease_seconds(machines, tmp_path: Path) -> None:
     a, b = machines("a", gate=tmp_path / "never"), machines("b")
     a.ask("lease", seconds=1.5)
@@ -160,6 +173,37 @@ def test_a_killed_holder_is_taken_over_after_lease_seconds(machines, tmp_path: P
     got = b.receive()  # a's lease is no longer renewed: b takes over and computes
     assert got["by"] == "b" and got["computed"] == ["2"]
     assert b.log_says("expired; taking over")
+
+
+def test_an_upload_torn_by_a_killed_writer_leaves_no_entry(
+    server: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Machine a is SIGKILLed while half of a 20 MB entry has reached the server: no object is
+    left, and machine b misses and computes."""
+    import s3fs
+
+    set_env(monkeypatch, server)
+    url = f"s3://{server.new_bucket()}/team"
+    proxy = HoldingProxy(server.endpoint, hold_after=10 << 20)
+    a = Machine("a", tmp_path, url, proxy)  # type: ignore[arg-type]  # (its env() is all a machine needs)
+    try:
+        a.ask("lease", seconds=1.5)
+        a.send("call", x=20)
+        _wait_for(proxy.held.is_set, "half of a's upload to reach the server")
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(timeout=30)
+    finally:
+        a.proc.kill()
+        proxy.stop()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    assert not [p for p in fs.find(url) if p.endswith(".ptd")]
+    b = Machine("b", tmp_path, url, server)
+    try:
+        b.ask("lease", seconds=1.5)  # a's lease, never renewed again, expires
+        got = b.ask("call", x=20)
+        assert got["by"] == "b" and got["computed"] == ["20"] and got["warnings"] == []
+    finally:
+        b.close()
 
 
 def test_a_wrong_secret_is_refused(machines) -> None:

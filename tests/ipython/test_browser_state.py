@@ -7,20 +7,21 @@ from pathlib import Path
 import pytest
 
 from ipython_ext import browser_state as st
-from persist_to_disk.catalog import CatalogEntry, Node, Project, Totals
+from persist_to_disk.catalog import Node, Project
+from persist_to_disk.listing import EntryInfo, Totals
 
 PROJECT = Project("proj-1", Path("/c/proj-1"))
 NODE = Node("project", PROJECT, (), "proj-1", scope=(PROJECT.folder,))
 
 
 def entry(name: str, size: int, created: float, compute: float, func: str = "f", kind: str = "function",
-          **extra) -> CatalogEntry:
+          **extra) -> EntryInfo:
     header = {"func": func, "kind": kind, "args": {"x": repr(name)}, "created": created, "compute_seconds": compute,
               "code_version": "v1", **extra}
-    return CatalogEntry(Path(f"/c/proj-1/src/{func}/1/{name}.ptd"), size, created + 5, header)
+    return EntryInfo(f"src/{func}/1/{name}.ptd", Path(f"/c/proj-1/src/{func}/1/{name}.ptd"), size, created + 5, header)
 
 
-def loaded(*entries: CatalogEntry, **kwargs) -> st.PanelState:
+def loaded(*entries: EntryInfo, **kwargs) -> st.PanelState:
     state = st.open_node(st.PanelState(root=NODE, **kwargs), NODE, (NODE.id,))
     return st.show_entries(state, entries, complete=True)
 

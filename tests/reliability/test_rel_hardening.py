@@ -21,6 +21,7 @@ import pytest
 import persist_to_disk as ptd
 from persist_to_disk import catalog as cat
 from persist_to_disk import layout
+from persist_to_disk.prune import plan_prune
 
 POSIX = hasattr(os, "fork")
 YEAR_2100 = 4102444800
@@ -144,7 +145,7 @@ def test_a_last_read_time_in_the_future_heals_on_read_and_pruning_stays_right(re
     assert read.stat().st_mtime <= time.time() + 1, "a read must bring a future last-read time back to now"
     catalog = cat.Catalog(persist)
     entries = catalog.entry_files(catalog.node_of_folder(f.cache.folder))
-    plan = cat.plan_prune(entries, max_size=max(e.size for e in entries))
+    plan = plan_prune(entries, max_size=max(e.size for e in entries))
     assert [e.path for e in plan.delete] == [unread], "the least recently read entry goes first"
     rel.count(faults=2, operations=3)
 
