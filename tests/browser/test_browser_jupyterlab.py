@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ipython.live_server import JupyterServer
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +47,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SERVER_START_TIMEOUT = 90
 UI_TIMEOUT_MS = 60_000
 
 
@@ -136,113 +132,8 @@ time.sleep(0.5)""",
     }
 
 
-# --------------------------------------------------------------------------------------------- server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 5.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-class Server:
-    def __init__(self, work: Path, env: dict[str, str]) -> None:
-        self.port = _free_port()
-        self.token = secrets.token_hex(16)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = work / "jupyter-server.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={self.port}",
-            "--port-retries=0",
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={work}",
-            "--LabApp.extension_manager=readonly",  # no registry look-ups from the extension manager
-            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the test switches themes with its commands
-        ]
-        if os.name == "posix" and os.getuid() == 0:
-            argv.append("--allow-root")
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=work,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if _get(f"{self.base}/api/status?token={self.token}", timeout=2) == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.25)
-        raise TimeoutError(f"jupyter lab did not answer within {SERVER_START_TIMEOUT} s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
-
-    def descendants(self) -> list:
-        import psutil
-
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-
-    def stop(self) -> list[str]:
-        """Shut the server down; return the processes that had to be killed (kernels left behind)."""
-        import psutil
-
-        children = self.descendants()
-        if self.proc.poll() is None:
-            request = urllib.request.Request(
-                f"{self.base}/api/shutdown", method="POST", headers={"Authorization": f"token {self.token}"}
-            )
-            try:
-                urllib.request.urlopen(request, timeout=10).close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(timeout=10)
-        _gone, alive = psutil.wait_procs(children, timeout=15)
-        survivors = []
-        for child in alive:
-            try:
-                survivors.append(f"{child.pid} {' '.join(child.cmdline())}")
-                child.kill()
-            except psutil.Error:
-                pass
-        self.log.close()
-        return survivors
-
-
 @pytest.fixture
-def lab(tmp_path: Path, isolated_home: Path) -> Iterator[tuple[Server, Path]]:
+def lab(tmp_path: Path, isolated_home: Path) -> Iterator[tuple[JupyterServer, Path]]:
     work = isolated_home / "work"  # as a user's: the panel shows its paths as ~/work/...
     (work / "proj").mkdir(parents=True)
     (work / "nb.ipynb").write_text(json.dumps(_notebook(work), indent=1), encoding="utf-8")
@@ -270,9 +161,17 @@ def lab(tmp_path: Path, isolated_home: Path) -> Iterator[tuple[Server, Path]]:
             }
         )
     )
-    server = Server(work, env)
+    server = JupyterServer(
+        work,
+        work / "jupyter-server.log",
+        app="jupyterlab",
+        extra_args=(
+            "--LabApp.extension_manager=readonly",  # no registry look-ups from the extension manager
+            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the test switches themes with its commands
+        ),
+        env=env,
+    )
     try:
-        server.wait_ready()
         yield server, work
     finally:
         survivors = server.stop()
@@ -349,7 +248,7 @@ def _switch_theme(page, theme: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ test
-def test_invalidate_an_entry_in_jupyterlab(lab: tuple[Server, Path], request: pytest.FixtureRequest) -> None:
+def test_invalidate_an_entry_in_jupyterlab(lab: tuple[JupyterServer, Path], request: pytest.FixtureRequest) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     server, work = lab

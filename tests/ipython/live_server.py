@@ -1,9 +1,10 @@
-"""A real ``jupyter server`` on 127.0.0.1 for tests, driven through its REST API, and its kernels.
+"""A real ``jupyter server`` (or JupyterLab) on 127.0.0.1 for tests, driven through its REST API, and its kernels.
 
 The server runs with this test's temp HOME and Jupyter folders (tests/conftest.py) and the
 ``python3`` kernelspec of tests/ipython/conftest.py, so its kernels import this checkout.
 Kernels are reached directly through their connection files (``jupyter_client``), as a
-front end would through the server's websocket.
+front end would through the server's websocket. The browser test (tests/browser) runs
+JupyterLab with the same class.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-START_TIMEOUT = 60.0
+START_TIMEOUT = 90.0
 KERNEL_TIMEOUT = 120.0
 
 
@@ -31,21 +33,34 @@ def _free_port() -> int:
 
 
 class JupyterServer:
-    """``jupyter server`` rooted at ``root``; ``request`` speaks its REST API with the token."""
+    """``jupyter server`` rooted at ``root``; ``request`` speaks its REST API with the token.
 
-    def __init__(self, root: Path, log_path: Path) -> None:
+    ``app``: the module run (``jupyterlab`` for the full front end), with ``extra_args``;
+    ``env``: the server's environment (default: this process's).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        log_path: Path,
+        *,
+        app: str = "jupyter_server",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.port = _free_port()
         self.token = secrets.token_hex(16)
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         argv = [
-            sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
+            sys.executable, "-m", app, "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
             "--port-retries=0", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
+            *extra_args,
         ]
         if os.name == "posix" and os.getuid() == 0:
             argv.append("--allow-root")
-        env = dict(os.environ)
+        env = dict(os.environ if env is None else env)
         env.pop("JPY_SESSION_NAME", None)
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(argv, cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT,
