@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import persist_to_disk as ptd
-from persist_to_disk.catalog import CatalogEntry
 from persist_to_disk.errors import HeaderError
 from persist_to_disk.header import EntryHeader, header_of
+from persist_to_disk.listing import EntryInfo
 from persist_to_disk.store import LocalStore, read_header_file
 
 # Headers as the previous release wrote them (read back from its entry files): a decorated call
@@ -99,7 +99,8 @@ def test_a_field_of_the_wrong_type_is_a_clear_error_naming_it(field, value):
 
 
 def test_a_listing_shows_an_entry_with_an_unreadable_header_as_unknown_not_a_crash(tmp_path: Path):
-    entry = CatalogEntry(tmp_path / "x.ptd", 10, time.time(), {**json.loads(OLD_FUNCTION), "created": "yesterday"})
+    header = {**json.loads(OLD_FUNCTION), "created": "yesterday"}
+    entry = EntryInfo("x.ptd", tmp_path / "x.ptd", 10, time.time(), header)
     assert entry.status == "ok" and entry.created is None and entry.args == {} and entry.owner == "?"
     assert entry.code_version is None and entry.kind == "unknown" and entry.matches("")
 
