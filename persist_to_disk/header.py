@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import HeaderError
@@ -79,18 +79,41 @@ class EntryHeader:
         if not isinstance(data, Mapping):
             raise HeaderError(f"entry header: a JSON object was expected, not {type(data).__name__}")
         values: dict[str, Any] = {}
-        for name, read in _READERS.items():
-            if name in data:
-                values[name] = _check(name, read, data[name])
-        extra = {k: v for k, v in data.items() if k not in _READERS and k not in ("kind", "manual")}
+        extra: dict[str, Any] = {}
+        for name, value in data.items():
+            read = _READERS.get(name)
+            if read is None:
+                if name != "kind" and name != "manual":
+                    extra[name] = value
+            elif type(value) is read:  # a str, int or float field holding one: most fields, checked inline
+                values[name] = value
+            elif value is None and name != "args":
+                pass  # null: not recorded
+            elif read is float and type(value) is int:
+                values[name] = float(value)
+            else:
+                try:
+                    if isinstance(read, type):
+                        raise TypeError(value)
+                    values[name] = read(value)
+                except TypeError:
+                    why = f"entry header: {name!r} has an unexpected value: {value!r:.80}"
+                    raise HeaderError(why, field=name) from None
         manual = data.get("manual", False)
-        if not isinstance(manual, bool):
+        if type(manual) is not bool:
             raise HeaderError(f"entry header: 'manual' should be true or false, not {manual!r}", field="manual")
         raw_kind = data.get("kind")
         if raw_kind is not None and raw_kind != "cell":
             extra["kind"] = raw_kind  # a kind of a newer version: read as a function's entry, written back as it was
-        kind: EntryKind = "manual" if manual else "cell" if raw_kind == "cell" else "function"
-        return cls(**values, kind=kind, extra=extra)
+        # built without __init__: a frozen dataclass's sets each of its 22 fields through object.__setattr__,
+        # which was two thirds of the cost, and a listing reads thousands of headers
+        record = object.__new__(cls)
+        state = record.__dict__
+        state.update(_UNSET)
+        state["args"], state["extra"] = {}, extra
+        state.update(values)
+        state["kind"] = "manual" if manual else "cell" if raw_kind == "cell" else "function"
+        return record
 
 
 def header_of(data: Mapping[str, Any] | None) -> EntryHeader | None:
@@ -105,80 +128,70 @@ def header_of(data: Mapping[str, Any] | None) -> EntryHeader | None:
         return None
 
 
-# -- reading the JSON fields ----------------------------------------------------------------------------
-def _check(name: str, read: Callable[[Any], Any], value: Any) -> Any:
-    try:
-        return read(value)
-    except (TypeError, ValueError):
-        raise HeaderError(f"entry header: {name!r} has an unexpected value: {value!r:.80}", field=name) from None
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(value)
-    return value
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(value)
-    return value
-
-
-def _float(value: Any) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(value)
-    return float(value)
-
-
-def _optional(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else read(value)
-
-
+# -- reading the JSON fields (exact types: json gives no subclasses, and bool is not a number here) -------
 def _str_map(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if type(value) is not dict:
         raise TypeError(value)
+    for item in value.values():  # (the keys of a JSON object are strings)
+        if type(item) is not str:
+            raise TypeError(value)
     return dict(value)
 
 
-def _rows(width: int, item: Callable[[Any], Any]) -> Callable[[Any], tuple[tuple[Any, ...], ...]]:
-    def read(value: Any) -> tuple[tuple[Any, ...], ...]:
-        if not isinstance(value, list) or not all(isinstance(row, list) and len(row) == width for row in value):
+def _strs(value: Any) -> tuple[str, ...]:
+    if type(value) is not list:
+        raise TypeError(value)
+    for item in value:
+        if type(item) is not str:
             raise TypeError(value)
-        return tuple(tuple(item(x) for x in row) for row in value)
+    return tuple(value)
+
+
+def _rows(width: int, item_type: type) -> Callable[[Any], tuple[tuple[Any, ...], ...]]:
+    """A list of lists of ``width`` items of ``item_type``, as tuples."""
+
+    def read(value: Any) -> tuple[tuple[Any, ...], ...]:
+        if type(value) is not list:
+            raise TypeError(value)
+        rows = []
+        for row in value:
+            if type(row) is not list or len(row) != width:
+                raise TypeError(value)
+            for item in row:
+                if type(item) is not item_type:
+                    raise TypeError(value)
+            rows.append(tuple(row))
+        return tuple(rows)
 
     return read
 
 
-def _strs(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise TypeError(value)
-    return tuple(_str(x) for x in value)
-
-
-_READERS: dict[str, Callable[[Any], Any]] = {
-    "func": _optional(_str),
-    "module": _optional(_str),
-    "key": _optional(_str),
+# each field's type (str, int, float: an int is read as a float) or reader; null is read as None
+# (not recorded) for every field but args
+_READERS: dict[str, type | Callable[[Any], Any]] = {
+    "func": str,
+    "module": str,
+    "key": str,
     "args": _str_map,
-    "code_version": _optional(_str),
-    "created": _optional(_float),
-    "compute_seconds": _optional(_float),
-    "groupby": _optional(_rows(2, _str)),
-    "dependencies": _optional(_rows(4, _str)),
-    "arg_digests": _optional(_str_map),
-    "names": _optional(_strs),
-    "source": _optional(_str),
-    "unpicklable": _optional(_strs),
-    "file": _optional(_str),
-    "format": _optional(_int),
-    "pickle_size": _optional(_int),
-    "buffers": _optional(_rows(2, _int)),
-    "payload_size": _optional(_int),
-    "checksum": _optional(_str),
+    "code_version": str,
+    "created": float,
+    "compute_seconds": float,
+    "groupby": _rows(2, str),
+    "dependencies": _rows(4, str),
+    "arg_digests": _str_map,
+    "names": _strs,
+    "source": str,
+    "unpicklable": _strs,
+    "file": str,
+    "format": int,
+    "pickle_size": int,
+    "buffers": _rows(2, int),
+    "payload_size": int,
+    "checksum": str,
 }
 _FIRST = ("func", "kind", "module", "key", "args", "manual")  # kind and manual: from ``kind``
 _ORDER = (*_FIRST, *(name for name in _READERS if name not in _FIRST))
+_UNSET = {f.name: f.default for f in fields(EntryHeader) if f.default is not MISSING}
 
 
 def _to_plain(value: Any) -> Any:
