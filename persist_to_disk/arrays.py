@@ -19,6 +19,8 @@ its library is already in ``sys.modules``, so each handler looks there and answe
 from __future__ import annotations
 
 import collections
+import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-__all__ = ["feed_ndarray", "feed_numpy", "feed_pandas", "feed_torch", "qualified_name"]
+__all__ = ["feed_ndarray", "feed_numpy", "feed_pandas", "feed_polars", "feed_torch", "qualified_name"]
 
 if TYPE_CHECKING:
     from .keys import CanonicalHasher
@@ -267,8 +269,13 @@ def _feed_arrow_strings(h: CanonicalHasher, values: Any, np: Any) -> bool:
     bytes), but framed by Arrow itself: no Python string is made."""
     if getattr(values.dtype, "storage", None) != "pyarrow" or values.dtype.kind not in "OU":
         return False
+    return _feed_arrow_text(h, values.array.__arrow_array__(), np)
+
+
+def _feed_arrow_text(h: CanonicalHasher, chunked: Any, np: Any) -> bool:
+    """A ChunkedArray of Arrow strings without missing values, hashed as its object array would be
+    (``False``, nothing fed, for anything else). Each string is framed alone: chunking changes nothing."""
     pa = sys.modules.get("pyarrow")
-    chunked = values.array.__arrow_array__()
     if pa is None or chunked.null_count or str(chunked.type) not in ("string", "large_string"):
         return False
     compute = sys.modules.get("pyarrow.compute") or __import__("pyarrow.compute").compute
@@ -298,6 +305,65 @@ def _feed_arrow_strings(h: CanonicalHasher, values: Any, np: Any) -> bool:
 
 
 _ARROW_OFFSETS = {"string": "<i4", "large_string": "<i8"}  # Arrow string types and their offsets' dtype
+
+
+# -- polars ----------------------------------------------------------------------------------------------
+def feed_polars(h: CanonicalHasher, obj: Any) -> bool:
+    """A polars DataFrame or Series from its buffers: names, dtypes, where the nulls are, and the other
+    values (numbers and times as their physical numpy array, text through Arrow). Columns of nested,
+    binary, decimal or object dtypes leave the value to its pickled state (``False``)."""
+    pl = sys.modules.get("polars")
+    if pl is None or not isinstance(obj, (pl.DataFrame, pl.Series)) or not _importable("numpy"):
+        return False  # polars imports numpy only when asked for arrays
+    if isinstance(obj, pl.DataFrame):
+        columns = obj.get_columns()
+        if not all(map(_polars_supported, columns)):
+            return False
+        h.tag(b"L", b"polars.DataFrame")
+        h.feed(obj.columns)
+        for column in columns:
+            _feed_polars_column(h, column, pl)
+        return True
+    if isinstance(obj, pl.Series) and _polars_supported(obj):
+        h.tag(b"L", b"polars.Series")
+        h.feed(obj.name)
+        _feed_polars_column(h, obj, pl)
+        return True
+    return False
+
+
+def _polars_supported(column: Any) -> bool:
+    dtype = column.dtype
+    if dtype.is_integer() or dtype.is_float() or dtype.is_temporal():
+        return True
+    pl = sys.modules["polars"]
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):  # text: read through pyarrow
+        return _importable("pyarrow")
+    return dtype == pl.Boolean
+
+
+def _importable(name: str) -> bool:
+    return name in sys.modules or importlib.util.find_spec(name) is not None
+
+
+def _feed_polars_column(h: CanonicalHasher, column: Any, pl: Any) -> None:
+    np = sys.modules.get("numpy") or importlib.import_module("numpy")
+    h.tag(b"w", str(column.dtype).encode())  # units and zones of times, an Enum's categories
+    if column.null_count():
+        feed_ndarray(h, column.is_null().to_numpy())
+        column = column.drop_nulls()
+    else:
+        h.tag(b"0")
+    dtype = column.dtype
+    if dtype == pl.Categorical or isinstance(dtype, pl.Enum):
+        column = column.cast(pl.String)  # codes depend on the order strings were first seen: the text is canonical
+    if column.dtype == pl.String:
+        text = column.to_arrow()
+        pa = sys.modules["pyarrow"]  # imported by to_arrow
+        chunked = text if isinstance(text, pa.ChunkedArray) else pa.chunked_array([text], text.type)
+        _feed_arrow_text(h, chunked.cast(pa.large_string()), np)  # no nulls left: it feeds them all
+        return
+    feed_ndarray(h, column.to_physical().to_numpy())
 
 
 # -- torch -----------------------------------------------------------------------------------------------
@@ -363,6 +429,45 @@ def _write_heads(frames: Any, starts: Any, lengths: Any, np: Any) -> None:
     length_bytes = lengths.astype("<u8").view(np.uint8).reshape(-1, 8)
     for k in range((longest.bit_length() + 7) // 8):
         frames[starts + 1 + k] = length_bytes[:, k]
+
+
+SORT_MIN = 1024  # str keys from this many are put in order by numpy (its set-up costs more below)
+
+
+def str_order(texts: list[str]) -> list[int] | None:
+    """The order that sorts ``texts`` as ``sorted`` does (by code point), found by numpy on its fixed-width
+    strings; ``None`` where those would not do: one string far longer than the rest (the width is the
+    longest), or strings ending in NUL (numpy pads with NULs, so ``"a"`` and ``"a\\0"`` would tie)."""
+    np = sys.modules["numpy"]
+    total = len("".join(texts))
+    if max(map(len, texts)) * len(texts) > 8 * total + (1 << 20):
+        return None
+    fixed = np.array(texts, dtype=str)
+    if int(np.char.str_len(fixed).sum()) != total:
+        return None
+    points = fixed.view(np.uint32).reshape(len(texts), -1)
+    if points.max(initial=0) >= 256:
+        return np.argsort(fixed).tolist()
+    # every code point is one byte (ASCII, Latin-1): sorted as big-endian 64-bit words, far quicker
+    width = -(-points.shape[1] // 8) * 8
+    narrow = np.zeros((len(texts), width), np.uint8)
+    narrow[:, : points.shape[1]] = points
+    words = narrow.view(">u8")
+    return np.lexsort(words.T[::-1]).tolist()
+
+
+
+def feed_float_run(h: CanonicalHasher, floats: Any) -> None:
+    """A run of ``float`` (a list or tuple), hashed exactly as ``h.feed`` hashes each (``b"f" | 8 | value``,
+    every NaN the same), built as one record array."""
+    np = sys.modules["numpy"]
+    records = np.empty(len(floats), np.dtype(_FLOAT_ITEM[1:]))
+    records["tag"] = ord("f")
+    records["size"] = 8
+    values = np.array(floats, np.float64)
+    values[np.isnan(values)] = np.nan
+    records["value"] = values
+    h.update(records)
 
 
 # -- mappings --------------------------------------------------------------------------------------------

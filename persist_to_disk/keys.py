@@ -42,6 +42,7 @@ _pack_len = struct.Struct("<Q").pack
 _pack_float = struct.Struct("<d").pack
 _xxh3_128_digest = xxhash.xxh3_128_digest
 _first = operator.itemgetter(0)
+_LIST_HEAD = b"l" + _pack_len(0)  # what tag(b"l") feeds
 
 
 class _Unhashable(TypeError):
@@ -92,20 +93,30 @@ class CanonicalHasher:
             del self._active[key]
 
     def sequence(self, tag: bytes, obj: Any) -> None:
-        def items() -> None:
-            self.h.update(_pack_len(len(obj)))
-            if len(obj) < arrays.STR_RUN_MIN or "numpy" not in sys.modules:
-                for item in obj:
-                    self.feed(item)
-            else:
-                self._items_with_str_runs(obj)
+        self._container(tag, obj, lambda: self._items(obj))
 
-        self._container(tag, obj, items)
+    def _items(self, obj: list | tuple) -> None:
+        self.h.update(_pack_len(len(obj)))
+        if len(obj) < arrays.STR_RUN_MIN or "numpy" not in sys.modules:
+            for item in obj:
+                self.feed(item)
+        else:
+            self._items_with_str_runs(obj)
 
     def _items_with_str_runs(self, obj: list | tuple) -> None:
-        """Each item as ``feed`` hashes it, runs of strings (a text column, a list of names) framed in bulk."""
-        if list(map(type, obj)).count(str) == len(obj):
+        """Each item as ``feed`` hashes it, runs of strings (a text column, a list of names) framed in bulk,
+        and a sequence of floats only in one numpy pass."""
+        kinds = list(map(type, obj))
+        texts = kinds.count(str)
+        if texts == len(obj):
             arrays.feed_str_run(self, obj)
+            return
+        if texts == 0:
+            if len(obj) >= arrays.FLOAT_ITEMS_MIN and kinds.count(float) == len(obj):
+                arrays.feed_float_run(self, obj)
+                return
+            for item in obj:
+                self.feed(item)
             return
         run = 0  # where the current run of strings started
         for i, item in enumerate(obj):
@@ -137,6 +148,11 @@ class CanonicalHasher:
         return self._sub_digest(key)
 
     def mapping(self, tag: bytes, obj: Mapping) -> None:
+        names = list(obj)
+        if names and list(map(type, names)).count(str) == len(names):
+            self._container(tag + b"s", obj, lambda: self._str_keyed_items(names, obj))
+            return
+
         def items() -> None:
             digests = list(map(self._key_digest, obj.keys()))
             if len(digests) >= arrays.FLOAT_ITEMS_MIN and "numpy" in sys.modules:
@@ -152,6 +168,25 @@ class CanonicalHasher:
                 self.feed(v)
 
         self._container(tag, obj, items)
+
+    def _str_keyed_items(self, names: list[str], obj: Mapping) -> None:
+        """A mapping whose keys are all ``str`` (kwargs, configs, {name: score}): its keys sorted, as one
+        list, then its values in that order, as another: both then hash in bulk."""
+        if len(names) < arrays.SORT_MIN or "numpy" not in sys.modules:
+            pairs = sorted(obj.items())  # the keys all differ: no value is ever compared
+            names, values = [k for k, _ in pairs], [v for _, v in pairs]
+        else:
+            values = list(obj.values())
+            if not all(map(operator.le, names, names[1:])):  # big mappings often come in order already
+                order = arrays.str_order(names)
+                if order is None:
+                    order = sorted(range(len(names)), key=names.__getitem__)
+                take = operator.itemgetter(*order)
+                names, values = list(take(names)), list(take(values))
+        for made_here in (names, values):  # as sequence(b"l", ...) frames them; lists made here are in no cycle
+            self.h.update(_LIST_HEAD)
+            self._items(made_here)
+            self.h.update(b")")
 
     def _set(self, tag: bytes, obj: Any) -> None:
         def items() -> None:
@@ -190,6 +225,8 @@ class CanonicalHasher:
         if module.startswith("pandas") and arrays.feed_pandas(self, obj):
             return
         if module.startswith("torch") and arrays.feed_torch(self, obj):
+            return
+        if module.startswith("polars") and arrays.feed_polars(self, obj):
             return
         argparse = sys.modules.get("argparse")  # a Namespace exists only once argparse is imported
         if argparse is not None and isinstance(obj, argparse.Namespace):

@@ -375,8 +375,9 @@ GOLDEN_VALUES = {
 }
 
 # Computed once from the code as it stood when the key format was set (KEY_FORMAT ptd-key-3: buffers from
-# 8 MB hashed as a tree, each argument's digest in a call's key; ptd-key-2: classes of any metaclass, dates,
-# canonical NaNs in arrays, zones, categories, enum values; ptd-key-1 before).
+# 8 MB hashed as a tree, each argument's digest in a call's key, str-keyed dicts as their sorted keys then
+# their values, polars frames from buffers; ptd-key-2: classes of any metaclass, dates, canonical NaNs in
+# arrays, zones, categories, enum values; ptd-key-1 before).
 # If this test fails, every user's cache is about to be orphaned: bump KEY_FORMAT on purpose
 # and update these, or restore the old behaviour.
 GOLDEN_DIGESTS = {
@@ -389,9 +390,9 @@ GOLDEN_DIGESTS = {
     "bytes": "321b690d6e1aaaeea980fab8487bcd69",
     "tuple": "09dbc581068f62b70c0690c5b30c0392",
     "list": "706f312f0241b74590b5c736f6f8adc9",
-    "dict": "77796ba862d0fc4f83528d4c71d043fb",
+    "dict": "e184ad1bf680025587c9053d9d25698d",
     "set": "5e4f011e133645f99222cd7281916994",
-    "namespace": "bebed0e49f3db6a2463386452a9b0525",
+    "namespace": "990300639eb1c6cc536ff544dfb8240e",
     "array": "3a0a51487f9106ae3b872dfbbbe79a45",
     "farray": "d42efe21197130579e73a5297c3ff24a",
     "series": "7affe2393bc0b4ce8250edd8742708be",
@@ -407,7 +408,7 @@ GOLDEN_DIGESTS = {
     "large_array": "b1726f7630aee533a14ccd1af88ec1b2",
 }
 
-GOLDEN_CALL_DIGEST = "cbf147d7f8da8ffcac038ba1a641e0e4"
+GOLDEN_CALL_DIGEST = "459ece41b457032b38e81ca5f5d38fcf"
 
 
 def test_digests_stay_the_same():

@@ -140,14 +140,46 @@ def test_a_frame_with_text_columns_keys_the_same_in_every_process() -> None:
     assert len(digests) == 1 and len(digests.pop()) == 32
 
 
-def test_a_dict_of_floats_hashes_as_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
+def _item_by_item(monkeypatch: pytest.MonkeyPatch, value) -> str:
+    """The digest with every bulk path off: each key and value fed alone, keys put in order by ``sorted``."""
     from persist_to_disk import arrays
 
+    with monkeypatch.context() as patched:
+        patched.setattr(arrays, "STR_RUN_MIN", 10**9)
+        patched.setattr(arrays, "FLOAT_ITEMS_MIN", 10**9)
+        return keys.hash_value(value)
+
+
+def test_a_dict_of_floats_hashes_as_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
     scores = {f"run{i}": float(i) / 7 for i in range(500)}
     scores.update({"nan": math.nan, "negative nan": -math.nan, "zero": 0.0, "minus zero": -0.0, "inf": math.inf})
     reordered = dict(reversed(list(scores.items())))
     bulk = keys.hash_value(scores)
     assert keys.hash_value(reordered) == bulk
-    monkeypatch.setattr(arrays, "FLOAT_ITEMS_MIN", 10**9)
-    assert keys.hash_value(scores) == bulk
+    assert _item_by_item(monkeypatch, scores) == bulk
+    assert _item_by_item(monkeypatch, reordered) == bulk
     assert keys.hash_value({**scores, "zero": -0.0}) != bulk
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"k{i:04d}" for i in range(300)],  # built in order
+        [f"k{(i * 7919) % 300:04d}" for i in range(300)],  # shuffled, ASCII
+        [f"{t}{i}" for i, t in enumerate(TEXTS)] + ["é", "e", "z", "", "日本", "Z", "ß"],  # any code point
+        [f"n{i}" + "\x00" * (i % 3) for i in range(100)],  # trailing NULs, which numpy's strings drop
+        [f"s{i}" for i in range(100)] + ["long" * 50_000],  # one key far longer than the rest
+    ],
+)
+def test_str_keyed_dicts_key_as_sorted_item_by_item(monkeypatch: pytest.MonkeyPatch, names: list) -> None:
+    """Keys put in order in bulk (numpy), in any insertion order, key as ``sorted`` and one by one would."""
+    values = [i / 3 if i % 2 else [i, str(i)] for i in range(len(names))]
+    forward = dict(zip(names, values))
+    backward = dict(reversed(list(forward.items())))
+    digest = keys.hash_value(forward)
+    assert keys.hash_value(backward) == digest
+    assert _item_by_item(monkeypatch, backward) == digest
+    changed = dict(forward)
+    changed[names[len(names) // 2]] = "other"
+    assert keys.hash_value(changed) != digest
+    assert keys.hash_value({**forward, names[0] + "\x00": 0.0}) != digest

@@ -1,0 +1,112 @@
+"""polars frames key from their buffers, canonically.
+
+A polars DataFrame or Series hashes from its columns' memory (numbers and times as their
+physical values, text through Arrow), not from its pickled state: equal frames key equal
+in every process whatever their chunking or the order their categories were first seen;
+nulls, NaNs and empty strings are different values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from persist_to_disk import keys
+
+pl = pytest.importorskip("polars")
+pytest.importorskip("pyarrow")
+
+_FRAME = '''
+import datetime as dt
+import polars as pl
+
+def frame(n=1000, city_order=("Paris", "Oslo", "Lima")):
+    seen_first = pl.Series(list(city_order), dtype=pl.Categorical)  # codes follow the order strings were seen
+    cities = [city_order[0], city_order[1], city_order[2]]
+    return pl.DataFrame({
+        "name": [f"user {i}" if i % 7 else None for i in range(n)],
+        "city": pl.Series([sorted(cities)[i % 3] for i in range(n)], dtype=pl.Categorical),
+        "score": [float(i) / 3 if i % 11 else None for i in range(n)],
+        "ratio": [float("nan") if i % 13 == 0 else i / 5 for i in range(n)],
+        "count": pl.Series([i if i % 5 else None for i in range(n)], dtype=pl.Int32),
+        "day": [dt.date(2024, 1, 1) + dt.timedelta(days=i % 366) for i in range(n)],
+        "at": pl.Series([dt.datetime(2024, 1, 1, i % 24) for i in range(n)]).dt.replace_time_zone("UTC"),
+        "clock": [dt.time(i % 24, i % 60) for i in range(n)],
+        "flag": [i % 3 == 0 if i % 4 else None for i in range(n)],
+        "level": pl.Series(["low", "high"] * (n // 2), dtype=pl.Enum(["low", "high"])),
+    }), seen_first
+'''
+exec(_FRAME)  # defines frame()
+
+
+def test_a_frame_keys_the_same_whatever_its_chunking() -> None:
+    df, _ = frame()
+    chunked = pl.concat([df[:300], df[300:650], df[650:]], rechunk=False)
+    assert chunked["name"].n_chunks() == 3
+    assert keys.hash_value(chunked) == keys.hash_value(df)
+    assert keys.hash_value(chunked.rechunk()) == keys.hash_value(df)
+    assert keys.hash_value(chunked["name"]) == keys.hash_value(df["name"])
+    assert keys.hash_value(df[100:]) == keys.hash_value(pl.DataFrame(df[100:].to_dicts(), schema=df.schema))
+
+
+def test_a_frame_keys_the_same_in_every_process(python: str) -> None:
+    """Other hash seeds, and categories first seen in another order (other physical codes)."""
+    script = _FRAME + (
+        "from persist_to_disk import keys\n"
+        "import sys\n"
+        "print(keys.hash_value(frame(city_order=tuple(sys.argv[1].split(',')))[0]))\n"
+    )
+    digests = set()
+    for seed, order in (("1", "Paris,Oslo,Lima"), ("2", "Lima,Oslo,Paris")):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([python, "-c", script, order], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout.strip())
+    assert digests == {keys.hash_value(frame()[0])}
+
+
+def test_every_value_null_and_nan_counts() -> None:
+    df, _ = frame(n=100)
+    digest = keys.hash_value(df)
+    changes = {
+        "a name": df.with_columns(pl.when(pl.int_range(pl.len()) == 50).then(pl.lit("x")).otherwise("name").alias("name")),
+        "a null for an empty string": df.with_columns(pl.col("name").fill_null("")),
+        "a null for 'None'": df.with_columns(pl.col("name").fill_null("None")),
+        "a NaN for a null": df.with_columns(pl.col("score").fill_null(float("nan"))),
+        "a null for a NaN": df.with_columns(pl.col("ratio").fill_nan(None)),
+        "a null for 0": df.with_columns(pl.col("count").fill_null(0)),
+        "the int width": df.with_columns(pl.col("count").cast(pl.Int64)),
+        "the time zone": df.with_columns(pl.col("at").dt.convert_time_zone("Europe/Paris")),
+        "categories as text": df.with_columns(pl.col("city").cast(pl.String)),
+        "the column order": df.select(list(reversed(df.columns))),
+        "a column name": df.rename({"score": "points"}),
+        "a row less": df[:-1],
+    }
+    got = {what: keys.hash_value(changed) for what, changed in changes.items()}
+    assert all(d != digest for d in got.values()), [w for w, d in got.items() if d == digest]
+    assert len(set(got.values())) == len(got)
+    assert keys.hash_value(df["score"]) != keys.hash_value(df["score"].rename("points"))
+
+
+def test_a_frame_is_hashed_from_its_buffers_not_its_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    df, _ = frame()
+
+    def refuse(self, *args):
+        raise AssertionError("pickled to be hashed")
+
+    monkeypatch.setattr(pl.DataFrame, "__getstate__", refuse)
+    monkeypatch.setattr(pl.DataFrame, "__reduce_ex__", refuse, raising=False)
+    monkeypatch.setattr(pl.Series, "__getstate__", refuse)
+    assert keys.hash_value(df) == keys.hash_value(df.clone())
+    assert keys.hash_value(df["name"]) == keys.hash_value(df["name"].clone())
+
+
+def test_nested_columns_key_through_their_pickled_state() -> None:
+    nested = pl.DataFrame({"tags": [["a", "b"], ["c"]], "n": [1, 2]})
+    assert keys.hash_value(nested) == keys.hash_value(pl.DataFrame({"tags": [["a", "b"], ["c"]], "n": [1, 2]}))
+    assert keys.hash_value(nested) != keys.hash_value(pl.DataFrame({"tags": [["a", "b"], ["d"]], "n": [1, 2]}))
