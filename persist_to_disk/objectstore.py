@@ -12,12 +12,10 @@ memory-mapped when large, as any local hit), so a hit is served from the local d
   there, with the ETag the copy came from?) when this process last checked it more than
   ``remote_refresh_seconds`` ago; a deleted or replaced object drops the copy. Within that
   interval a hit does not touch the network.
-- **Compute-once across machines.** A miss, once it holds this host's kernel locks, creates a
-  lease object next to the entry (``<digest>.ptd.lease``, conditional create) and renews it
-  every third of ``lease_seconds`` while it computes. Other machines wait, looking for the
-  entry, and read it when it comes; a lease not renewed for ``lease_seconds`` (its holder died)
-  is removed and taken over. Expiry compares the holder's clock with the waiter's: keep the
-  machines' clocks in step (NTP) well within ``lease_seconds``.
+- **Compute-once across machines.** A lease object next to the entry, renewed by its live
+  holder (:mod:`persist_to_disk.objectlease`).
+- **Listing.** One LIST, and the headers from the writers' index shards
+  (:mod:`persist_to_disk.objectindex`), not one GET per entry.
 - **Faults.** With the server unreachable, local copies are still served and misses compute
   (one CacheWarning per process and store), and the store is not asked again for 10 s; a
   failed upload leaves neither object nor copy.
@@ -28,24 +26,22 @@ Measured on loopback (moto, s3fs): a conditional create ~2 ms, a HEAD ~1.5 ms.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import pickle
-import socket
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 from . import objectindex, signing, trust
 from .entryfile import HEADER_PEEK, PREFIX, CorruptEntry, Entry, parse_header, parse_prefix
 from .errors import CacheWarning, UntrustedCacheError
 from .layout import ENTRY_SUFFIX
 from .listing import EntryInfo
+from .objectlease import Lease, lost_race
 from .store import ENOVAL, Missing
 from .stores import LocalBackend, register_store_backend
 from .writing import TMP_SUFFIX, temp_tag
@@ -56,7 +52,6 @@ logger = logging.getLogger("persist_to_disk")
 
 ETAG_SUFFIX = ".etag"  # the sidecar of a local copy: the ETag of the object it was copied from
 LEASE_SUFFIX = ".lease"  # <digest>.ptd.lease: who computes that entry, until when
-_LEASE_POLL = 0.25  # seconds between looks of a machine waiting for another's computation
 _UNREACHABLE = object()
 _filesystems: dict[tuple[str, str | None, int], Any] = {}  # (protocol, endpoint, pid) -> fsspec filesystem
 _fs_lock = threading.Lock()
@@ -93,21 +88,6 @@ def _s3_filesystem() -> Any:
             fs.retries = 2
             _filesystems[memo] = fs
     return fs
-
-
-def _lost_race(exc: BaseException) -> bool:
-    """Whether a conditional create failed because the object exists (HTTP 412).
-
-    s3fs raises FileExistsError on moto and AWS; on SeaweedFS an OSError whose cause is
-    botocore's ``PreconditionFailed`` ClientError.
-    """
-    if isinstance(exc, FileExistsError):
-        return True
-    cause = exc.__cause__ or exc.__context__
-    response = getattr(cause, "response", None) or getattr(exc, "response", None) or {}
-    error = response.get("Error", {}) if isinstance(response, dict) else {}
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
-    return error.get("Code") in ("PreconditionFailed", "412") or status == 412
 
 
 class ObjectStore:
@@ -321,7 +301,7 @@ class ObjectStore:
             out = self.fs.pipe_file(self.url_of(key), body, mode="overwrite" if replace else "create")
         except BaseException as exc:
             self._drop_copy(key)
-            if replace or not _lost_race(exc):
+            if replace or not lost_race(exc):
                 raise
             logger.info("%s: another writer stored it first; using theirs", self.url_of(key))
             theirs = self._download(key)
@@ -368,79 +348,13 @@ class ObjectStore:
         return size or copy
 
     # -- compute-once across machines ------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lease(self, key: str, recheck: Callable[[], Any] | None) -> Iterator[Any]:
+    def lease(self, key: str, recheck: Callable[[], Any] | None) -> ContextManager[Any]:
         """ENOVAL while this process holds the key's lease (it computes), or what another holder stored.
 
         ``recheck`` None (a RECACHE): take the lease without looking for an entry.
         """
-        url = self.url_of(key) + LEASE_SUFFIX
-        me = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        said = waited = False
-        while not self._take_lease(url, me):
-            waited = True
-            if recheck is not None:
-                found = recheck()
-                if found is not ENOVAL:
-                    yield found
-                    return
-            holder = self._read_lease(url)
-            if holder is None:
-                continue  # released, or unreadable: try to take it
-            if holder.get("expires", 0) < time.time():
-                logger.info("%s: the lease of %s expired; taking over", url, holder.get("holder"))
-                with contextlib.suppress(FileNotFoundError):
-                    self.fs.rm_file(url)
-                continue
-            if not said:
-                logger.info("%s: computed by %s; waiting for it", self.url_of(key), holder.get("holder"))
-                said = True
-            time.sleep(_LEASE_POLL)
-        stop = threading.Event()
-        renew = threading.Thread(target=self._renew, args=(url, me, stop), name="persist_to_disk-lease", daemon=True)
-        renew.start()
-        try:
-            # a holder that just finished stored the entry before letting its lease go: look once more
-            found = recheck() if recheck is not None and waited else ENOVAL
-            yield found
-        finally:
-            stop.set()
-            renew.join()
-            holder = self._read_lease(url)
-            if holder is not None and holder.get("holder") == me:
-                with contextlib.suppress(Exception):
-                    self.fs.rm_file(url)
-
-    def _lease_body(self, me: str) -> bytes:
-        return json.dumps({"holder": me, "expires": time.time() + self.lease_seconds}).encode()
-
-    def _take_lease(self, url: str, me: str) -> bool:
-        """Create the lease; False when another holds it. An unreachable store: compute without one."""
-        try:
-            self.fs.pipe_file(url, self._lease_body(me), mode="create")
-        except Exception as exc:
-            if _lost_race(exc):
-                return False
-            self._unreachable(exc)
-        return True
-
-    def _read_lease(self, url: str) -> dict[str, Any] | None:
-        try:
-            holder = json.loads(self.fs.cat_file(url))
-        except FileNotFoundError:
-            return None
-        except ValueError:  # half-written by a foreign tool: treat it as expired
-            return {"holder": "?", "expires": 0}
-        except Exception as exc:
-            self._unreachable(exc)
-            return None
-        return holder if isinstance(holder, dict) else {"holder": "?", "expires": 0}
-
-    def _renew(self, url: str, me: str, stop: threading.Event) -> None:
-        """Rewrite the lease every third of lease_seconds while the computation runs."""
-        while not stop.wait(self.lease_seconds / 3):
-            with contextlib.suppress(Exception):
-                self.fs.pipe_file(url, self._lease_body(me))
+        lease = Lease(self.fs, self.url_of(key) + LEASE_SUFFIX, self.lease_seconds, self._unreachable)
+        return lease.hold(self.url_of(key), recheck)
 
     # -- listing -------------------------------------------------------------------------------------
     def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from persist_to_disk import signing
 from persist_to_disk.errors import CacheWarning, UntrustedCacheError
-from persist_to_disk.objectstore import _lost_race
+from persist_to_disk.objectlease import lost_race
 from persist_to_disk.store import ENOVAL
 
 KEY = "7/0123456789abcdef0123456789abcdef.ptd"
@@ -38,10 +38,10 @@ def test_both_lost_race_errors_are_recognised() -> None:
                           "PutObject")
     seaweed_style = OSError("precondition failed")
     seaweed_style.__cause__ = refused
-    assert _lost_race(moto_style) and _lost_race(seaweed_style)
+    assert lost_race(moto_style) and lost_race(seaweed_style)
     other = OSError("connection reset")
     other.__cause__ = ClientError({"Error": {"Code": "InternalError"}}, "PutObject")
-    assert not _lost_race(other)
+    assert not lost_race(other)
 
 
 def _upload_as_is(store, key: str, body: bytes) -> None:
