@@ -62,7 +62,7 @@ P = {
     "l_budget_s": 90.0,
     "l_age_s": 3600.0,  # the entries were last read this long ago
     "m_rounds": 5,
-    "n_repeats": 3,
+    "n_repeats": 5,
     "phase_timeout_s": 240.0,
 }
 

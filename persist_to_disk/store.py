@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import trust
+from . import lastread, trust
 from .entryfile import HEADER_PEEK, PREFIX, CorruptEntry, Entry, decode, parse_header, parse_prefix, pickle_payload
 from .errors import CacheWarning, UntrustedCacheError
 from .layout import ENTRY_SUFFIX
@@ -105,9 +105,13 @@ def _read_all(
             raise CorruptEntry("it is not a regular file")
         if check is not None:  # before reading a byte: an untrusted file is not even read
             check(path, st)
-        if touch and not -_TOUCH_AFTER <= time.time() - st.st_mtime <= _TOUCH_AFTER:
-            with contextlib.suppress(OSError):  # a read-only cache is read all the same
-                os.utime(fd if _UTIME_FD else path)  # through the open file: no second path lookup
+        if touch:
+            age = time.time() - st.st_mtime
+            if age > _TOUCH_AFTER:
+                lastread.refresh_later(path)  # stale: refreshed off the hit path
+            elif age < -_TOUCH_AFTER:  # stamped in the future by a wrong clock (rare): healed at once
+                with contextlib.suppress(OSError):  # a read-only cache is read all the same
+                    os.utime(fd if _UTIME_FD else path)  # through the open file: no second path lookup
         size = st.st_size
         if size <= _SMALL_READ:
             data = os.read(fd, size)
@@ -350,7 +354,9 @@ class LocalStore:
 
     # -- listing ---------------------------------------------------------------------------------------
     def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:
-        """Every entry under prefix (a folder key), headers read but values not loaded."""
+        """Every entry under prefix (a folder key), headers read but values not loaded; last-read times
+        as this process's hits left them (refreshes still waiting are made first)."""
+        lastread.flush()
         top = os.path.join(self.root, prefix) if prefix else self.root
         if not self._walkable(top):
             return

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ContextManager, Protocol, runtime_checkable
 
+from . import lastread
 from .entryfile import CorruptEntry, Entry
 from .layout import ENTRY_SUFFIX
 from .listing import EntryInfo
@@ -100,6 +101,7 @@ class LocalBackend(LocalStore):
         return contextlib.nullcontext(ENOVAL)
 
     def list_folder(self, prefix: str) -> tuple[list[str], list[EntryInfo]]:
+        lastread.flush()  # last-read times as this process's hits left them
         top = self.path_of(prefix) if prefix else self.root
         base = prefix.strip("/") + "/" if prefix.strip("/") else ""
         folders: list[str] = []

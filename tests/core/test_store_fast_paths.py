@@ -84,7 +84,8 @@ def test_storing_a_large_in_band_value_makes_no_second_copy_of_it(store: LocalSt
 
 
 def test_a_hit_refreshes_an_old_last_read_time_and_leaves_a_recent_one(store: LocalStore) -> None:
-    """``prune`` by last read relies on it; the refresh goes through the open file, once per _TOUCH_AFTER."""
+    """``prune`` by last read relies on it: refreshed off the hit path, once per _TOUCH_AFTER, and seen
+    by any listing of the entries at once."""
     import os
     import time
 
@@ -93,12 +94,53 @@ def test_a_hit_refreshes_an_old_last_read_time_and_leaves_a_recent_one(store: Lo
     hour_ago = time.time() - 3600
     os.utime(path, (hour_ago, hour_ago))
     assert store.get(KEY) == [1, 2, 3]
-    refreshed = os.stat(path).st_mtime
-    assert refreshed > hour_ago + 3000
+    (listed,) = store.iter_entries()
+    assert listed.last_read > hour_ago + 3000
+    assert os.stat(path).st_mtime == listed.last_read
     recent = time.time() - st._TOUCH_AFTER / 2
     os.utime(path, (recent, recent))
     assert store.get(KEY) == [1, 2, 3]
-    assert os.stat(path).st_mtime == pytest.approx(recent, abs=1e-3)
+    (listed,) = store.iter_entries()
+    assert listed.last_read == pytest.approx(recent, abs=1e-3)
+
+
+def test_the_refreshing_thread_refreshes_a_last_read_time_on_its_own(store: LocalStore) -> None:
+    import os
+    import time
+
+    store.put(KEY, [1, 2, 3], {})
+    path = store.path_of(KEY)
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+    assert store.get(KEY) == [1, 2, 3]
+    deadline = time.monotonic() + 30
+    while os.stat(path).st_mtime < hour_ago + 3000:  # the thread's pass, a second or so after the hit
+        assert time.monotonic() < deadline, "the last-read time was never refreshed"
+        time.sleep(0.05)
+
+
+_EXITING_HIT = """
+import os, sys, time
+from persist_to_disk.store import LocalStore
+store = LocalStore(sys.argv[1])
+assert store.get(sys.argv[2]) == [1, 2, 3]
+"""
+
+
+def test_a_process_that_exits_right_after_a_hit_leaves_the_last_read_time_refreshed(
+    store: LocalStore, python: str
+) -> None:
+    import os
+    import subprocess
+    import time
+
+    store.put(KEY, [1, 2, 3], {})
+    path = store.path_of(KEY)
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+    out = subprocess.run([python, "-c", _EXITING_HIT, str(store.root), KEY], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert os.stat(path).st_mtime > hour_ago + 3000
 
 
 def test_a_plain_torch_tensor_is_stored_out_of_band_and_loads_back_writable(store: LocalStore) -> None:
@@ -137,3 +179,28 @@ def test_tensors_carrying_more_than_values_keep_torchs_pickling(store: LocalStor
     assert torch.equal(loaded["column"], value["column"]) and loaded["column"].stride() == (6,)
     assert type(loaded["parameter"]) is torch.nn.Parameter
     assert torch.equal(loaded["complex_conj"].resolve_conj(), value["complex_conj"].resolve_conj())
+
+
+def test_prune_by_last_read_right_after_a_hit_keeps_the_entry_just_read(tmp_path: Path) -> None:
+    """The hit's refresh still waits on its thread: the catalog's listing makes it first."""
+    import os
+    import time
+
+    from persist_to_disk import catalog as cat
+    from persist_to_disk.prune import plan_prune
+
+    ptd.config.set_persist_path(str(tmp_path / "cache"))
+
+    @ptd.persistf()
+    def echo(x: str) -> str:
+        return x
+
+    echo("read"), echo("unread")
+    read, unread = echo.cache.path("read"), echo.cache.path("unread")
+    for age, path in ((7200, read), (3600, unread)):  # the one about to be read is the older
+        os.utime(path, (time.time() - age, time.time() - age))
+    assert echo("read") == "read"
+    catalog = cat.Catalog(tmp_path / "cache")
+    entries = catalog.entry_files(catalog.node_of_folder(echo.cache.folder))
+    plan = plan_prune(entries, max_size=max(e.size for e in entries))
+    assert [e.path for e in plan.delete] == [unread], "the least recently read entry goes first"
