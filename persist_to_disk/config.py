@@ -9,7 +9,6 @@ in a notebook a user sets the persist path after defining the function.
 
 from __future__ import annotations
 
-import configparser
 import logging
 import os
 import threading
@@ -132,6 +131,8 @@ class Config:
 
     def _read_file(self) -> dict[str, str]:
         if self._file_values is None:
+            import configparser  # once per process, on the first call: not at start-up
+
             values = dict(DEFAULTS)
             parser = configparser.ConfigParser()
             path = self.config_path
@@ -165,6 +166,8 @@ class Config:
         return self._file_values
 
     def _write_file(self, values: dict[str, str]) -> Path:
+        import configparser
+
         path = self.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         parser = configparser.ConfigParser()
@@ -354,7 +357,8 @@ class Config:
         key = os.path.normpath(str(project_path))
         pid = self._project_ids.get(key)
         if pid is None:
-            pid = _retrieve_project_id(settings_dir() / PROJECT_IDS_FILE, key, lambda: origin_id(key))
+            registry = settings_dir() / PROJECT_IDS_FILE
+            pid = _retrieve_project_id(registry, key, lambda: origin_id(key), fsync=self.settings().fsync)
             self._project_ids[key] = pid
         return project_folder(key, pid)
 
@@ -437,11 +441,15 @@ def project_folder(project_path: str, pid: str) -> str:
     return f"{os.path.basename(os.path.normpath(project_path)) or 'root'}-{pid}"
 
 
-def _retrieve_project_id(registry: Path, project_key: str, shared_id: Callable[[], str | None]) -> str:
+def _retrieve_project_id(
+    registry: Path, project_key: str, shared_id: Callable[[], str | None], *, fsync: bool = False
+) -> str:
     """Read, or append under a file lock, the project's line in project_to_pids.txt.
 
     A project seen for the first time takes ``shared_id()`` (its git origin's id, the same on
-    every machine) when there is one, else the next number.
+    every machine) when there is one, else the next number. The line is as durable as the
+    entries it names: flushed to the disk only with the ``fsync`` setting (a crash of the
+    process never loses it; a power cut may, as it may the entries written just before).
     """
     if _ID_SEP in project_key:
         raise ValueError(f"project path {project_key!r} must not contain {_ID_SEP!r}")
@@ -463,6 +471,7 @@ def _retrieve_project_id(registry: Path, project_key: str, shared_id: Callable[[
             ids[project_key] = shared_id() or str(largest + 1)
             with open(registry, "a", encoding="utf-8") as fh:
                 fh.write(f"{project_key}{_ID_SEP}{ids[project_key]}\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+                if fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
     return ids[project_key]

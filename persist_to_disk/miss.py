@@ -7,7 +7,6 @@ stored and returns it. An entry stored lets its digest lock go (``Held.mark_stor
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -105,6 +104,8 @@ async def compute_once_async(
     """``compute_once`` for ``async def`` functions: the same protocol, waiting for the locks
     and for another machine's lease without blocking the event loop (the lease is entered
     and left in a worker thread: its wait polls the store)."""
+    import asyncio  # imported already: this runs in its event loop (not at start-up)
+
     lock = locks.compute_lock_async(persist_root, coarse_scope, digest_scope)
     try:
         try:
