@@ -204,3 +204,23 @@ def test_prune_by_last_read_right_after_a_hit_keeps_the_entry_just_read(tmp_path
     entries = catalog.entry_files(catalog.node_of_folder(echo.cache.folder))
     plan = plan_prune(entries, max_size=max(e.size for e in entries))
     assert [e.path for e in plan.delete] == [unread], "the least recently read entry goes first"
+
+
+def test_a_hit_leaves_the_files_access_time_alone(store: LocalStore, tmp_path: Path) -> None:
+    """Last read is the mtime: a hit does not make the kernel write the inode's atime too."""
+    import os
+    import time
+
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    old = time.time() - 3600
+    os.utime(probe, (old, time.time() - 10))
+    probe.read_bytes()
+    if os.stat(probe).st_atime == old:
+        pytest.skip("this file system does not update access times on reads (noatime)")
+    store.put(KEY, [1, 2, 3], {})
+    path = store.path_of(KEY)
+    recent = time.time() - 10  # fresh: the hit asks no refresh of the mtime
+    os.utime(path, (old, recent))
+    assert store.get(KEY) == [1, 2, 3]
+    assert os.stat(path).st_atime == old
