@@ -133,3 +133,21 @@ def test_clear_and_prune_leave_no_local_copy_nor_sidecar(s3_env: str, tmp_path: 
     run = ptd_cli(env, "clear", "proj-1", "--yes")
     assert run.returncode == 0, run.stderr
     assert _objects(s3_env) == [] and _files(copies) == []
+
+
+def test_the_panel_on_another_machine_lists_and_invalidates_in_the_bucket(
+    s3_env: str, tmp_path: Path, monkeypatch
+) -> None:
+    """ptd.browse() headless on machine b (nothing copied): a's entries, and "Invalidate all" deletes objects."""
+    pytest.importorskip("ipywidgets", reason="the panel needs ipywidgets")
+    _fill(tmp_path, monkeypatch, s3_env)
+    _become("b", tmp_path, monkeypatch, s3_env)
+    panel = ptd.browse(project="proj-1", background=False)
+    assert s3_env in panel.title.value  # the panel names the bucket, not this machine's copies
+    assert len(panel.state.entries) == 7 and "7 entries" in panel.totals.value
+    assert {e.status for e in panel.state.entries} == {"ok"}
+    panel.invalidate_node_button.click()
+    assert "Delete all 7 entries in proj-1" in panel.confirm_message.value
+    panel.confirm_button.click()
+    assert "Deleted 7 entries" in panel.status.value
+    assert _objects(s3_env) == []
