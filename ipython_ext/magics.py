@@ -53,7 +53,7 @@ from persist_to_disk.switches import CACHE, NOCACHE, READONLY, RECACHE, Switch
 from persist_to_disk.writing import UnloadableValue
 
 from . import cells, namespace
-from .outputs import OutputRecorder, replay
+from .outputs import Display, Output, OutputRecorder, replay
 
 __all__ = ["PersistMagics", "cell_code_version", "cell_digest"]
 
@@ -288,7 +288,7 @@ class _CellRun:
         return sorted(n for n, digest in after.items() if digest != plan.inputs.get(n))
 
     def _store(self, plan: _Plan, code: _CellCode, names: dict[str, Any], deleted: list[str], result: Any,
-               outputs: list[tuple], seconds: float, read_after_binding: dict[str, str | None]) -> bool:
+               outputs: list[Output], seconds: float, read_after_binding: dict[str, str | None]) -> bool:
         payload: dict[str, Any] = {
             "ptd_cell": PAYLOAD_VERSION,
             # first: unpickling it registers the cell's source before the names' functions are rebuilt
@@ -350,7 +350,7 @@ class _CellRun:
             with contextlib.suppress(Exception):
                 data, metadata = self.shell.display_formatter.format(result)
                 if data:
-                    payload["outputs"] = [*outputs, ("display", data, metadata, None, False)]
+                    payload["outputs"] = [*outputs, Display(data, metadata, None, False)]
         try:
             plan.store.put(plan.key, payload, header.to_json(), dumps=dumps, replace=self.switch is RECACHE)
             return True

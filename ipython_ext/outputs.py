@@ -1,12 +1,15 @@
 """What a cell showed: recorded while it runs (the user still sees it live) and replayed on a hit.
 
-Recorded, in the order they happened:
+Recorded, in the order they happened, as one small record each (an :data:`Output`):
 
-* ``("stream", "stdout" | "stderr", text)``: what was written to ``sys.stdout`` / ``sys.stderr``
-  (consecutive writes to one stream are merged);
-* ``("display", data, metadata, transient, update)``: every rich output published through the
-  shell's display publisher (``display()``, ``IPython.display.*``, matplotlib's inline figures);
-* ``("clear", wait)``: ``clear_output()``.
+* :class:`Stream`: what was written to ``sys.stdout`` / ``sys.stderr`` (consecutive writes to one
+  stream are merged);
+* :class:`Display`: every rich output published through the shell's display publisher
+  (``display()``, ``IPython.display.*``, matplotlib's inline figures);
+* :class:`Clear`: ``clear_output()``.
+
+Entries stored by earlier releases hold plain tuples instead (``("stream", name, text)``,
+``("display", data, metadata, transient, update)``, ``("clear", wait)``): they replay the same.
 
 Replaying publishes the same mime bundles again, so a notebook shows the same HTML,
 Markdown, PNG or JSON. Widget views are not recorded: the widget's model lives in the
@@ -21,11 +24,52 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
-__all__ = ["OutputRecorder", "replay"]
+__all__ = ["Clear", "Display", "Output", "OutputRecorder", "Stream", "replay"]
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Text the cell wrote to ``sys.stdout`` or ``sys.stderr``."""
+
+    name: Literal["stdout", "stderr"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Display:
+    """A mime bundle the cell published, with what ``publish_display_data`` was given beside it."""
+
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    transient: dict[str, Any] | None
+    update: bool
+
+
+@dataclass(frozen=True)
+class Clear:
+    """``clear_output(wait)``."""
+
+    wait: bool
+
+
+Output = Stream | Display | Clear
+"""One recorded output."""
+
+_BY_TAG: dict[str, type[Output]] = {"stream": Stream, "display": Display, "clear": Clear}  # earlier tuples
+
+
+def _as_output(item: Output | tuple) -> Output:
+    """The record of an output, also of one stored by an earlier release as a tagged tuple."""
+    if isinstance(item, tuple):
+        tag, *fields = item
+        return _BY_TAG[tag](*fields)
+    return item
 
 
 class _Tee:
@@ -55,7 +99,7 @@ class OutputRecorder:
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
-        self.items: list[tuple] = []
+        self.items: list[Output] = []
         self._lock = threading.Lock()
         self._saved: dict[str, Any] = {}
         self._inside = threading.local()  # set while a display is being published by this thread
@@ -66,10 +110,10 @@ class OutputRecorder:
             return
         with self._lock:
             last = self.items[-1] if self.items else None
-            if last is not None and last[0] == "stream" and last[1] == name:
-                self.items[-1] = ("stream", name, last[2] + text)
+            if isinstance(last, Stream) and last.name == name:
+                self.items[-1] = Stream(name, last.text + text)
             else:
-                self.items.append(("stream", name, text))
+                self.items.append(Stream(name, text))
 
     def _display(self, data: Any, metadata: Any, transient: Any, update: bool) -> None:
         if not isinstance(data, dict):
@@ -77,11 +121,11 @@ class OutputRecorder:
         if _WIDGET_VIEW in data:  # a live widget: nothing to show again without its kernel-side model
             return
         with self._lock:
-            self.items.append(("display", dict(data), dict(metadata or {}), transient or None, bool(update)))
+            self.items.append(Display(dict(data), dict(metadata or {}), transient or None, bool(update)))
 
     def _clear(self, wait: bool) -> None:
         with self._lock:
-            self.items.append(("clear", bool(wait)))
+            self.items.append(Clear(bool(wait)))
 
     # -- patching ----------------------------------------------------------------------------------------
     def __enter__(self) -> OutputRecorder:
@@ -153,23 +197,21 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def replay(items: list[tuple]) -> None:
+def replay(items: Iterable[Output | tuple]) -> None:
     """Show recorded outputs again, in order."""
     from IPython.display import clear_output, publish_display_data
 
-    for item in items:
-        kind = item[0]
-        if kind == "stream":
-            stream = sys.stderr if item[1] == "stderr" else sys.stdout
-            stream.write(item[2])
+    for item in map(_as_output, items):
+        if isinstance(item, Stream):
+            stream = sys.stderr if item.name == "stderr" else sys.stdout
+            stream.write(item.text)
             stream.flush()
-        elif kind == "display":
-            _, data, metadata, transient, update = item
+        elif isinstance(item, Display):
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
-            kwargs: dict[str, Any] = {"update": update}
-            if transient:
-                kwargs["transient"] = transient
-            publish_display_data(data, metadata=metadata or None, **kwargs)
-        elif kind == "clear":
-            clear_output(wait=item[1])
+            kwargs: dict[str, Any] = {"update": item.update}
+            if item.transient:
+                kwargs["transient"] = item.transient
+            publish_display_data(item.data, metadata=item.metadata or None, **kwargs)
+        else:
+            clear_output(wait=item.wait)
