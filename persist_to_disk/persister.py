@@ -74,6 +74,7 @@ class Origin:
 class Call(miss.ResolvedCall):
     """One call of a decorated function, resolved; its arguments and fingerprint make the header."""
 
+    groups: tuple[str, ...]  # the key's groupby folders, outermost first (one per Options.groupby)
     named: dict[str, Any]
     fingerprint: fingerprint.Fingerprint | None  # None: dependencies not tracked (pinned, or switched off)
     arg_digests: dict[str, bytes] | None  # what the key hashed per argument; None with hash_method='json'
@@ -290,9 +291,8 @@ class PersistedFunction:
 
     def _groupby_header(self, call: Call) -> tuple[tuple[str, str], ...]:
         """(groupby argument(s), folder) per groupby folder of the call's key."""
-        folders = call.key.split("/")[:-2]  # key: <groupby folders...>/<bucket>/<digest>.ptd
         labels = ["+".join((g,) if isinstance(g, str) else g) for g in self._options.groupby]
-        return tuple(zip(labels, folders))
+        return tuple(zip(labels, call.groups))
 
     def _put(self, call: Call, value: Any, header: dict, *, replace: bool = False) -> bool:
         """Store a result; ``replace`` (a RECACHE) overwrites an entry a write-once store would keep."""
@@ -362,12 +362,12 @@ class PersistedFunction:
         else:
             digest, arg_digests = self._digest(named, prefix, fp)
         store, persist_root, folder = self._folder(settings)
-        groups = self._group_folders(named) if self._options.groupby else []
+        groups = self._group_folders(named) if self._options.groupby else ()
         hashsize = self._options.hashsize or settings.hashsize
         bucket = layout.bucket_of(digest, hashsize)
         key = layout.entry_relpath(groups, bucket, digest)
         granularity = self._options.lock_granularity or settings.lock_granularity
-        return Call(store, key, digest, persist_root, version, granularity, folder, named, fp, arg_digests)
+        return Call(store, key, digest, persist_root, version, granularity, folder, groups, named, fp, arg_digests)
 
     def _digest(self, named: dict[str, Any], prefix: bytes, fp: fingerprint.Fingerprint | None) -> tuple[str, dict[str, bytes]]:
         """The key: the arguments, and the values of the globals the code reads, under the code's version."""
@@ -380,7 +380,7 @@ class PersistedFunction:
                 raise  # an argument's fault: the error names it
             return keys.hash_call(named, prefix=prefix, code_of=fingerprint.code_of, extra=self._tracker.values())
 
-    def _group_folders(self, named: dict[str, Any]) -> list[str]:
+    def _group_folders(self, named: dict[str, Any]) -> tuple[str, ...]:
         folders = []
         for group in self._options.groupby:
             names = (group,) if isinstance(group, str) else group
@@ -390,7 +390,7 @@ class PersistedFunction:
                 values.append(value)
             text = "$$".join(str(v) for v in values)
             folders.append(layout.safe_folder_name(text, setting=f"groupby value of {'+'.join(names)}"))
-        return folders
+        return tuple(folders)
 
     def _folder(self, settings: Any) -> tuple[Store, str, str]:
         """(store, persist root, function folder), memoized until a setting or the cwd changes."""

@@ -182,6 +182,18 @@ def test_groupby_skip_and_expand_as_in_the_seed(cache_root):
     assert groups == [("CIFAR10", "30"), ("MNIST", "10"), ("MNIST", "20")]
     for parts in rel_entries(train_a_model.cache.folder):
         assert len(parts) == 4 and parts[2].isdigit() and 0 <= int(parts[2]) < 500
+    call = train_a_model.resolve_call(("MNIST", int, {"hidden": 8}, 1e-3, 10), {})
+    assert call.groups == ("MNIST", "10") and call.key.startswith("MNIST/10/")
+    assert st.read_header_file(call.path)["groupby"] == [["dataset", "MNIST"], ["epochs", "10"]]
+
+
+def test_a_groupby_of_several_arguments_is_one_folder_named_in_the_header(cache_root):
+    f = ptd.persistf(groupby=[("dataset", "split"), "seed"])(lambda dataset, split, seed: seed)
+    f("mnist", "test/a", 3)
+    call = f.resolve_call(("mnist", "test/a", 3), {})
+    assert len(call.groups) == 2 and call.groups[0].startswith("mnist__test_a~") and call.groups[1] == "3"
+    assert call.key.startswith("/".join(call.groups) + "/")
+    assert st.read_header_file(call.path)["groupby"] == [["dataset+split", call.groups[0]], ["seed", "3"]]
 
 
 def test_expand_dict_kwargs_all_is_accepted_and_dict_order_does_not_matter(cache_root):
