@@ -519,19 +519,12 @@ def _find(
     if path is not None:
         return path, "jupyter-server"
 
-    name = env.get("JPY_SESSION_NAME")
-    path = _session_path(name, cwd)
-    if path is not None:
-        return path, "JPY_SESSION_NAME"
-    if name:
-        log.debug("ignoring JPY_SESSION_NAME=%r: relative and not found", name)
-
-    session = ns.get("__session__")
-    path = _session_path(session, cwd)
-    if path is not None:
-        return path, "__session__"
-    if session:
-        log.debug("ignoring __session__=%r: relative and not found", session)
+    for source, session in (("JPY_SESSION_NAME", env.get("JPY_SESSION_NAME")), ("__session__", ns.get("__session__"))):
+        path = _session_path(session, cwd)
+        if path is not None:
+            return path, source
+        if session:
+            log.debug("ignoring %s=%r: relative and not found", source, session)
 
     from .headless import launcher_notebook  # the last resort: nbformat is imported only here
 

@@ -285,6 +285,10 @@ class Config:
             return snap
 
     def _build(self, values: dict[str, str], o: dict[str, Any], src: str) -> Settings:
+        def setting(name: str, parse: Callable[[Any, str], Any]) -> Any:
+            """Set in this process (checked then), else the file's text parsed, an error naming it."""
+            return o[name] if name in o else parse(values[name], f"{name} {src}")
+
         chosen = o.get("persist_path") or values["persist_path"]
         remote_url = chosen.rstrip("/") if chosen and is_url(chosen) else None
         if remote_url is not None:  # entries live in the store; this machine reads them from its copies
@@ -301,12 +305,8 @@ class Config:
         )
         return Settings(
             remote_url=remote_url,
-            remote_refresh_seconds=o["remote_refresh_seconds"]
-            if "remote_refresh_seconds" in o
-            else validate_seconds(values["remote_refresh_seconds"], f"remote_refresh_seconds {src}"),
-            lease_seconds=o["lease_seconds"]
-            if "lease_seconds" in o
-            else validate_seconds(values["lease_seconds"], f"lease_seconds {src}"),
+            remote_refresh_seconds=setting("remote_refresh_seconds", validate_seconds),
+            lease_seconds=setting("lease_seconds", validate_seconds),
             persist_path=Path(persist),
             persist_path_local=Path(local),
             project_path=Path(o["project_path"]) if o.get("project_path") else None,
@@ -314,17 +314,11 @@ class Config:
             hashsize=o.get("hashsize") or validate_hashsize(values["hashsize"], f"hashsize {src}"),
             lock_granularity=o.get("lock_granularity")
             or validate_granularity(values["lock_granularity"], f"lock_granularity {src}"),
-            fsync=o["fsync"] if "fsync" in o else _parse_bool(values["fsync"], f"fsync {src}"),
+            fsync=setting("fsync", _parse_bool),
             generation=self._generation,
-            shared_group=o["shared_group"]
-            if "shared_group" in o
-            else _parse_bool(values["shared_group"], f"shared_group {src}"),
-            trust_shared=o["trust_shared"]
-            if "trust_shared" in o
-            else _parse_bool(values["trust_shared"], f"trust_shared {src}"),
-            track_dependencies=o["track_dependencies"]
-            if "track_dependencies" in o
-            else _parse_bool(values["track_dependencies"], f"track_dependencies {src}"),
+            shared_group=setting("shared_group", _parse_bool),
+            trust_shared=setting("trust_shared", _parse_bool),
+            track_dependencies=setting("track_dependencies", _parse_bool),
         )
 
     def get_persist_path(self, local: bool = False) -> str:

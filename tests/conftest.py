@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,21 @@ def cache_root(isolated_home: Path) -> Path:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def become_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Path]:
+    """(name, persist_path) -> this process switched to machine ``name`` of the project ``tmp_path/proj``:
+    a HOME of its own (so local copies of its own), returned."""
+    import persist_to_disk as ptd
+
+    def become(name: str, persist_path: str) -> Path:
+        home = tmp_path / name
+        home.mkdir()
+        monkeypatch.setenv("HOME", str(home))
+        ptd.config.reset()
+        ptd.config.set_persist_path(persist_path)
+        ptd.config.set_project_path(tmp_path / "proj")
+        return home
+
+    return become

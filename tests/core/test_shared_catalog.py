@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,21 +32,10 @@ def square(x):
     return x * x
 
 
-def _become(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> Path:
-    """Switch this process to machine ``name``: its own HOME (so its own local copies)."""
-    home = tmp_path / name
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    ptd.config.reset()
-    ptd.config.set_persist_path(url)
-    ptd.config.set_project_path(tmp_path / "proj")
-    return home
-
-
-def _fill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> Path:
+def _fill(become_machine: Callable[[str, str], Path], tmp_path: Path, url: str) -> Path:
     """Machine a caches 4 calls of train (grouped by dataset) and 3 of square; returns a's HOME."""
     (tmp_path / "proj").mkdir()
-    home = _become("a", tmp_path, monkeypatch, url)
+    home = become_machine("a", url)
     for dataset in ("MNIST", "CIFAR"):
         for lr in (0.1, 0.01):
             train(dataset, lr)
@@ -83,8 +73,8 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in found if not p.is_dir() and ".locks" not in p.parts)
 
 
-def test_ptd_ls_on_another_machine_lists_the_bucket(s3_env: str, tmp_path: Path, monkeypatch) -> None:
-    _fill(tmp_path, monkeypatch, s3_env)
+def test_ptd_ls_on_another_machine_lists_the_bucket(s3_env: str, tmp_path: Path, become_machine) -> None:
+    _fill(become_machine, tmp_path, s3_env)
     env = _machine_b(tmp_path, s3_env)
     run = ptd_cli(env, "ls")
     assert run.returncode == 0, run.stderr
@@ -104,8 +94,8 @@ def test_ptd_ls_on_another_machine_lists_the_bucket(s3_env: str, tmp_path: Path,
     assert not list(copies.rglob("*.ptd"))  # listing reads headers, it does not download entries
 
 
-def test_ptd_clear_on_another_machine_deletes_the_objects(s3_env: str, tmp_path: Path, monkeypatch) -> None:
-    _fill(tmp_path, monkeypatch, s3_env)
+def test_ptd_clear_on_another_machine_deletes_the_objects(s3_env: str, tmp_path: Path, become_machine) -> None:
+    _fill(become_machine, tmp_path, s3_env)
     env = _machine_b(tmp_path, s3_env)
     run = ptd_cli(env, "clear", "proj-1", "--yes")
     assert run.returncode == 0, run.stderr
@@ -114,10 +104,10 @@ def test_ptd_clear_on_another_machine_deletes_the_objects(s3_env: str, tmp_path:
     assert ptd_cli(env, "ls").stdout.endswith("no projects cached yet\n")
 
 
-def test_clear_and_prune_leave_no_local_copy_nor_sidecar(s3_env: str, tmp_path: Path, monkeypatch) -> None:
+def test_clear_and_prune_leave_no_local_copy_nor_sidecar(s3_env: str, tmp_path: Path, become_machine) -> None:
     """The writing machine has a local copy of each entry and an .etag sidecar beside it: a prune and a
     clear on it remove the objects, the copies and the sidecars, and the folders left empty."""
-    home = _fill(tmp_path, monkeypatch, s3_env)
+    home = _fill(become_machine, tmp_path, s3_env)
     copies = home / ".cache" / "persist_to_disk" / "copies"
     assert [p.name for p in _files(copies) if p.name.endswith(".etag")]
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT)}
@@ -136,12 +126,12 @@ def test_clear_and_prune_leave_no_local_copy_nor_sidecar(s3_env: str, tmp_path: 
 
 
 def test_the_panel_on_another_machine_lists_and_invalidates_in_the_bucket(
-    s3_env: str, tmp_path: Path, monkeypatch
+    s3_env: str, tmp_path: Path, become_machine
 ) -> None:
     """ptd.browse() headless on machine b (nothing copied): a's entries, and "Invalidate all" deletes objects."""
     pytest.importorskip("ipywidgets", reason="the panel needs ipywidgets")
-    _fill(tmp_path, monkeypatch, s3_env)
-    _become("b", tmp_path, monkeypatch, s3_env)
+    _fill(become_machine, tmp_path, s3_env)
+    become_machine("b", s3_env)
     panel = ptd.browse(project="proj-1", background=False)
     assert s3_env in panel.title.value  # the panel names the bucket, not this machine's copies
     assert len(panel.state.entries) == 7 and "7 entries" in panel.totals.value

@@ -271,23 +271,10 @@ def _step(write: bool) -> object:
     return ptd.manual_cache("table", {"rows": 3}, write=write)
 
 
-def _become_machine(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> Path:
-    """Switch this process to another machine: its own HOME (so its own local copies)."""
-    import persist_to_disk as ptd
-
-    home = tmp_path / name
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    ptd.config.reset()
-    ptd.config.set_persist_path(url)
-    ptd.config.set_project_path(tmp_path / "proj")
-    return home
-
-
-def test_manual_cache_goes_through_the_store(s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _become_machine("a", tmp_path, monkeypatch, s3_env)
+def test_manual_cache_goes_through_the_store(s3_env: str, become_machine) -> None:
+    become_machine("a", s3_env)
     _step(write=True)
-    home_b = _become_machine("b", tmp_path, monkeypatch, s3_env)
+    home_b = become_machine("b", s3_env)
     assert _step(write=False) == {"rows": 3}
     assert list((home_b / ".cache" / "persist_to_disk" / "copies").rglob("table.ptd"))
 

@@ -14,14 +14,6 @@ import persist_to_disk as ptd
 from ipython_ext import location, moves
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    proj = tmp_path / "proj"
-    (proj / ".git").mkdir(parents=True)
-    (proj / "notebooks").mkdir()
-    return proj
-
-
 def _cache_folder(cache_root: Path, project: Path, *parts: str) -> Path:
     return cache_root / ptd.config.project_folder_name(project) / Path(*parts)
 

@@ -9,6 +9,7 @@ calls JupyterLab makes (see ``live_server``) and counts computations in a file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from .live_server import JupyterServer
+from .live_server import JupyterServer, Kernel
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +48,23 @@ def server(project: Path, kernelspec: Path, tmp_path: Path) -> Iterator[JupyterS
             pytest.fail("processes outlived the Jupyter server (killed now): " + "; ".join(survivors))
 
 
+def _untitled(server: JupyterServer, project: Path) -> dict:
+    """A new notebook as JupyterLab makes one, open in the server: its session."""
+    nbformat.write(nbformat.v4.new_notebook(), str(project / "notebooks" / "Untitled.ipynb"))
+    return server.open_notebook("notebooks/Untitled.ipynb")
+
+
+@contextlib.contextmanager
+def _kernel(server: JupyterServer, session: dict, counter: Path) -> Iterator[Kernel]:
+    """The session's kernel with SETUP run (``square`` counting its runs into ``counter``); closed after."""
+    kernel = server.kernel(session)
+    try:
+        kernel.run(SETUP.format(counter=str(counter)))
+        yield kernel
+    finally:
+        kernel.close()
+
+
 def _computed(counter: Path) -> list[str]:
     return counter.read_text().splitlines() if counter.exists() else []
 
@@ -68,11 +86,8 @@ def test_a_renamed_notebook_finds_its_cache_and_a_restart_hits(
     server: JupyterServer, project: Path, cache_root: Path
 ) -> None:
     counter = project / "counter.txt"
-    nbformat.write(nbformat.v4.new_notebook(), str(project / "notebooks" / "Untitled.ipynb"))
-    session = server.open_notebook("notebooks/Untitled.ipynb")
-    kernel = server.kernel(session)
-    try:
-        kernel.run(SETUP.format(counter=str(counter)))
+    session = _untitled(server, project)
+    with _kernel(server, session, counter) as kernel:
         assert kernel.run("print(square(3))").strip() == "9"
         assert _computed(counter) == ["square 3"]
         assert len(_entries(cache_root, "Untitled")) == 1
@@ -88,40 +103,25 @@ def test_a_renamed_notebook_finds_its_cache_and_a_restart_hits(
         assert len(_entries(cache_root, "exp")) == 2 and _entries(cache_root, "Untitled") == []
         assert kernel.run('print(square.cache.path(3))').strip().startswith(str(cache_root))
         assert "/notebooks/exp/square/" in kernel.run('print(square.cache.path(3))')
-    finally:
-        kernel.close()
 
     server.restart(session)
-    kernel = server.kernel(session)
-    try:
-        kernel.run(SETUP.format(counter=str(counter)))
+    with _kernel(server, session, counter) as kernel:
         where = json.loads(kernel.run(WHERE))
         assert where["notebook"] == str((project / "notebooks" / "exp.ipynb").resolve())
         assert kernel.run("print(square(3), square(4))").strip() == "9 16"
         assert _computed(counter) == ["square 3", "square 4"]  # a restart hits
-    finally:
-        kernel.close()
 
 
 def test_a_rename_before_any_new_cell_is_followed_after_a_restart(
     server: JupyterServer, project: Path, cache_root: Path
 ) -> None:
     counter = project / "counter.txt"
-    nbformat.write(nbformat.v4.new_notebook(), str(project / "notebooks" / "Untitled.ipynb"))
-    session = server.open_notebook("notebooks/Untitled.ipynb")
-    kernel = server.kernel(session)
-    try:
-        kernel.run(SETUP.format(counter=str(counter)))
+    session = _untitled(server, project)
+    with _kernel(server, session, counter) as kernel:
         kernel.run("square(5)")
-    finally:
-        kernel.close()
     server.rename(session, "notebooks/renamed.ipynb")  # and restart at once: the old kernel never ran a cell since
     server.restart(session)
-    kernel = server.kernel(session)
-    try:
-        kernel.run(SETUP.format(counter=str(counter)))
+    with _kernel(server, session, counter) as kernel:
         assert kernel.run("print(square(5))").strip() == "25"
         assert _computed(counter) == ["square 5"]
         assert len(_entries(cache_root, "renamed")) == 1 and _entries(cache_root, "Untitled") == []
-    finally:
-        kernel.close()

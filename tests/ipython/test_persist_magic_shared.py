@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import persist_to_disk as ptd
 from tests.s3server import MotoS3, set_env
 
 
@@ -25,28 +24,18 @@ def bucket_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.stop()
 
 
-def _machine(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> Path:
-    home = tmp_path / name
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    ptd.config.reset()
-    ptd.config.set_persist_path(url)
-    ptd.config.set_project_path(tmp_path / "proj")
-    return home
-
-
 def test_a_cell_cached_in_a_bucket_is_restored_on_another_machine(
-    ip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket_url: str
+    ip, tmp_path: Path, become_machine, bucket_url: str
 ) -> None:
     log = tmp_path / "ran.txt"
     ip.user_ns["LOG"] = str(log)
     cell = "with open(LOG, 'a') as fh:\n    fh.write('ran\\n')\ndel fh\nanswer = 6 * 7\nprint('computed')\n"
-    _machine("a", tmp_path, monkeypatch, bucket_url)
+    become_machine("a", bucket_url)
     ip.run_cell_magic("persist", "shared", cell)
     assert log.read_text() == "ran\n"
     del ip.user_ns["answer"]
 
-    home_b = _machine("b", tmp_path, monkeypatch, bucket_url)
+    home_b = become_machine("b", bucket_url)
     ip.run_cell_magic("persist", "shared", cell)
     assert ip.user_ns["answer"] == 42
     assert log.read_text() == "ran\n"  # restored from the store, not run again
