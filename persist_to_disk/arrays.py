@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 1 << 24  # a non-contiguous array is copied this much at a time
 FLOAT_CHUNK_BYTES = 1 << 18  # floats are checked for NaNs and hashed this much at a time
 TREE_MIN_BYTES = 1 << 23  # values from this size hash as a tree of runs, in parallel
-TREE_RUN_BYTES = 1 << 21  # a run of the tree: as many whole elements as fit
+TREE_RUN_BYTES = 1 << 23  # a run of the tree: as many whole elements as fit (one task for a thread)
 _TREE_WORKERS = min(os.cpu_count() or 1, 4)  # past ~4 threads memory bandwidth is the limit
 
 
@@ -100,11 +100,10 @@ def _feed_values(h: CanonicalHasher, arr: Any, np: Any) -> None:
 
 
 def _run_digest(run: Any) -> bytes:
+    """One run's digest, its NaNs made canonical first: a pass of numpy then one of xxh3 over the whole
+    run (in pieces, the Python between them would hold the GIL the other threads need)."""
     np = sys.modules["numpy"]
-    hasher = xxhash.xxh3_128()
-    for chunk in _c_order_chunks(run, np):
-        hasher.update(_bytes_of(_nan_canonical(chunk, np), np))
-    return hasher.digest()
+    return xxhash.xxh3_128_digest(_bytes_of(_nan_canonical(run, np), np))
 
 
 def _runs_of(arr: Any, run: int, np: Any) -> Iterator[Any]:

@@ -405,7 +405,7 @@ GOLDEN_DIGESTS = {
     "aware": "9ee15d4e45558110ad3428c9438eb4f4",
     "pure_path": "4be28ecd53d9de7df1444bdedcb2db3e",
     "abc_class": "e3734b52a0c5eb30c4d0572daae1c6d8",
-    "large_array": "b1726f7630aee533a14ccd1af88ec1b2",
+    "large_array": "8450e69d7c9745fc7ba4ae802d735a39",
 }
 
 GOLDEN_CALL_DIGEST = "459ece41b457032b38e81ca5f5d38fcf"
