@@ -9,6 +9,7 @@ in a notebook a user sets the persist path after defining the function.
 
 from __future__ import annotations
 
+import configparser
 import logging
 import os
 import threading
@@ -131,8 +132,6 @@ class Config:
 
     def _read_file(self) -> dict[str, str]:
         if self._file_values is None:
-            import configparser  # once per process, on the first call: not at start-up
-
             values = dict(DEFAULTS)
             parser = configparser.ConfigParser()
             path = self.config_path
@@ -166,8 +165,6 @@ class Config:
         return self._file_values
 
     def _write_file(self, values: dict[str, str]) -> Path:
-        import configparser
-
         path = self.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         parser = configparser.ConfigParser()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 # Each costs milliseconds to import and only some calls need it: async functions (asyncio),
-# reading config.ini (configparser), hashing arrays (numpy), a shared store (s3fs), the panel.
-LOADED_WHEN_NEEDED = ("asyncio", "configparser", "numpy", "s3fs", "fsspec", "ipywidgets", "IPython", "filelock")
+# hashing arrays (numpy), a shared store (s3fs), the panel.
+LOADED_WHEN_NEEDED = ("asyncio", "numpy", "s3fs", "fsspec", "ipywidgets", "IPython", "filelock")
 
 _IMPORT = f"""
 import json, sys
