@@ -105,7 +105,7 @@ class ShardWriter:
         merged.update(rows)
         try:
             if merged:
-                self.fs.pipe_file(self.url, json.dumps({"rows": merged}, separators=(",", ":")).encode())
+                self.fs.pipe_file(self.url, _shard_body(merged))
             else:
                 self.fs.rm_file(self.url)
         except FileNotFoundError:
@@ -145,7 +145,7 @@ def prune_shard(fs: Any, url: str, kept: set[str]) -> None:
     if not left:
         fs.rm_file(url)
     elif len(left) < len(rows):
-        fs.pipe_file(url, json.dumps({"rows": left}, separators=(",", ":")).encode())
+        fs.pipe_file(url, _shard_body(left))
 
 
 def read_rows(fs: Any, shards: Mapping[str, str]) -> Rows:
@@ -163,6 +163,11 @@ def read_rows(fs: Any, shards: Mapping[str, str]) -> Rows:
         for key, (etag, header) in _parse_shard(body).items():
             found.setdefault(prefix + key, {})[etag] = header
     return found
+
+
+def _shard_body(rows: dict[str, list[Any]]) -> bytes:
+    """A shard's object; header values JSON cannot hold are written as the entry file writes them (str)."""
+    return json.dumps({"rows": rows}, separators=(",", ":"), default=str).encode()
 
 
 def _parse_shard(body: bytes) -> dict[str, list[Any]]:
