@@ -1,4 +1,5 @@
-"""Scenario j: a shared S3 store, on loopback (moto or SeaweedFS on 127.0.0.1, started here).
+"""Scenario j: a shared S3 store, on loopback (moto or SeaweedFS on 127.0.0.1, started here, each in
+a process of its own as a real server runs: moto in this process would take the measured client's GIL).
 
 - hit from the local copy vs a hit of a local store, interleaved in rounds in one process
   (target: within 1.5x), with a refresh interval longer than the run (a hit touches no network);
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.s3server import MotoS3, SeaweedS3  # noqa: E402
+from tests.s3server import MotoProcess, SeaweedS3  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--server", choices=["moto", "seaweedfs"], default="moto")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ptd-shared-bench-"))
-    server = MotoS3() if args.server == "moto" else SeaweedS3(work / "seaweedfs")
+    server = MotoProcess() if args.server == "moto" else SeaweedS3(work / "seaweedfs")
     os.environ.update(server.env())
     os.environ["PTD_SECRET_KEY"] = "bench-secret"
     os.environ["HOME"] = str(work / "home-a")

@@ -48,6 +48,48 @@ class MotoS3:
             self._server._server.server_close()  # shutdown() alone leaves the socket listening
 
 
+class MotoProcess(MotoS3):
+    """moto's server as a process of its own (``moto_server``) on 127.0.0.1, as any S3 server runs:
+    for benchmarks, where a server in the measuring process would take its GIL."""
+
+    def __init__(self) -> None:
+        import shutil
+        import subprocess
+        import sys
+        import time
+        from pathlib import Path
+
+        import boto3
+
+        beside = Path(sys.executable).parent / "moto_server"
+        command = str(beside) if beside.is_file() else shutil.which("moto_server")
+        if command is None:
+            raise RuntimeError("moto_server not found: pip install 'moto[server]'")
+        port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._proc = subprocess.Popen(
+            [command, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self.running = True
+        client = boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials())
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.list_buckets()
+                return
+            except Exception:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.running:
+            self.running = False
+            self._proc.terminate()
+            self._proc.wait(timeout=30)
+
+
 class HoldingProxy:
     """A TCP proxy on 127.0.0.1 in front of an S3 server. Each connection is forwarded until it has
     carried ``hold_after`` bytes towards the server; the rest is read but never forwarded, so an
