@@ -5,8 +5,8 @@ A key must be equal for equal arguments in every process and Python run: no
 pickle byte streams (they differ between equal objects). Values are walked into
 a tagged byte stream fed to xxh3-128; numpy arrays and pandas objects feed their
 raw buffers straight in (large ones as a tree hashed in parallel, see ``arrays``),
-so a 200 MB array hashes at memory speed. A call's key hashes each argument's own
-digest, which entry headers keep for ``why``.
+so a 200 MB array hashes at memory speed. A call's key holds each argument's own
+digest (scalars go in whole), which entry headers keep for ``why``.
 
 Changing what this module feeds the hasher changes every user's keys:
 ``KEY_FORMAT`` is part of every digest and the golden test pins the output.
@@ -34,7 +34,15 @@ from . import arrays
 from .arrays import qualified_name
 from .errors import UnhashableArgumentError
 
-__all__ = ["KEY_FORMAT", "CanonicalHasher", "hash_arguments", "hash_arguments_json", "hash_call", "hash_value"]
+__all__ = [
+    "KEY_FORMAT",
+    "CanonicalHasher",
+    "argument_digests",
+    "hash_arguments",
+    "hash_arguments_json",
+    "hash_call",
+    "hash_value",
+]
 
 KEY_FORMAT = b"ptd-key-3"
 
@@ -467,6 +475,11 @@ def _name_bytes(name: str) -> bytes:
     return b"s" + _pack_len(len(payload)) + payload
 
 
+# Arguments of these types are fed into the key itself: hashing one again for a header costs less than
+# a digest of its own would cost every hit. Any other argument goes in as ``#`` and its own digest.
+_INLINE = frozenset({type(None), bool, int, float, str, bytes})
+
+
 def hash_call(
     named: Mapping[str, Any],
     *,
@@ -474,39 +487,61 @@ def hash_call(
     code_of: Callable[[Any], str] | None = None,
     extra: Sequence[tuple[bytes, Any]] = (),
 ) -> tuple[str, dict[str, bytes]]:
-    """The key of named arguments (32 hex chars), independent of their order, and each argument's digest.
+    """The key of named arguments (32 hex chars), independent of their order, and the digests it holds.
 
-    The key hashes each argument's name and digest (so ``why`` compares what the key was made of,
-    without hashing the arguments again). ``extra``: more values, each with a label made by
+    Each argument other than a scalar (None, bool, int, float, str, bytes) goes into the key as its
+    own digest, returned by name (so a header records what ``why`` compares without hashing a large
+    argument again: see :func:`argument_digests`). ``extra``: more values, each with a label made by
     :func:`extra_label`, in a fixed order (the values of the globals a function reads); no argument
     name can take their place. A value that cannot be hashed raises UnhashableArgumentError naming
     the argument, whatever went wrong inside the value's own code.
     """
     hasher = CanonicalHasher(_started(prefix).copy(), code_of=code_of)
     key = hasher.h
-    arguments = {}
+    digests = {}
     for name in sorted(named):
         if type(name) is str:
             key.update(_name_bytes(name))  # what feed(name) hashes, encoded once per name
         else:
             hasher.feed(name)
         value = named[name]
-        hasher.h = _value_hasher()  # the argument's own digest, then that into the key
+        inline = type(value) in _INLINE
+        if not inline:
+            hasher.h = _value_hasher()  # the argument's own digest, then that into the key
         try:
             hasher.feed(value)
         except Exception as exc:
             raise _unhashable_error(f"argument {name!r}", value, exc, str(name)) from exc
-        digest = hasher.h.digest()
-        key.update(digest)
-        arguments[name if type(name) is str else str(name)] = digest
-    hasher.h = key
+        if not inline:
+            digest = hasher.h.digest()
+            key.update(b"#" + digest)  # no scalar's frame starts with "#"
+            digests[name if type(name) is str else str(name)] = digest
+            hasher.h = key
     for label, value in extra:
-        hasher.h.update(label)
+        key.update(label)
         try:
             hasher.feed(value)
         except Exception as exc:
             raise _unhashable_error(label[9:].decode("utf-8", "replace"), value, exc) from exc
-    return hasher.digest(), arguments
+    return hasher.digest(), digests
+
+
+def argument_digests(named: Mapping[str, Any], known: Mapping[str, bytes]) -> dict[str, str]:
+    """Each argument's digest (hex), as :func:`hash_value` gives it, for an entry's header: taken from
+    ``known`` (what :func:`hash_call` returned) where it is there, else hashed now; ``"?"`` for an
+    argument that cannot be hashed (a header never fails a store)."""
+    out = {}
+    for name, value in named.items():
+        name = str(name)
+        digest = known.get(name)
+        if digest is not None:
+            out[name] = digest.hex()
+            continue
+        try:
+            out[name] = hash_value(value)
+        except Exception:
+            out[name] = "?"
+    return out
 
 
 def hash_arguments(

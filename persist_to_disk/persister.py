@@ -77,7 +77,7 @@ class Call(miss.ResolvedCall):
     groups: tuple[str, ...]  # the key's groupby folders, outermost first (one per Options.groupby)
     named: dict[str, Any]
     fingerprint: fingerprint.Fingerprint | None  # None: dependencies not tracked (pinned, or switched off)
-    arg_digests: dict[str, bytes] | None  # what the key hashed per argument; None with hash_method='json'
+    arg_digests: dict[str, bytes] | None  # the digests the key holds (scalars are fed whole); None with 'json'
 
 
 def _names(value: Any, setting: str) -> tuple[str, ...]:
@@ -575,17 +575,8 @@ def _record(call: Call) -> why.CallRecord:
 
 
 def _argument_digests(call: Call) -> dict[str, str]:
-    """One digest per argument, so ``why`` can tell which argument differs from a stored entry:
-    those the key was made of, or (``hash_method='json'``) each argument's ``hash_value``."""
-    if call.arg_digests is not None:
-        return {name: digest.hex() for name, digest in call.arg_digests.items()}
-    out = {}
-    for name, value in call.named.items():
-        try:
-            out[str(name)] = keys.hash_value(value)
-        except Exception:  # a header never fails a store
-            out[str(name)] = "?"
-    return out
+    """One digest per argument, so ``why`` can tell which argument differs from a stored entry."""
+    return keys.argument_digests(call.named, call.arg_digests or {})
 
 
 def _warn(message: str) -> None:
