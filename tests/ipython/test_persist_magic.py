@@ -335,7 +335,7 @@ def test_cell_key_format_is_pinned() -> None:
     assert magics.cell_digest(None, version, digests) != GOLDEN_DIGEST
 
 
-GOLDEN_DIGEST = "6e6d05619dfd48b83fb925f794ad49ce"  # cell code from ast.unparse; KEY_FORMAT ptd-key-3
+GOLDEN_DIGEST = "f1ec2114918a772e4e9688d2b3740706"  # cell code from ast.unparse; KEY_FORMAT ptd-key-3
 
 
 def test_input_digests_skip_ipython_furniture_and_key_modules_by_name() -> None:
