@@ -138,14 +138,17 @@ def flush_all() -> None:
 getattr(threading, "_register_atexit", atexit.register)(flush_all)
 
 
-def prune_shard(fs: Any, url: str, kept: set[str]) -> None:
-    """Keep only the rows of ``kept`` keys in a shard; remove it when none is left (after a prune or clear)."""
+def prune_shard(fs: Any, url: str, kept: set[str]) -> bool:
+    """Keep only the rows of ``kept`` keys in a shard; remove it when none is left (after a prune or
+    clear), and say so."""
     rows = _parse_shard(fs.cat_file(url))
     left = {key: row for key, row in rows.items() if key in kept}
     if not left:
         fs.rm_file(url)
-    elif len(left) < len(rows):
+        return True
+    if len(left) < len(rows):
         fs.pipe_file(url, _shard_body(left))
+    return False
 
 
 def read_rows(fs: Any, shards: Mapping[str, str]) -> Rows:

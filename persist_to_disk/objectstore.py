@@ -120,6 +120,7 @@ class ObjectStore:
         self._shards: dict[str, str] = {}
         self._rows: objectindex.Rows = {}  # the rows of the shards in _read, read when headers are asked for
         self._read: set[str] = set()
+        self._emptied: set[str] = set()  # folders (keys) this process deleted entries from: tidy looks at them
 
     def _index(self) -> objectindex.ShardWriter:
         return objectindex.writer_for(self.fs, self.root_url, self.copies.trust_root)
@@ -343,6 +344,7 @@ class ObjectStore:
         with contextlib.suppress(OSError):
             os.unlink(self._etag_path(key))
         self._checked.pop(key, None)
+        self._emptied.add(key.rpartition("/")[0])
         if self.name:  # a function's folder (the catalog deletes through the root, where no shard is)
             self._index().drop(key)
         return size or copy
@@ -492,7 +494,36 @@ class ObjectStore:
             above = folder[: -len(objectindex.INDEX_FOLDER)]
             kept = {e[len(above) :] for e in entries if e.startswith(above)}
             with contextlib.suppress(Exception):
-                objectindex.prune_shard(self.fs, self.url_of(key), kept)
+                if objectindex.prune_shard(self.fs, self.url_of(key), kept):
+                    self._emptied.add(folder)
+        self._remove_empty_folders(prefix.strip("/"), keys)
+
+    def _remove_empty_folders(self, prefix: str, left: list[str]) -> None:
+        """Some servers (SeaweedFS) keep a folder once its last object is gone; S3 and moto have none.
+        Delete the folders this process emptied under prefix and nothing is left in (``left``: the keys
+        still there), deepest first, in a few batch requests."""
+        occupied = {""}
+        for key in left:
+            parts = key.split("/")[:-1]
+            occupied.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        under = [f for f in self._emptied if not prefix or f == prefix or f.startswith(prefix + "/")]
+        empty: set[str] = set()
+        for folder in under:
+            parts = folder.split("/")
+            empty.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        empty = {f for f in empty if f not in occupied and (not prefix or f == prefix or f.startswith(prefix + "/"))}
+        self._emptied -= set(under)
+        bucket, _, base = self.root_url.split("://", 1)[-1].partition("/")
+        base = f"{base}/" if base else ""
+        for depth in sorted({f.count("/") for f in empty}, reverse=True):
+            level = sorted(f for f in empty if f.count("/") == depth)
+            for i in range(0, len(level), 1000):
+                batch = [{"Key": f"{base}{f}/"} for f in level[i : i + 1000]]
+                try:
+                    self.fs.call_s3("delete_objects", Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+                except Exception as exc:
+                    logger.info("%s: empty folders not removed (%s: %s)", self.root_url, type(exc).__name__, exc)
+                    return
 
     # -- faults --------------------------------------------------------------------------------------
     def _bucket(self) -> str:

@@ -93,6 +93,26 @@ def test_iter_entries_lists_keys_with_headers(backend: Callable[[str], Store]) -
     assert [info.key for info in store.iter_entries("g/8")] == [OTHER]
 
 
+def test_the_tree_a_catalog_walks(backend: Callable[[str], Store]) -> None:
+    """list_folder gives one level (folders, then entries with sizes, headers unread); fill_headers reads
+    them; after a delete, tidy leaves no empty folder of this machine's behind."""
+    backend("a").put(KEY, "x", _header())
+    backend("a").put(OTHER, "y", _header(args={"x": "2"}))
+    store = backend("b")  # another machine: nothing of its own yet
+    assert store.list_folder("") == (["g"], [])
+    assert store.list_folder("g")[0] == ["7", "8"]
+    folders, entries = store.list_folder("g/7")
+    assert folders == [] and [e.key for e in entries] == [KEY]
+    assert entries[0].size > 0 and entries[0].header is None
+    store.fill_headers(entries)
+    assert entries[0].status == "ok" and entries[0].args == {"x": "1"}
+    assert store.list_folder("nothing/here") == ([], [])
+    assert store.delete(KEY) > 0
+    store.tidy("g")
+    assert store.list_folder("g")[0] == ["8"]
+    assert not Path(store.path_of(KEY)).parent.exists()
+
+
 def test_replace_overwrites(backend: Callable[[str], Store]) -> None:
     store = backend("a")
     store.put(KEY, "first", _header())
