@@ -30,6 +30,7 @@ class _Asks:
         self.pending: collections.deque[str] = collections.deque()
         self.asked: set[str] = set()
         self.work = threading.Event()
+        self.draining = threading.Lock()  # held for a whole pass: a listing's flush waits for the thread's
         self.thread: threading.Thread | None = None
 
 
@@ -50,16 +51,20 @@ def refresh_later(path: str) -> None:
 
 
 def flush() -> None:
-    """Refresh every last-read time asked for so far, now (before entries are listed, and at exit)."""
+    """Refresh every last-read time asked for so far, now (before entries are listed, and at exit).
+
+    Returns once every refresh asked before the call is made, including one the thread has
+    already taken off the queue: a listing never sees a time older than a hit it follows."""
     asks = _asks
-    while True:
-        try:
-            path = asks.pending.popleft()
-        except IndexError:
-            return
-        with contextlib.suppress(OSError):  # gone, replaced by a link, or a read-only cache
-            os.utime(path, **_NOFOLLOW)
-        asks.asked.discard(path)
+    with asks.draining:
+        while True:
+            try:
+                path = asks.pending.popleft()
+            except IndexError:
+                return
+            with contextlib.suppress(OSError):  # gone, replaced by a link, or a read-only cache
+                os.utime(path, **_NOFOLLOW)
+            asks.asked.discard(path)
 
 
 def _start(asks: _Asks) -> None:

@@ -100,7 +100,8 @@ def _open_entry(path: str | os.PathLike) -> tuple[int, os.stat_result]:
 def _read_all(
     path: str, check: Any = None, touch: bool = False
 ) -> tuple[bytes | bytearray | mmap.mmap, os.stat_result]:
-    """The whole file; ``touch``: refresh its mtime (last read) if stale or stamped in the future."""
+    """The whole file; ``touch``: a stale mtime (last read) is refreshed soon by :mod:`.lastread`,
+    one stamped in the future at once."""
     global _O_HIT
     try:
         fd = os.open(path, _O_HIT)  # (_open_entry inlined: every hit runs this)

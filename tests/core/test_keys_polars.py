@@ -8,18 +8,14 @@ nulls, NaNs and empty strings are different values.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import subprocess
 
-import numpy as np
+import polars as pl
 import pytest
 
 from persist_to_disk import keys
 
-pl = pytest.importorskip("polars")
-pytest.importorskip("pyarrow")
 
 _FRAME = '''
 import datetime as dt

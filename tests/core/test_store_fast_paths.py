@@ -224,3 +224,35 @@ def test_a_hit_leaves_the_files_access_time_alone(store: LocalStore, tmp_path: P
     os.utime(path, (old, recent))
     assert store.get(KEY) == [1, 2, 3]
     assert os.stat(path).st_atime == old
+
+
+def test_a_listing_waits_for_a_refresh_the_thread_has_already_begun(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing must never see a last-read time older than a hit it follows, even while the
+    refreshing thread holds the path between taking it off the queue and setting its time."""
+    import os
+    import threading
+    import time
+
+    from persist_to_disk import lastread
+
+    store.put(KEY, [1, 2, 3], {})
+    path = store.path_of(KEY)
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+    taken, release = threading.Event(), threading.Event()
+    real_utime = os.utime
+
+    def slow_utime(target, *args, **kwargs):  # the thread has the path and has not set its time yet
+        if threading.current_thread().name == "ptd-last-read":
+            taken.set()
+            release.wait(10)
+        return real_utime(target, *args, **kwargs)
+
+    monkeypatch.setattr(lastread.os, "utime", slow_utime)
+    assert store.get(KEY) == [1, 2, 3]
+    assert taken.wait(30), "the refreshing thread never took the path"
+    threading.Timer(0.5, release.set).start()  # the listing below must wait for it, not pass it by
+    (listed,) = list(store.iter_entries())
+    assert listed.last_read > hour_ago + 3000
