@@ -1,13 +1,14 @@
 """The listing index of a shared store: per-writer shards of entry headers.
 
 Listing a folder of N entries would cost N ranged GETs (one per header). Instead each
-writer keeps one small index object per folder it stores into,
-``<folder>/.ptd-index/<writer>.json`` = ``{"rows": {key: [etag, header]}}``, so a reader
-pays one LIST (which it needs anyway) and one GET per writer, however many entries there are.
-A writer is a machine: its host and its folder of local copies (two HOMEs on one host are
-two machines). Its processes rewrite the shard at most once per :data:`FLUSH_DELAY` seconds
-(and at exit), each time merged with what the shard holds, so the rewrites of a busy
-writer stay few.
+writer keeps small index objects in each folder it stores into, ``<folder>/.ptd-index/<writer>.json``
+then ``<writer>.1.json``, ``<writer>.2.json``... = ``{"rows": {key: [etag, header]}}``, so a
+reader pays one LIST (which it needs anyway) and one GET per shard: N / :data:`SHARD_ROWS`
+per writer instead of N. A writer is a machine: its host and its folder of local copies (two
+HOMEs on one host are two machines). Its processes add rows to its last shard at most once per
+:data:`FLUSH_DELAY` seconds (and at exit), merged with what that shard holds, and start the
+next shard once it holds :data:`SHARD_ROWS` rows: a flush moves at most one full shard each way,
+however many entries the folder has.
 
 The bucket LIST stays the truth of what exists: a row whose object is gone is ignored, and
 an object with no row, or whose ETag differs from its row's (replaced by a RECACHE on
@@ -25,19 +26,22 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import xxhash
 
-__all__ = ["FLUSH_DELAY", "INDEX_FOLDER", "ShardWriter", "flush_all", "prune_shard", "read_rows", "writer_for"]
+__all__ = [
+    "FLUSH_DELAY", "INDEX_FOLDER", "SHARD_ROWS", "ShardWriter", "flush_all", "prune_shard", "read_rows", "writer_for"
+]
 
 logger = logging.getLogger("persist_to_disk")
 
 INDEX_FOLDER = ".ptd-index"
 FLUSH_DELAY = 1.0  # seconds a writer gathers puts before rewriting its shard
+SHARD_ROWS = 256  # rows a shard takes before its writer starts the next one
 
-_writers: dict[tuple[str, int], ShardWriter] = {}  # (folder URL, pid) -> this process's writer of that shard
+_writers: dict[tuple[str, int], ShardWriter] = {}  # (first shard's URL, pid) -> this process's writer there
 _writers_lock = threading.Lock()
 
 Rows = dict[str, dict[str, Any]]  # key -> {etag: header}
@@ -48,16 +52,31 @@ def writer_name(copies_root: str) -> str:
     return f"{socket.gethostname()}-{xxhash.xxh3_64_hexdigest(os.path.abspath(copies_root).encode())[:8]}"
 
 
-def shard_url(folder_url: str, writer: str) -> str:
-    return f"{folder_url.rstrip('/')}/{INDEX_FOLDER}/{writer}.json"
+def shard_url(folder_url: str, writer: str, number: int = 0) -> str:
+    """The URL of a writer's shard ``number`` in a folder (the first keeps the name it always had)."""
+    name = writer if number == 0 else f"{writer}.{number}"
+    return f"{folder_url.rstrip('/')}/{INDEX_FOLDER}/{name}.json"
+
+
+def _shard_number(name: str, writer: str) -> int | None:
+    """The number of a shard file name of this writer; None for another writer's or a foreign name."""
+    if name == f"{writer}.json":
+        return 0
+    number = name.removeprefix(f"{writer}.").removesuffix(".json")
+    if name.startswith(f"{writer}.") and name.endswith(".json") and number.isdigit():
+        return int(number)
+    return None
 
 
 class ShardWriter:
-    """This process's side of one writer's shard in one folder: rows added by puts, flushed in batches."""
+    """This process's side of one writer's shards in one folder: rows added by puts, flushed in batches
+    to the writer's last shard, a new shard every :data:`SHARD_ROWS` rows."""
 
-    def __init__(self, fs: Any, url: str) -> None:
+    def __init__(self, fs: Any, folder_url: str, writer: str) -> None:
         self.fs = fs
-        self.url = url
+        self.folder_url = folder_url.rstrip("/")
+        self.writer = writer
+        self._last: int | None = None  # the shard this process fills; found by a LIST at its first flush
         self._rows: dict[str, list[Any]] = {}  # key -> [etag, header] put by this process since its last flush
         self._dropped: set[str] = set()
         self._lock = threading.Lock()
@@ -83,46 +102,64 @@ class ShardWriter:
             self._timer.start()
 
     def flush(self) -> None:
-        """Rewrite the shard: what it holds, with this process's rows put and dropped since the last flush."""
+        """Write this process's rows put and dropped since the last flush into the writer's shards."""
         with self._flushing:
             with self._lock:
                 self._timer = None
                 rows, dropped = self._rows, self._dropped
                 self._rows, self._dropped = {}, set()
-            if rows or dropped:
-                self._rewrite(rows, dropped)
+            try:
+                if dropped:
+                    self._drop_rows(dropped)
+                if rows:
+                    self._append(rows)
+            except Exception as exc:  # the store is down: the rows are lost, readers read those headers
+                logger.info("%s: index not updated (%s: %s)", self.folder_url, type(exc).__name__, exc)
 
-    def _rewrite(self, rows: dict[str, list[Any]], dropped: set[str]) -> None:
+    def _append(self, rows: dict[str, list[Any]]) -> None:
+        """Rows into the last shard (a key it holds is replaced in place), then into new shards once
+        it is full: each PUT carries at most SHARD_ROWS rows."""
+        if self._last is None:
+            self._last = max(self._numbers(), default=0)
+        pending = dict(rows)
+        while pending:
+            url = shard_url(self.folder_url, self.writer, self._last)
+            held = _read_shard(self.fs, url)
+            taken = [key for key in pending if key in held]
+            room = SHARD_ROWS - len(held)
+            taken += [key for key in pending if key not in held][: max(room, 0)]
+            if taken:
+                held.update((key, pending.pop(key)) for key in taken)
+                self.fs.pipe_file(url, _shard_body(held))
+            if pending:  # full (another process of this machine may have started the next one: it is read)
+                self._last += 1
+
+    def _drop_rows(self, dropped: set[str]) -> None:
+        """Remove the rows of deleted entries from every shard of this writer that holds one (a
+        deletion is rare; a row left behind would only be ignored, its object gone)."""
+        for number in self._numbers():
+            with contextlib.suppress(FileNotFoundError):
+                _keep_rows(self.fs, shard_url(self.folder_url, self.writer, number), lambda key: key not in dropped)
+
+    def _numbers(self) -> list[int]:
+        """The numbers of this writer's shards in the folder (one LIST)."""
         try:
-            merged = _parse_shard(self.fs.cat_file(self.url))
+            paths = self.fs.ls(f"{self.folder_url}/{INDEX_FOLDER}", detail=False, refresh=True)
         except FileNotFoundError:
-            merged = {}
-        except Exception as exc:  # the store is down: the rows are lost, readers read those headers
-            logger.info("%s: index not updated (%s: %s)", self.url, type(exc).__name__, exc)
-            return
-        for key in dropped:
-            merged.pop(key, None)
-        merged.update(rows)
-        try:
-            if merged:
-                self.fs.pipe_file(self.url, _shard_body(merged))
-            else:
-                self.fs.rm_file(self.url)
-        except FileNotFoundError:
-            pass
-        except Exception as exc:
-            logger.info("%s: index not updated (%s: %s)", self.url, type(exc).__name__, exc)
+            return []
+        found = (_shard_number(path.rstrip("/").rpartition("/")[2], self.writer) for path in paths)
+        return sorted(number for number in found if number is not None)
 
 
 def writer_for(fs: Any, folder_url: str, copies_root: str) -> ShardWriter:
-    """This process's writer of this machine's shard in a folder of the store."""
-    url = shard_url(folder_url, writer_name(copies_root))
-    memo = (url, os.getpid())  # a forked child has no timer thread: it keeps writers of its own
+    """This process's writer of this machine's shards in a folder of the store."""
+    writer = writer_name(copies_root)
+    memo = (shard_url(folder_url, writer), os.getpid())  # a forked child has no timer thread: it keeps its own
     with _writers_lock:
-        writer = _writers.get(memo)
-        if writer is None:
-            writer = _writers[memo] = ShardWriter(fs, url)
-    return writer
+        shards = _writers.get(memo)
+        if shards is None:
+            shards = _writers[memo] = ShardWriter(fs, folder_url, writer)
+    return shards
 
 
 def flush_all() -> None:
@@ -141,8 +178,14 @@ getattr(threading, "_register_atexit", atexit.register)(flush_all)
 def prune_shard(fs: Any, url: str, kept: set[str]) -> bool:
     """Keep only the rows of ``kept`` keys in a shard; remove it when none is left (after a prune or
     clear), and say so."""
+    return _keep_rows(fs, url, kept.__contains__)
+
+
+def _keep_rows(fs: Any, url: str, keep: Callable[[str], bool]) -> bool:
+    """Rewrite a shard with only the rows whose key ``keep`` accepts, or remove it when none is left
+    (and say so); a shard losing nothing is not written."""
     rows = _parse_shard(fs.cat_file(url))
-    left = {key: row for key, row in rows.items() if key in kept}
+    left = {key: row for key, row in rows.items() if keep(key)}
     if not left:
         fs.rm_file(url)
         return True
@@ -166,6 +209,14 @@ def read_rows(fs: Any, shards: Mapping[str, str]) -> Rows:
         for key, (etag, header) in _parse_shard(body).items():
             found.setdefault(prefix + key, {})[etag] = header
     return found
+
+
+def _read_shard(fs: Any, url: str) -> dict[str, list[Any]]:
+    """A shard's rows; none when it does not exist yet."""
+    try:
+        return _parse_shard(fs.cat_file(url))
+    except FileNotFoundError:
+        return {}
 
 
 def _shard_body(rows: dict[str, list[Any]]) -> bytes:
