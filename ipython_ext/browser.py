@@ -17,7 +17,8 @@ table shows one page at a time.
 Which entries are of the *current* code version: for a function given as
 ``browse(func=f)``, and for every persisted function in the notebook's namespace,
 the version of the code that runs now; for others, the version of the function
-folder's most recently used entry (see :mod:`persist_to_disk.catalog`).
+folder's most recently used entry (see :mod:`persist_to_disk.catalog`). An entry
+of another key format is of an older version whatever its code: no call hits it again.
 """
 
 from __future__ import annotations

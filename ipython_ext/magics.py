@@ -313,6 +313,7 @@ class _CellRun:
             groupby=(),  # the entry's folder is <cell folder>/<bucket>: no groupby folders
             names=tuple(sorted(names)),
             source=self.cell[:_SOURCE_IN_HEADER],
+            key_format=keys.key_format_name(),
         )
         cell_names = set(plan.analysis.assigns)
 

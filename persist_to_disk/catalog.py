@@ -19,7 +19,9 @@ Which code version is *current*: a live function's version when the caller knows
 the version of the function folder's most recently used entry (the file's mtime is
 refreshed on reads and set on writes). So a reverted edit that hits old entries makes
 their version current again, and a function whose newest code never ran yet is judged
-by the code that last ran. Entries with no version (``manual_cache``) are neither.
+by the code that last ran. Entries with no version (``manual_cache``) are neither. An entry
+keyed under another key format than this version's (:func:`keys.key_format_name`; a header that
+records none is of an older one) is not current whatever its code: no call can hit it again.
 
 Everything goes through the store of the persist path (:func:`persist_to_disk.stores.open_store`:
 ``list_folder``, ``iter_entries``, ``fill_headers``, ``delete``, ``tidy``); this module touches
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import prune
+from . import keys, prune
 from .config import project_folder, read_project_registry
 from .errors import CatalogError
 from .layout import find_marker_root, safe_folder_name
@@ -392,6 +394,7 @@ class Catalog:
                     entry.function_folder = folder
             by_function.setdefault(entry.function_folder, []).append(entry)
         versions: dict[Path, str | None] = {}
+        key_format = keys.key_format_name()
         for folder, members in by_function.items():
             if folder in self.versions:
                 version: str | None = self.versions[folder]
@@ -401,7 +404,7 @@ class Catalog:
                 version = most_recent_version(members)
             versions[folder] = version
             for entry in members:
-                entry.current = None if entry.code_version is None or version is None else entry.code_version == version
+                entry.current = _is_current(entry, version, key_format)
         return versions
 
     def current_version(self, function_folder: str | os.PathLike) -> str | None:
@@ -484,6 +487,15 @@ class Catalog:
             self.store.tidy(self._prefix(folder))
 
 # -------------------------------------------------------------------------------------------- helpers
+def _is_current(entry: EntryInfo, version: str | None, key_format: str) -> bool | None:
+    """Of the function's current code version and this key format? None: no version to judge by."""
+    if entry.code_version is None:
+        return None
+    if entry.key_format != key_format:
+        return False
+    return None if version is None else entry.code_version == version
+
+
 def most_recent_version(entries: Iterable[EntryInfo]) -> str | None:
     """The code version of the most recently used entry that has one."""
     best: tuple[float, float] | None = None

@@ -44,6 +44,7 @@ class EntryHeader:
     groupby: tuple[tuple[str, str], ...] | None = None  # (groupby argument(s), folder), outermost first
     dependencies: tuple[tuple[str, str, str, str], ...] | None = None  # (kind, name, where, digest)
     arg_digests: Mapping[str, str] | None = None  # each argument's digest in the key (``why`` compares them)
+    key_format: str | None = None  # keys.KEY_FORMAT the key was made under; None: older than ptd-key-3
     names: tuple[str, ...] | None = None  # a cell's variables stored
     unpicklable: tuple[str, ...] | None = None  # a cell's variables that could not be pickled
     source: str | None = None  # the start of a cell's source
@@ -182,6 +183,7 @@ _READERS: dict[str, type | Callable[[Any], Any]] = {
     "names": _strs,
     "source": str,
     "unpicklable": _strs,
+    "key_format": str,
     "file": str,
     "format": int,
     "pickle_size": int,

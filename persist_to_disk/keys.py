@@ -42,6 +42,7 @@ __all__ = [
     "hash_arguments_json",
     "hash_call",
     "hash_value",
+    "key_format_name",
 ]
 
 KEY_FORMAT = b"ptd-key-3"
@@ -452,6 +453,11 @@ _register_subclass_handlers()
 
 
 # -- public entry points ------------------------------------------------------------------------
+def key_format_name() -> str:
+    """The key format as entry headers record it (``ptd-key-3``): an entry of another one is never hit again."""
+    return KEY_FORMAT.decode("ascii")
+
+
 @functools.lru_cache(maxsize=1024)
 def _started(prefix: bytes) -> xxhash.xxh3_128:
     """The state after KEY_FORMAT and the prefix (the same for every call of a function): copied, never fed."""

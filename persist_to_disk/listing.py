@@ -98,6 +98,10 @@ class EntryInfo:
         return self.record.code_version if self.record else None
 
     @property
+    def key_format(self) -> str | None:
+        return self.record.key_format if self.record else None
+
+    @property
     def kind(self) -> EntryKind | Literal["unknown"]:
         """ "function", "cell" or "manual" ("unknown" when the header cannot be read)."""
         return self.record.kind if self.record is not None else "unknown"

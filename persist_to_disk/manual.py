@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import layout, trust
+from . import keys, layout, trust
 from ._state import config
 from .header import EntryHeader
 from .store import ENOVAL
@@ -78,7 +78,10 @@ def manual_cache(
     top = folder if alt_root is not None else (settings.persist_path_local if local else settings.persist_path)
     store = open_store(folder, top, settings)
     if write:
-        header = EntryHeader(func=folder.name, key=key, args={"key": repr(key)}, kind="manual", created=time.time())
+        header = EntryHeader(
+            func=folder.name, key=key, args={"key": repr(key)}, kind="manual", created=time.time(),
+            key_format=keys.key_format_name(),
+        )
         store.put(name, obj, header.to_json(), replace=True)
         return obj
     if checkonly:

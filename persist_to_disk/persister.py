@@ -270,6 +270,7 @@ class PersistedFunction:
             groupby=self._groupby_header(call),  # where the function folder ends (for the browser and CLI)
             dependencies=record.dependencies,
             arg_digests=record.arg_digests,
+            key_format=record.key_format,
         )
         if _interactive():
             self._say_what_changed(call, record)
@@ -571,7 +572,7 @@ def _record(call: Call) -> why.CallRecord:
     if call.fingerprint is not None:
         rows = [tuple(dep.as_json()) for dep in call.fingerprint.code_dependencies]  # type: ignore[misc]
         rows += [tuple(dep.as_json()) for dep in fingerprint.describe_values(call.fingerprint, short_repr)]  # type: ignore[misc]
-    return why.CallRecord(_argument_digests(call), readable_arguments(call.named), tuple(rows))
+    return why.CallRecord(_argument_digests(call), readable_arguments(call.named), tuple(rows), keys.key_format_name())
 
 
 def _argument_digests(call: Call) -> dict[str, str]:

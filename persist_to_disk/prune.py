@@ -111,7 +111,7 @@ def plan_prune(
     """Which entries a prune removes; criteria add up.
 
     ``older_than`` (seconds): entries not read (nor written) for that long.
-    ``old_versions``: entries of an older code version than their function's current one
+    ``old_versions``: entries of an older code version than their function's current one, or of another key format
     (see :meth:`Catalog.mark_current`), and unreadable (corrupt) entries, which are never returned.
     ``max_size`` (bytes): then the least recently read entries until what is left fits (a last-read
     time in the future counts as never read: see :func:`last_read_rank`).

@@ -2,8 +2,9 @@
 
 Every entry's header records a digest per argument (``arg_digests``) and per dependency
 (``dependencies``: code of the function and the user code it reaches, library versions, the
-values of the globals it read). Explaining a miss is comparing those records, so it needs no
-value loaded and no code run.
+values of the globals it read), and the key format they were made under (``key_format``).
+Explaining a miss is comparing those records, so it needs no value loaded and no code run.
+Digests of two key formats never compare: an entry of another format is reported as that alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .header import EntryHeader
 __all__ = ["CallRecord", "Explanation", "differences", "explain", "nearest", "same_arguments"]
 
 _BY_KIND = {"function": "function", "class": "class", "library": "library"}
+_BEFORE_RECORDED = "ptd-key-2 or earlier"  # the format of a header without ``key_format``
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,11 @@ class CallRecord:
     arg_digests: Mapping[str, str]
     arg_reprs: Mapping[str, str]
     dependencies: tuple[tuple[str, str, str, str], ...]  # (kind, name, where, digest)
+    key_format: str | None = None  # None: a header of a format older than ptd-key-3 (it did not record it)
 
     @classmethod
     def from_header(cls, header: EntryHeader) -> CallRecord:
-        return cls(header.arg_digests or {}, header.args, header.dependencies or ())
+        return cls(header.arg_digests or {}, header.args, header.dependencies or (), header.key_format)
 
     def _deps(self) -> dict[tuple[str, str], tuple[str, str]]:
         return {(kind, name): (where, digest) for kind, name, where, digest in self.dependencies}
@@ -61,6 +64,8 @@ class Explanation:
 
 def differences(now: CallRecord, then: CallRecord) -> list[str]:
     """What changed from ``then`` (a stored entry) to ``now`` (the current call), most telling first."""
+    if then.key_format != now.key_format:  # every digest differs: none of them says anything
+        return [_key_format_change(then.key_format, now.key_format)]
     reasons = []
     for name in sorted(set(now.arg_digests) | set(then.arg_digests)):
         if now.arg_digests.get(name) != then.arg_digests.get(name):
@@ -73,6 +78,18 @@ def differences(now: CallRecord, then: CallRecord) -> list[str]:
             continue
         reasons.append(_describe(kind, name, was, is_))
     return reasons
+
+
+def _key_format_change(was: str | None, now: str | None) -> str:
+    older = was is None or _format_number(was) < _format_number(now)
+    stored = f"stored under {'an older' if older else 'another'} key format ({was or _BEFORE_RECORDED})"
+    return f"{stored}; this version computes keys as {now}"
+
+
+def _format_number(name: str | None) -> int:
+    """3 for ``ptd-key-3``; -1 for a name of no such form."""
+    number = (name or "").rpartition("-")[2]
+    return int(number) if number.isdigit() else -1
 
 
 def _describe(kind: str, name: str, was: tuple[str, str] | None, is_: tuple[str, str] | None) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,22 @@ def become_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[
         return home
 
     return become
+
+
+@pytest.fixture
+def previous_key_format(monkeypatch: pytest.MonkeyPatch) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """A context in which calls are keyed, and their entries written, as under the previous key format
+    (``ptd-key-2``): an entry a user kept from before an upgrade."""
+    from persist_to_disk import keys
+
+    @contextlib.contextmanager
+    def previous() -> Iterator[None]:
+        with monkeypatch.context() as patch:
+            patch.setattr(keys, "KEY_FORMAT", b"ptd-key-2")
+            keys._started.cache_clear()  # the states it caches start with the format
+            try:
+                yield
+            finally:
+                keys._started.cache_clear()
+
+    return previous

@@ -251,6 +251,30 @@ def test_current_version_is_the_most_recently_used_unless_a_live_one_is_given(ca
     ]
 
 
+def test_an_entry_of_an_older_key_format_is_not_current_even_of_the_live_code(cache, previous_key_format):
+    """The panel's marking: an entry kept from before the key format changed has the code version of the
+    code that runs now, yet no call can hit it; it is shown as of an older version."""
+
+    def make():
+        @ptd.persistf()
+        def f(x):
+            return x
+
+        return f
+
+    with previous_key_format():
+        make()(1)
+    f = make()
+    f(2)
+    folder = f.folder()
+    live = Catalog(versions={folder: f.code_version()})
+    listing = live.scan(live.node_of_folder(folder))
+    assert sorted((e.args["x"], e.code_version == f.code_version(), e.current) for e in listing.entries) == [
+        ("1", True, False),
+        ("2", True, True),
+    ]
+
+
 # ------------------------------------------------------------------------------------------ deleting
 def test_delete_reports_bytes_and_the_next_call_recomputes(filled):
     train, _square, calls = filled

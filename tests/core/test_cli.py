@@ -239,6 +239,32 @@ def test_prune_old_versions(cache):
     assert new.cache.contains(1) and not old.cache.contains(1) and len(files(cache)) == 1
 
 
+def test_prune_old_versions_removes_entries_of_an_older_key_format(cache, previous_key_format):
+    """Entries kept from before an upgrade that changed the key format are never hit again: they are of
+    an old version even when their code is not, and `ls` says so; the entry written since stays."""
+
+    def make():
+        @ptd.persistf()
+        def f(x):
+            return x
+
+        return f
+
+    with previous_key_format():
+        before = make()
+        before(1)
+        before(2)
+    f = make()
+    f(1)
+    assert len(files(cache)) == 3
+    name = project_name(cache)
+    listed = json.loads(ptd_cli("ls", name, rel(f.folder(), cache), "--json").stdout)
+    assert sorted(e["current"] for e in listed["entries"]) == [False, False, True]
+    out = ptd_cli("prune", name, "--old-versions", "--yes")
+    assert out.returncode == 0 and "Deleted 2 entries" in out.stdout, out.stdout + out.stderr
+    assert f.cache.contains(1) and not f.cache.contains(2) and len(files(cache)) == 1
+
+
 def test_declining_at_the_prompt_deletes_nothing(filled, cache):
     """With a terminal the CLI asks; `n` keeps everything (run under a pseudo-terminal)."""
     pty = pytest.importorskip("pty")

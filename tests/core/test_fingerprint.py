@@ -8,6 +8,7 @@ at run time, values passed as arguments) run here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import persist_to_disk as ptd
-from persist_to_disk import fingerprint
+from persist_to_disk import fingerprint, why
+from persist_to_disk.header import EntryHeader
 
 
 class Project:
@@ -327,6 +329,40 @@ def test_why_names_what_differs_from_the_nearest_entry(cache_root):
     exec("def scale(x):\n    return x * SCALE + 1\n", namespace)
     assert f.cache.why(5).reasons == ["function `scale` in <string>:1 changed"]
     assert "function `scale`" in str(f.cache.why(5))
+
+
+def test_why_says_an_entry_was_stored_under_an_older_key_format(cache_root, previous_key_format):
+    """After an upgrade that changes the key format, the kept entries miss: `why` says so, instead of
+    reporting equal arguments as changed."""
+    source = "@ptd.persistf()\ndef f(x):\n    return x * 2\n"
+    before = {"ptd": ptd}
+    with previous_key_format():
+        exec(source, before)
+        assert before["f"](3) == 6
+    after = {"ptd": ptd}
+    exec(source, after)
+    f = after["f"]
+    assert f.cache.why(3).reasons == [
+        "stored under an older key format (ptd-key-2); this version computes keys as ptd-key-3"
+    ]
+    assert f(3) == 6
+    assert str(f.cache.why(3)) == "f: this call is cached"
+
+
+def test_why_reads_a_header_without_a_key_format_as_an_older_one():
+    """Entries written before headers recorded the key format are of an older one; digests of one
+    format are still compared."""
+    then = why.CallRecord.from_header(EntryHeader(args={"x": "3"}, arg_digests={"x": "d-old"}))
+    now = why.CallRecord({"x": "d-new"}, {"x": "3"}, (), key_format="ptd-key-3")
+    assert why.differences(now, then) == [
+        "stored under an older key format (ptd-key-2 or earlier); this version computes keys as ptd-key-3"
+    ]
+    newer = dataclasses.replace(then, key_format="ptd-key-4")  # written by a newer release
+    assert why.differences(now, newer) == [
+        "stored under another key format (ptd-key-4); this version computes keys as ptd-key-3"
+    ]
+    same = why.CallRecord({"x": "d-old"}, {"x": "3"}, (), key_format="ptd-key-3")
+    assert why.differences(same, dataclasses.replace(same, arg_digests={"x": "d-new"})) == ["argument x: 3 -> 3"]
 
 
 def test_an_entry_header_and_ptd_info_list_the_dependencies(project):
