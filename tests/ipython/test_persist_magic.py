@@ -102,6 +102,7 @@ def test_entry_header_lists_the_cell_for_the_browser(ip, runs, cache_root: Path)
     assert header["code_version"] == magics.cell_code_version("tick(1)\nsquares = [i * i for i in range(n)]\n")
     assert header["compute_seconds"] >= 0 and header["created"] > 0
     assert "squares = " in header["source"]
+    assert header["key_format"] == "ptd-key-3"  # an older one marks the entry as of an old version
 
 
 def test_changed_input_or_code_misses_and_comments_do_not(ip, runs) -> None:
