@@ -43,8 +43,9 @@ from typing import Any
 from . import keys, prune
 from .config import project_folder, read_project_registry
 from .errors import CatalogError
+from .header import EntryHeader, EntryKind
 from .layout import find_marker_root, safe_folder_name
-from .listing import EntryInfo, Totals, kind_of
+from .listing import EntryInfo, Totals
 from .readable import function_label, group_label
 from .stores import Store, open_store
 
@@ -71,7 +72,7 @@ class Function:
 
     folder: Path
     name: str  # as the header says (``Class.method``), else the folder name
-    kind: str  # "function" | "cell" | "manual"
+    kind: EntryKind
     source: tuple[str, ...]  # the source path parts inside the project (``pipeline``, ``train``)
     module: str | None = None
     groupby: tuple[str, ...] = ()  # the groupby levels' argument names, outermost first
@@ -387,7 +388,7 @@ class Catalog:
                 if node.function is not None:
                     entry.function_folder = node.function.folder
                 else:
-                    text = _function_folder(os.fspath(entry.path), entry.header, project_folder)
+                    text = _function_folder(os.fspath(entry.path), entry.record, project_folder)
                     folder = folders.get(text)
                     if folder is None:
                         folder = folders[text] = Path(text)
@@ -423,10 +424,10 @@ class Catalog:
         return None
 
     # -- discovery ----------------------------------------------------------------------------------------
-    def _probe(self, folder: Path) -> tuple[EntryInfo, dict[str, Any] | None] | None:
+    def _probe(self, folder: Path) -> tuple[EntryInfo, EntryHeader | None] | None:
         """One entry below a folder and its header, preferring a decorated call's entry (it tells the
         groupby depth) over a manual one and a readable one over a corrupt one."""
-        fallback: tuple[EntryInfo, dict[str, Any] | None] | None = None
+        fallback: tuple[EntryInfo, EntryHeader | None] | None = None
         tried = 0
         stack = [self._prefix(folder)]
         while stack and tried < _PROBE_LIMIT:
@@ -437,12 +438,13 @@ class Catalog:
                 tried += len(batch)
                 self.store.fill_headers(batch)
                 for info in batch:
-                    if info.header is None:
+                    header = info.record
+                    if header is None:
                         fallback = fallback or (info, None)
-                    elif not info.header.get("manual"):
-                        return info, info.header
+                    elif header.kind != "manual":
+                        return info, header
                     elif fallback is None or fallback[1] is None:
-                        fallback = (info, info.header)
+                        fallback = (info, header)
             base = f"{current}/" if current else ""
             stack.extend(base + name for name in reversed(folders))
         return fallback
@@ -510,7 +512,7 @@ def most_recent_version(entries: Iterable[EntryInfo]) -> str | None:
     return version
 
 
-def function_folder_of(path: str | os.PathLike, header: Mapping[str, Any] | None, project_folder: Path) -> Path:
+def function_folder_of(path: str | os.PathLike, header: EntryHeader | None, project_folder: Path) -> Path:
     """The function (or cell) folder an entry file belongs to.
 
     Exact when the header lists its groupby folders (the decorator writes them); else the
@@ -519,26 +521,25 @@ def function_folder_of(path: str | os.PathLike, header: Mapping[str, Any] | None
     return Path(_function_folder(os.fspath(path), header, os.fspath(project_folder)))
 
 
-def _function_folder(path: str, header: Mapping[str, Any] | None, project_folder: str) -> str:
+def _function_folder(path: str, header: EntryHeader | None, project_folder: str) -> str:
     """function_folder_of on strings (it runs once per entry of a listing)."""
     prefix = project_folder.rstrip(os.sep) + os.sep
     if not path.startswith(prefix):
         return os.path.dirname(path)
     dirs = path[len(prefix) :].split(os.sep)[:-1]  # the folders inside the project, outermost first
     n = len(dirs)
-    if n == 0 or (header is not None and header.get("manual")):
+    if n == 0 or (header is not None and header.kind == "manual"):
         return os.path.dirname(path)
 
     def above(i: int) -> str:  # the folder i levels above the entry's own folder
         return prefix + os.sep.join(dirs[: n - i])
 
-    groups = header.get("groupby") if header is not None else None
-    if isinstance(groups, list):
-        return above(min(len(groups) + 1, n - 1))
-    if header is not None and isinstance(header.get("func"), str):
-        names = {header["func"]}
+    if header is not None and header.groupby is not None:
+        return above(min(len(header.groupby) + 1, n - 1))
+    if header is not None and header.func is not None:
+        names = {header.func}
         try:
-            names.add(safe_folder_name(header["func"], setting="func"))
+            names.add(safe_folder_name(header.func, setting="func"))
         except ValueError:
             pass
         for i in range(1, n):
@@ -547,14 +548,13 @@ def _function_folder(path: str, header: Mapping[str, Any] | None, project_folder
     return above(1) if n > 1 else above(0)
 
 
-def _function_at(folder: Path, project_folder: Path, header: Mapping[str, Any] | None) -> Function:
+def _function_at(folder: Path, project_folder: Path, header: EntryHeader | None) -> Function:
     source = folder.parent.relative_to(project_folder).parts
     if header is None:
         return Function(folder, folder.name, "function", source)
-    groups = header.get("groupby")
-    labels = tuple(str(g[0]) for g in groups if isinstance(g, list) and g) if isinstance(groups, list) else ()
-    name = header.get("func") if isinstance(header.get("func"), str) else folder.name
-    return Function(folder, name, kind_of(header), source, header.get("module"), labels)
+    labels = tuple(label for label, _folder in header.groupby or ())
+    name = header.func if header.func is not None else folder.name
+    return Function(folder, name, header.kind, source, header.module, labels)
 
 
 def _group_folders(

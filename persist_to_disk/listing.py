@@ -7,7 +7,6 @@ adds which function folder it belongs to and whether it is of the current code v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +15,10 @@ from .header import EntryHeader, EntryKind, header_of
 from .layout import ENTRY_SUFFIX
 from .readable import call_text, function_label
 
-__all__ = ["EntryInfo", "Totals", "kind_of"]
+__all__ = ["EntryInfo", "EntryStatus", "Totals"]
+
+EntryStatus = Literal["ok", "corrupt", "vanished"]
+"""An entry as listed: its header read (or not asked for), unreadable, or gone since it was listed."""
 
 
 @dataclass
@@ -28,7 +30,8 @@ class EntryInfo:
     size: int
     last_read: float  # set on write, refreshed on reads (a file's mtime; an object's last write)
     header: dict[str, Any] | None = None
-    error: str | None = None  # "vanished", or "corrupt: <why>"
+    status: EntryStatus = "ok"
+    reason: str | None = None  # why it is corrupt
     current: bool | None = None  # of the current code version? None: unknown, or no version (manual)
     function_folder: Path | None = None  # set by the catalog
     _record: EntryHeader | None = field(default=None, init=False, repr=False, compare=False)
@@ -39,11 +42,11 @@ class EntryInfo:
         return self.path.name[: -len(ENTRY_SUFFIX)]
 
     @property
-    def status(self) -> str:
-        """ "ok", "corrupt" or "vanished"."""
-        if self.error is None:
-            return "ok"
-        return "vanished" if self.error == "vanished" else "corrupt"
+    def error(self) -> str | None:
+        """What the CLI and the panel say of an entry that is not "ok": "vanished", or "corrupt: <why>"."""
+        if self.status == "corrupt":
+            return f"corrupt: {self.reason}"
+        return None if self.status == "ok" else self.status
 
     @property
     def record(self) -> EntryHeader | None:
@@ -119,10 +122,3 @@ class Totals:
     def add(self, size: int) -> None:
         self.entries += 1
         self.bytes += size
-
-
-def kind_of(header: Mapping[str, Any]) -> str:
-    """What wrote an entry, from its header: "function", "cell" or "manual"."""
-    if header.get("manual"):
-        return "manual"
-    return "cell" if header.get("kind") == "cell" else "function"

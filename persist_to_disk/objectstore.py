@@ -426,7 +426,7 @@ class ObjectStore:
     def fill_headers(self, infos: list[EntryInfo]) -> None:
         """Headers from the index rows whose ETag is the listed object's, else from this machine's copy
         of that very object, else from the objects (one batch of concurrent ranged GETs)."""
-        todo = [info for info in infos if info.header is None and info.error != "vanished"]
+        todo = [info for info in infos if info.header is None and info.status != "vanished"]
         self._read_shards(todo)
         for info in todo:
             listed = self._listed.get(info.key)
@@ -445,14 +445,14 @@ class ObjectStore:
                 heads = [exc] * len(urls)
             for info, head in zip(remote, heads):
                 if isinstance(head, FileNotFoundError):
-                    info.error = "vanished"
+                    info.status = "vanished"
                 else:
                     info.header = self._parse_head(info.key, head) if isinstance(head, bytes) else None
         for info in todo:
-            if info.header is None and info.error is None:
-                info.error = "corrupt: the header cannot be read"
+            if info.header is None and info.status == "ok":
+                info.status, info.reason = "corrupt", "the header cannot be read"
             elif info.header is not None:
-                info.error = None
+                info.status, info.reason = "ok", None
 
     def _read_shards(self, infos: list[EntryInfo]) -> None:
         """Read (one batch of GETs) the index shards listed above these entries and not read since."""

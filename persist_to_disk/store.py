@@ -394,13 +394,13 @@ class LocalStore:
         try:
             st = os.lstat(path)
         except OSError:
-            return EntryInfo(key, Path(path), 0, 0.0, None, "vanished")
+            return EntryInfo(key, Path(path), 0, 0.0, status="vanished")
         info = EntryInfo(key, Path(path), st.st_size, st.st_mtime)
         if headers:
             try:
                 info.header = read_header_file(path)
             except FileNotFoundError:
-                info.error = "vanished"
+                info.status = "vanished"
             except (OSError, CorruptEntry) as exc:
-                info.error = f"corrupt: {exc}"
+                info.status, info.reason = "corrupt", str(exc)
         return info

@@ -129,15 +129,15 @@ class LocalBackend(LocalStore):
 
     def fill_headers(self, infos: list[EntryInfo]) -> None:
         for info in infos:
-            if info.header is not None or info.error == "vanished":
+            if info.header is not None or info.status == "vanished":
                 continue
             try:
                 info.header = read_header_file(info.path)
-                info.error = None
+                info.status, info.reason = "ok", None
             except FileNotFoundError:
-                info.error = "vanished"
+                info.status = "vanished"
             except (OSError, CorruptEntry) as exc:
-                info.error = f"corrupt: {exc}"
+                info.status, info.reason = "corrupt", str(exc)
 
     def tidy(self, prefix: str) -> None:
         self.remove_stale_temps(prefix)

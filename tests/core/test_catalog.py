@@ -17,6 +17,7 @@ import pytest
 
 import persist_to_disk as ptd
 from persist_to_disk.catalog import Catalog, CatalogError, function_folder_of
+from persist_to_disk.header import EntryHeader
 from persist_to_disk.prune import parse_duration, plan_prune
 from persist_to_disk.store import ENOVAL, LocalStore
 
@@ -175,7 +176,9 @@ def test_corrupt_and_vanished_entries_are_marked_not_raised(filled):
     catalog.store.fill_headers(listed)
     statuses = sorted(e.status for e in listed)
     assert statuses == ["corrupt", "ok", "ok", "ok", "vanished"]
-    assert "corrupt:" in next(e.error for e in listed if e.status == "corrupt")
+    corrupt = next(e for e in listed if e.status == "corrupt")
+    assert corrupt.reason and corrupt.error == f"corrupt: {corrupt.reason}"  # as the CLI and the panel say it
+    assert next(e.error for e in listed if e.status == "vanished") == "vanished"
     listing = catalog.scan(node)  # a rescan simply no longer sees the vanished one
     assert sorted(e.status for e in listing.entries) == ["corrupt", "ok", "ok", "ok"]
 
@@ -201,12 +204,12 @@ def test_function_folder_of_uses_groupby_header_then_name(tmp_path):
     proj = tmp_path / "p-1"
     # a module train.py whose function is also called train, grouped by a value "train" too
     path = proj / "pkg" / "train" / "train" / "train" / "7" / "d.ptd"
-    exact = {"func": "train", "groupby": [["split", "train"]]}
+    exact = EntryHeader(func="train", groupby=(("split", "train"),))
     assert function_folder_of(path, exact, proj) == proj / "pkg" / "train" / "train"
-    assert function_folder_of(path, {"func": "train"}, proj) == proj / "pkg" / "train" / "train" / "train"
-    assert function_folder_of(path, {"func": "other"}, proj) == path.parent.parent
+    assert function_folder_of(path, EntryHeader(func="train"), proj) == proj / "pkg" / "train" / "train" / "train"
+    assert function_folder_of(path, EntryHeader(func="other"), proj) == path.parent.parent
     assert function_folder_of(path, None, proj) == path.parent.parent
-    assert function_folder_of(proj / "f" / "k.ptd", {"manual": True}, proj) == proj / "f"
+    assert function_folder_of(proj / "f" / "k.ptd", EntryHeader(func="f", kind="manual"), proj) == proj / "f"
 
 
 # ------------------------------------------------------------------------------------ code versions

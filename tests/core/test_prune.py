@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from persist_to_disk.listing import EntryInfo
+from persist_to_disk.listing import EntryInfo, EntryStatus
 from persist_to_disk.prune import parse_duration, parse_size, plan_prune
 
 
 # ------------------------------------------------------------------------------------------- pruning
 def _entry(
-    name: str, size: int, last_read: float, current: bool | None = True, error: str | None = None
+    name: str, size: int, last_read: float, current: bool | None = True, status: EntryStatus = "ok"
 ) -> EntryInfo:
-    return EntryInfo(f"{name}.ptd", Path(f"/c/{name}.ptd"), size, last_read, {"code_version": "x"}, error, current)
+    return EntryInfo(f"{name}.ptd", Path(f"/c/{name}.ptd"), size, last_read, {"code_version": "x"}, status,
+                     "bad" if status == "corrupt" else None, current)
 
 
 def test_plan_prune_by_age_version_and_size_lru():
@@ -22,7 +23,7 @@ def test_plan_prune_by_age_version_and_size_lru():
     entries = [
         _entry("old", 100, now - 40 * 86400),
         _entry("outdated", 100, now - 10, current=False),
-        _entry("corrupt", 100, now - 10, current=None, error="corrupt: bad"),
+        _entry("corrupt", 100, now - 10, current=None, status="corrupt"),
         _entry("a", 100, now - 300),
         _entry("b", 100, now - 200),
         _entry("c", 100, now - 100),

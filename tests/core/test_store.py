@@ -363,18 +363,18 @@ def test_iter_entries_skips_temp_files_and_reports_corrupt_entries(store):
     infos = {i.key: i for i in store.iter_entries()}
     assert sorted(infos) == sorted(good + [bad])
     for i, key in enumerate(good):
-        assert infos[key].error is None
+        assert infos[key].status == "ok" and infos[key].reason is None
         assert infos[key].header["args"] == {"i": str(i)}
         assert infos[key].size == os.path.getsize(store.path_of(key))
         assert infos[key].digest == key.rsplit("/", 1)[1][:-4]
     assert infos[bad].header is None
-    assert infos[bad].error and "corrupt" in infos[bad].error
+    assert infos[bad].status == "corrupt" and infos[bad].reason
     assert UNPICKLED == [], "listing must not load values"
 
     under_b = [i.key for i in store.iter_entries("b")]
     assert sorted(under_b) == sorted([good[2], bad])
     no_headers = list(store.iter_entries(headers=False))
-    assert len(no_headers) == 4 and all(i.header is None and i.error is None for i in no_headers)
+    assert len(no_headers) == 4 and all(i.header is None and i.status == "ok" for i in no_headers)
 
 
 def test_iter_entries_of_a_missing_folder_is_empty(tmp_path):

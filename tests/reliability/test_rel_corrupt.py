@@ -131,7 +131,7 @@ def test_a_corrupt_header_shows_in_listings_without_a_warning(rel, cached):
         warnings.simplefilter("error")
         infos = f.cache.entries()
         assert f.cache.contains(7) is False
-    assert len(infos) == 1 and "corrupt" in (infos[0].error or "")
+    assert len(infos) == 1 and infos[0].status == "corrupt" and infos[0].reason
     rel.count(faults=1, operations=2)
 
 
