@@ -362,18 +362,11 @@ class ObjectStore:
     def iter_entries(self, prefix: str = "", *, headers: bool = True) -> Iterator[EntryInfo]:
         """Every entry under prefix, listed from the store: one listing (which finds the index shards
         too), then headers as :meth:`fill_headers` reads them. An unreachable store lists nothing."""
-        top = f"{self.root_url}/{prefix.strip('/')}" if prefix else self.root_url
-        try:
-            found = self.fs.find(top, detail=True)
-        except FileNotFoundError:
+        found = self._find(prefix)
+        if found is None:
             return
-        except Exception as exc:
-            self._unreachable(exc)
-            return
-        start = len(self.root_url.split("://", 1)[-1]) + 1
         infos = []
-        for path in sorted(found):
-            key = path[start:]
+        for key in sorted(found):
             folder, _, name = key.rpartition("/")
             if folder.rpartition("/")[2] == objectindex.INDEX_FOLDER and name.endswith(".json"):
                 above = folder[: -len(objectindex.INDEX_FOLDER)]
@@ -382,10 +375,24 @@ class ObjectStore:
                 continue
             if name.startswith(".") or not name.endswith(ENTRY_SUFFIX):
                 continue
-            infos.append(self._info(key, found[path]))
+            infos.append(self._info(key, found[key]))
         if headers:
             self.fill_headers(infos)
         yield from infos
+
+    def _find(self, prefix: str) -> dict[str, dict[str, Any]] | None:
+        """Every object under prefix (one recursive listing), by key relative to the root, with what
+        the listing says of it; None when the prefix does not exist or the store is unreachable."""
+        top = f"{self.root_url}/{prefix.strip('/')}" if prefix.strip("/") else self.root_url
+        try:
+            found = self.fs.find(top, detail=True)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            self._unreachable(exc)
+            return None
+        start = len(self.root_url.split("://", 1)[-1]) + 1
+        return {path[start:]: detail for path, detail in found.items()}
 
     def list_folder(self, prefix: str) -> tuple[list[str], list[EntryInfo]]:
         """One level of the store's tree (one LIST request); an unreachable store lists nothing."""
@@ -476,16 +483,10 @@ class ObjectStore:
         """After deletions under prefix: index shards of folders left without entries go (objects have no
         folders), other shards lose the rows of deleted objects; this machine's empty copy folders go."""
         self.copies.tidy(prefix)
-        top = f"{self.root_url}/{prefix.strip('/')}" if prefix.strip("/") else self.root_url
-        try:
-            found = self.fs.find(top)
-        except FileNotFoundError:
+        found = self._find(prefix)
+        if found is None:
             return
-        except Exception as exc:
-            self._unreachable(exc)
-            return
-        start = len(self.root_url.split("://", 1)[-1]) + 1
-        keys = [path[start:] for path in found]
+        keys = list(found)
         entries = [key for key in keys if key.endswith(ENTRY_SUFFIX)]
         for key in keys:
             folder, _, name = key.rpartition("/")
