@@ -35,6 +35,7 @@ import cloudpickle
 
 from persist_to_disk import fingerprint, identity, keys
 from persist_to_disk.errors import UnhashableArgumentError
+from persist_to_disk.persister import PersistedFunction
 from persist_to_disk.readable import short_repr
 
 __all__ = ["dumps", "input_digests", "loading_into", "readable_inputs", "unpicklable_names"]
@@ -61,11 +62,6 @@ def _is_notebook_function(value: Any, ns: Mapping[str, Any]) -> bool:
 
 def _is_notebook_class(value: Any) -> bool:
     return isinstance(value, type) and getattr(value, "__module__", None) == "__main__"
-
-
-def _persisted_type() -> type | None:
-    module = sys.modules.get("persist_to_disk.persister")
-    return getattr(module, "PersistedFunction", None)
 
 
 def _module_stand_in(module: types.ModuleType, attrs: frozenset[str], name: str) -> tuple:
@@ -133,13 +129,12 @@ def readable_inputs(
     """Short readable forms of the values a cell reads, for entry headers (the browser shows them)."""
     hidden = hidden or {}
     out: dict[str, str] = {}
-    persisted = _persisted_type()
     for name in sorted(set(reads)):
         value = ns.get(name, _NOT_FOUND)
         if value is _NOT_FOUND or not _counts(name, ns, hidden):
             continue
         try:
-            if persisted is not None and isinstance(value, persisted):
+            if isinstance(value, PersistedFunction):
                 out[name] = f"persisted function {value.__qualname__} (code {value.code_version()})"
             elif _is_notebook_function(value, ns):
                 out[name] = f"function {value.__qualname__} (code {identity.code_version(value)})"
@@ -170,10 +165,8 @@ class NamespacePickler(cloudpickle.Pickler):
         self._main_is_ns = getattr(main, "__dict__", None) is namespace
 
     def reducer_override(self, obj: Any) -> Any:
-        persisted = _persisted_type()
         if (
-            persisted is not None
-            and type(obj) is persisted
+            type(obj) is PersistedFunction
             and getattr(obj.__wrapped__, "__globals__", None) is self._ns
         ):
             if self._by_reference(obj):
