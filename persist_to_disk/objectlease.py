@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import socket
 import threading
@@ -21,10 +20,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .store import ENOVAL
+from .log import logger
 
 __all__ = ["Lease", "lost_race"]
-
-logger = logging.getLogger("persist_to_disk")
 
 _POLL = 0.25  # seconds between looks of a machine waiting for another's computation
 
@@ -62,9 +60,8 @@ class Lease:
     def hold(self, entry_url: str, recheck: Callable[[], Any] | None) -> Iterator[Any]:
         """ENOVAL while this process holds the lease (it computes), or what another holder stored
         (``recheck`` finds it; None: take the lease without looking)."""
-        said = waited = False
+        said = False
         while not self._take():
-            waited = True
             if recheck is not None:
                 found = recheck()
                 if found is not ENOVAL:
@@ -74,20 +71,21 @@ class Lease:
             if holder is None:
                 continue  # released, or unreadable: try to take it
             if holder.get("expires", 0) < time.time():
-                logger.info("%s: the lease of %s expired; taking over", self.url, holder.get("holder"))
+                logger().info("%s: the lease of %s expired; taking over", self.url, holder.get("holder"))
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.rm_file(self.url)
                 continue
             if not said:
-                logger.info("%s: computed by %s; waiting for it", entry_url, holder.get("holder"))
+                logger().info("%s: computed by %s; waiting for it", entry_url, holder.get("holder"))
                 said = True
             time.sleep(_POLL)
         stop = threading.Event()
         renew = threading.Thread(target=self._renew, args=(stop,), name="persist_to_disk-lease", daemon=True)
         renew.start()
         try:
-            # a holder that just finished stored the entry before letting its lease go: look once more
-            found = recheck() if recheck is not None and waited else ENOVAL
+            # look once more, waited or not: a holder that finished between the caller's last look and
+            # this lease stored the entry before letting its lease go
+            found = recheck() if recheck is not None else ENOVAL
             yield found
         finally:
             stop.set()

@@ -127,6 +127,18 @@ def test_a_lease_makes_another_machine_wait_and_read(s3_folder) -> None:
     assert not a.fs.exists(a.url_of(KEY) + ".lease")  # released
 
 
+def test_a_lease_taken_after_the_holder_finished_finds_its_entry(s3_folder) -> None:
+    """The window between a machine's look and its lease: the other machine computed, stored and
+    let its lease go in it. The lease, taken at once, still looks again: nothing computes twice."""
+    a, b = s3_folder("a"), s3_folder("b")
+    assert b.get(KEY) is ENOVAL  # b looks: a miss
+    with a.lease(KEY, lambda: a.get(KEY)) as found:  # then a computes it, stores it and is done
+        assert found is ENOVAL
+        a.put(KEY, "a's result", _header())
+    with b.lease(KEY, lambda: b.get(KEY)) as found:  # b's lease is free at once
+        assert found == "a's result"
+
+
 def _through_lease(store) -> object:
     """What a miss does (miss.compute_once): look, then take the lease (waiting), then look again."""
     if store.get(KEY) is not ENOVAL:
