@@ -122,7 +122,7 @@ DATA_HEAD = [
     "j store it: MB/s, peak growth",
     "k hash a 1M-item dict / pickle.dumps it",
     "l hit at 50k entries read 1 h ago, µs",
-    "m import / first call, ms",
+    "m import / set up + decorate / first call = cold start, ms",
     "n load 500 MB + write it all / np.load + same",
     "c 20k small entries on disk",
 ]
@@ -144,7 +144,8 @@ def _data_cells(r: dict) -> list[str]:
     lhit = _get(r, "l", "hit")
     cl = "–" if not lhit else (_failed(lhit) or _us(lhit.get("median_us")))
     m = r.get("m", {})
-    cm = "–" if not m else (_failed(m) or f"{m.get('import_s', 0) * 1e3:.0f} / {m.get('first_call_s', 0) * 1e3:.1f}")
+    cm = "–" if not m else (_failed(m) or f"{m.get('import_s', 0) * 1e3:.0f} / {m.get('ready_s', 0) * 1e3:.1f} / "
+                            f"{m.get('first_call_s', 0) * 1e3:.1f} = {m.get('cold_s', 0) * 1e3:.0f}")
     cn = "–" if na(n) else (_failed(n) or f"{_fmt(n.get('ratio'), '{:.2f}')}x")
     fill = _get(r, "c", "fill") or {}
     cc = "–" if not fill.get("disk_mb") else (
@@ -303,8 +304,10 @@ def data_targets(ptd: dict, dc: dict, jl: dict) -> list[tuple[str, str, bool | N
     rm = ratio(_get(ptd, "m", "import_s"), _get(dc, "m", "import_s"))
     out.append(("m: import ≤ 1.5x diskcache's",
                 f"{_fmt(_ms(_get(ptd, 'm', 'import_s')))} vs {_fmt(_ms(_get(dc, 'm', 'import_s')))} ms "
-                f"({_fmt(rm, '{:.2f}')}x); first call {_fmt(_ms(_get(ptd, 'm', 'first_call_s')))} vs "
-                f"{_fmt(_ms(_get(dc, 'm', 'first_call_s')))} ms", check(rm, lambda r: r <= 1.5)))
+                f"({_fmt(rm, '{:.2f}')}x); the whole cold start (import, set up, decorate, first call) "
+                f"{_fmt(_ms(_get(ptd, 'm', 'cold_s')))} vs {_fmt(_ms(_get(dc, 'm', 'cold_s')))} ms "
+                f"({_fmt(ratio(_get(ptd, 'm', 'cold_s'), _get(dc, 'm', 'cold_s')), '{:.2f}')}x)",
+                check(rm, lambda r: r <= 1.5)))
     rn = _get(ptd, "n", "ratio")
     out.append(("n: load 500 MB then write it all ≤ 1.5x np.load + the same writes", f"{_fmt(rn, '{:.2f}')}x",
                 check(rn, lambda r: r <= 1.5)))

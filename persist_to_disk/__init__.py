@@ -12,21 +12,49 @@ or Jupyter, ``%load_ext persist_to_disk`` adds the ``%%persist`` cell magic.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._state import config
 from .errors import CacheError, CacheWarning, CatalogError, NotCachedError, UnhashableArgumentError, UntrustedCacheError
-from .locks import clear_locks as _clear_locks
-from .manual import get_caller_cache_path, manual_cache
-from .persister import PersistedFunction, persistf
-from .store import ENOVAL
 from .switches import CACHE, CHECKONLY, NOCACHE, READONLY, RECACHE, Switch
 
+if TYPE_CHECKING:
+    from .manual import get_caller_cache_path, manual_cache
+    from .persister import PersistedFunction, persistf
+    from .store import ENOVAL
+
 __version__ = "0.1.0"
+
+# The decorator's machinery (hashing, the store, locks: about two thirds of the package) is imported at
+# the first use of one of these names, not by ``import persist_to_disk``: a script that imports the
+# package and never calls it, the CLI and ``%load_ext`` start that much faster (PEP 562).
+_LAZY = {
+    "persistf": "persister",
+    "PersistedFunction": "persister",
+    "manual_cache": "manual",
+    "get_caller_cache_path": "manual",
+    "ENOVAL": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def clear_locks(clear: bool = False) -> list[str]:
     """Lock files that no process holds now (deleted when ``clear=True``); held locks are never removed."""
+    from .locks import clear_locks as _clear_locks
+
     roots = {config.get_persist_path(), config.get_persist_path(local=True)}
     found: list[str] = []
     for root in sorted(roots):

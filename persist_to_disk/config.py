@@ -9,29 +9,26 @@ in a notebook a user sets the persist path after defining the function.
 
 from __future__ import annotations
 
-import configparser
-import logging
 import os
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
-
-from . import trust
-from .locks import Granularity
 from .errors import CacheWarning
-from .origin import origin_id
-from .stores import copies_root, is_url
+from .log import logger
+
+# Imported where used, not here: ``import persist_to_disk`` loads this module and little else (see
+# __init__), and configparser, logging, the trust checks and the store come with the first call.
 
 __all__ = [
     "DEFAULTS", "LOCK_GRANULARITIES", "PROJECT_IDS_FILE", "SECTION", "Config", "Settings", "settings_dir",
     "validate_granularity", "validate_hashsize", "validate_seconds",
 ]
 
-logger = logging.getLogger("persist_to_disk")
+Granularity = Literal["call", "func", "global"]
+"""How much a miss locks besides its own key (the ``lock_granularity`` setting)."""
 
 SECTION = "global_settings"
 LOCK_GRANULARITIES: tuple[Granularity, ...] = get_args(Granularity)
@@ -92,8 +89,7 @@ def _parse_bool(value: str, setting: str) -> bool:
     raise ValueError(f"{setting}={value!r} is not a boolean (true/false)")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """One consistent snapshot of the settings, taken at call time."""
 
     persist_path: Path
@@ -131,6 +127,8 @@ class Config:
         return settings_dir() / "config.ini"
 
     def _read_file(self) -> dict[str, str]:
+        import configparser
+
         if self._file_values is None:
             values = dict(DEFAULTS)
             parser = configparser.ConfigParser()
@@ -160,11 +158,13 @@ class Config:
                 try:
                     self._write_file(values)
                 except OSError as exc:
-                    logger.warning("could not write default settings to %s: %s", path, exc)
+                    logger().warning("could not write default settings to %s: %s", path, exc)
             self._file_values = values
         return self._file_values
 
     def _write_file(self, values: dict[str, str]) -> Path:
+        import configparser
+
         path = self.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         parser = configparser.ConfigParser()
@@ -213,6 +213,8 @@ class Config:
 
     def set_persist_path(self, path: str | os.PathLike) -> str:
         """A folder, or a shared object store (``s3://BUCKET/PREFIX``)."""
+        from .stores import copies_root, is_url
+
         if isinstance(path, str) and is_url(path):
             copies_root(path, settings_dir())  # a ValueError naming the setting if it names no bucket
             return str(self._set("persist_path", path.rstrip("/")))
@@ -282,6 +284,8 @@ class Config:
             return snap
 
     def _build(self, values: dict[str, str], o: dict[str, Any], src: str) -> Settings:
+        from .stores import copies_root, is_url
+
         def setting(name: str, parse: Callable[[Any, str], Any]) -> Any:
             """Set in this process (checked then), else the file's text parsed, an error naming it."""
             return o[name] if name in o else parse(values[name], f"{name} {src}")
@@ -345,6 +349,8 @@ class Config:
     # -- project ids ----------------------------------------------------------------------------------
     def project_folder_name(self, project_path: Path) -> str:
         """``<name>-<autoid>``; the id is given once per project path and kept for ever."""
+        from .origin import origin_id
+
         key = os.path.normpath(str(project_path))
         pid = self._project_ids.get(key)
         if pid is None:
@@ -392,12 +398,14 @@ class Config:
 
 
 def _warn(message: str) -> None:
-    logger.warning(message)
+    logger().warning(message)
     warnings.warn(message, CacheWarning, stacklevel=4)
 
 
 def _read_settings_file(path: Path) -> tuple[str, str | None]:
     """(the text of config.ini, why it may not be honoured or None), checked on the file it read."""
+    from . import trust
+
     with open(path, encoding="utf-8") as fh:
         return fh.read(), trust.why_untrusted_settings(str(path), os.fstat(fh.fileno()))
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import logging
 import os
 import sys
 import threading
@@ -46,8 +45,6 @@ __all__ = [
     "Dependency", "Fingerprint", "Tracker", "ValueRef", "class_code", "code_of", "describe_values", "is_user_code",
     "library_version", "of_module", "of_object", "tracker_of",
 ]
-
-logger = logging.getLogger("persist_to_disk")
 
 DependencyKind = Literal["function", "class", "global", "closure", "attribute", "library"]
 

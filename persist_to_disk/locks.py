@@ -37,7 +37,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import xxhash
 
@@ -53,6 +53,7 @@ except ImportError:  # Windows: filelock's msvcrt lock
     fcntl = None  # type: ignore[assignment]
 
 from . import trust
+from .config import Granularity
 
 __all__ = [
     "DIGEST_LOCK_FILE", "LOCK_DIR", "Granularity", "Held", "clear_locks", "coarse_scope", "compute_lock",
@@ -65,10 +66,6 @@ DIGEST_LOCK_FILE = "digests.lock"  # the byte-range lock file; never deleted by 
 # the locks this thread (or asyncio task) holds for computations in progress; a tuple, never mutated:
 # tasks that a computing coroutine starts inherit it, so their persisted calls count as nested
 _held: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("persist_to_disk_held_locks", default=())
-
-
-Granularity = Literal["call", "func", "global"]
-"""How much a miss locks besides its own key (the ``lock_granularity`` setting)."""
 
 
 def coarse_scope(granularity: Granularity, persist_root: str, folder: str) -> str | None:

@@ -9,10 +9,8 @@ One straight line per call::
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
-import logging
 import os
 import sys
 import time
@@ -32,10 +30,9 @@ from .store import ENOVAL, EntryInfo, LocalStore
 from .stores import Store
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
 from .writing import UnloadableValue
+from .log import logger
 
 __all__ = ["CacheHandle", "Options", "PersistedFunction", "persistf"]
-
-logger = logging.getLogger("persist_to_disk")
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -401,9 +398,7 @@ class PersistedFunction:
             if self._origin is not None and self._origin.remote_url is not None and not self._options.local:
                 # the sender cached into a shared store: so does this process, through its own local copies
                 persist_root = str(stores.copies_root(self._origin.remote_url, settings_dir()))
-                settings = dataclasses.replace(
-                    settings, remote_url=self._origin.remote_url, persist_path=Path(persist_root)
-                )
+                settings = settings._replace(remote_url=self._origin.remote_url, persist_path=Path(persist_root))
             elif self._origin is not None:
                 persist_root = self._origin.persist_path_local if self._options.local else self._origin.persist_path
             else:
@@ -581,7 +576,7 @@ def _argument_digests(call: Call) -> dict[str, str]:
 
 
 def _warn(message: str) -> None:
-    logger.warning(message)
+    logger().warning(message)
     warnings.warn(message, CacheWarning, stacklevel=4)
 
 

@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 
 # Each costs milliseconds to import and only some calls need it: async functions (asyncio),
-# hashing arrays (numpy), a shared store (s3fs), the panel.
-LOADED_WHEN_NEEDED = ("asyncio", "numpy", "s3fs", "fsspec", "ipywidgets", "IPython", "filelock")
+# hashing arrays (numpy), a shared store (s3fs), the panel; the decorator's machinery (hashing, the
+# store, locks, dataclasses and inspect) comes with the first decoration, logging with a first message.
+LOADED_WHEN_NEEDED = (
+    "asyncio", "numpy", "s3fs", "fsspec", "ipywidgets", "IPython", "filelock",
+    "persist_to_disk.persister", "persist_to_disk.store", "persist_to_disk.keys", "persist_to_disk.locks",
+    "dataclasses", "inspect", "logging", "configparser", "pickle",
+)
 
 _IMPORT = f"""
 import json, sys
@@ -24,6 +29,25 @@ def test_importing_the_package_loads_nothing_only_some_calls_need(python: str) -
     out = subprocess.run([python, "-c", _IMPORT], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+_PUBLIC_NAMES = """
+import persist_to_disk as ptd
+from persist_to_disk import ENOVAL, PersistedFunction, get_caller_cache_path, manual_cache, persistf
+assert ptd.persistf is persistf and ptd.ENOVAL is ENOVAL
+assert isinstance(persistf()(lambda x: x), PersistedFunction)
+assert {"persistf", "PersistedFunction", "manual_cache", "get_caller_cache_path", "ENOVAL"} <= set(dir(ptd))
+try:
+    ptd.no_such_name
+except AttributeError as exc:
+    print(exc)
+"""
+
+
+def test_every_public_name_is_there_though_loaded_at_first_use(python: str, tmp_path: Path) -> None:
+    out = subprocess.run([python, "-c", _PUBLIC_NAMES], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "module 'persist_to_disk' has no attribute 'no_such_name'"
 
 
 _FIRST_CALL = """
