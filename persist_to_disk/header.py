@@ -58,15 +58,16 @@ class EntryHeader:
     def to_json(self) -> dict[str, Any]:
         """The JSON object written into the entry file (fields not recorded are left out)."""
         data: dict[str, Any] = {}
-        for name in _ORDER:  # the order the faces always wrote
+        state = self.__dict__
+        for name, plain in _WRITERS:  # the order the faces always wrote
             if name == "kind":
                 if self.kind == "cell":
                     data["kind"] = "cell"
             elif name == "manual":
                 if self.kind == "manual":
                     data["manual"] = True
-            elif (value := getattr(self, name)) is not None:
-                data[name] = _to_plain(value)
+            elif (value := state[name]) is not None:
+                data[name] = value if plain is None else plain(value)
         for name, value in self.extra.items():
             data.setdefault(name, value)
         return data
@@ -194,10 +195,14 @@ _ORDER = (*_FIRST, *(name for name in _READERS if name not in _FIRST))
 _UNSET = {f.name: f.default for f in fields(EntryHeader) if f.default is not MISSING}
 
 
-def _to_plain(value: Any) -> Any:
-    """Tuples back to JSON lists, mappings to dicts."""
-    if isinstance(value, tuple):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return dict(value)
-    return value
+def _plain_rows(value: tuple[tuple[Any, ...], ...]) -> list[list[Any]]:
+    return [list(row) for row in value]
+
+
+# how a field that is not a str or a number is made plain JSON (tuples back to lists, mappings to
+# dicts), looked up once here: a miss writes a header, so this runs on every miss
+_PLAIN: dict[str, Callable[[Any], Any]] = {
+    "args": dict, "arg_digests": dict, "names": list, "unpicklable": list,
+    "groupby": _plain_rows, "dependencies": _plain_rows, "buffers": _plain_rows,
+}
+_WRITERS = tuple((name, _PLAIN.get(name)) for name in _ORDER)
