@@ -32,6 +32,7 @@ keep) its local copies, and a deletion removes the object and this machine's cop
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -47,7 +48,8 @@ from .layout import find_marker_root, safe_folder_name
 from .listing import EntryInfo, Totals
 from .readable import function_label, group_label
 from .stores import Store, open_store
-from .log import logger
+
+logger = logging.getLogger("persist_to_disk")
 
 _PROBE_LIMIT = 64  # entry headers a probe reads at most before settling for what it found
 _PROBE_BATCH = 8  # headers asked for at once when looking for a code version (one batch of GETs remotely)
@@ -222,7 +224,7 @@ class Catalog:
         try:
             folder = Path(config.get_project_persist_path())
         except Exception as exc:  # reporting must not fail on an odd setup
-            logger().debug("no current project: %r", exc)
+            logger.debug("no current project: %r", exc)
             return None
         if folder.parent != self.root or not self.has_folder(folder):
             return None

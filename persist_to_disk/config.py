@@ -9,6 +9,7 @@ in a notebook a user sets the persist path after defining the function.
 
 from __future__ import annotations
 
+import configparser
 import os
 import threading
 import warnings
@@ -17,10 +18,10 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
 from .errors import CacheWarning
-from .log import logger
+from .origin import origin_id
 
-# Imported where used, not here: ``import persist_to_disk`` loads this module and little else (see
-# __init__), and configparser, logging, the trust checks and the store come with the first call.
+# logging, trust and stores are imported where used: ``import persist_to_disk`` loads this module
+# and little else (see __init__); the decorator's machinery imports them before any call runs.
 
 __all__ = [
     "DEFAULTS", "LOCK_GRANULARITIES", "PROJECT_IDS_FILE", "SECTION", "Config", "Settings", "settings_dir",
@@ -127,8 +128,6 @@ class Config:
         return settings_dir() / "config.ini"
 
     def _read_file(self) -> dict[str, str]:
-        import configparser
-
         if self._file_values is None:
             values = dict(DEFAULTS)
             parser = configparser.ConfigParser()
@@ -158,13 +157,11 @@ class Config:
                 try:
                     self._write_file(values)
                 except OSError as exc:
-                    logger().warning("could not write default settings to %s: %s", path, exc)
+                    _logger().warning("could not write default settings to %s: %s", path, exc)
             self._file_values = values
         return self._file_values
 
     def _write_file(self, values: dict[str, str]) -> Path:
-        import configparser
-
         path = self.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         parser = configparser.ConfigParser()
@@ -349,8 +346,6 @@ class Config:
     # -- project ids ----------------------------------------------------------------------------------
     def project_folder_name(self, project_path: Path) -> str:
         """``<name>-<autoid>``; the id is given once per project path and kept for ever."""
-        from .origin import origin_id
-
         key = os.path.normpath(str(project_path))
         pid = self._project_ids.get(key)
         if pid is None:
@@ -397,8 +392,15 @@ class Config:
         return f"Config({items})"
 
 
+def _logger() -> Any:
+    """The package's logger; ``logging`` comes with the decorator's machinery, not with this module."""
+    import logging
+
+    return logging.getLogger("persist_to_disk")
+
+
 def _warn(message: str) -> None:
-    logger().warning(message)
+    _logger().warning(message)
     warnings.warn(message, CacheWarning, stacklevel=4)
 
 

@@ -12,14 +12,16 @@ turns it into a record only when it shows or compares it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import HeaderError
-from .log import logger
 
 __all__ = ["EntryHeader", "EntryKind", "header_of"]
+
+logger = logging.getLogger("persist_to_disk")
 
 EntryKind = Literal["function", "cell", "manual"]
 """What wrote an entry: the decorator, ``%%persist``, or ``manual_cache``."""
@@ -124,7 +126,7 @@ def header_of(data: Mapping[str, Any] | None) -> EntryHeader | None:
     try:
         return EntryHeader.from_json(data)
     except HeaderError as exc:
-        logger().debug("%s", exc)
+        logger.debug("%s", exc)
         return None
 
 

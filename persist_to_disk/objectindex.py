@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -30,11 +31,11 @@ from typing import Any
 
 import xxhash
 
-from .log import logger
-
 __all__ = [
     "FLUSH_DELAY", "INDEX_FOLDER", "SHARD_ROWS", "ShardWriter", "flush_all", "prune_shard", "read_rows", "writer_for"
 ]
+
+logger = logging.getLogger("persist_to_disk")
 
 INDEX_FOLDER = ".ptd-index"
 FLUSH_DELAY = 1.0  # seconds a writer gathers puts before rewriting its shard
@@ -113,7 +114,7 @@ class ShardWriter:
                 if rows:
                     self._append(rows)
             except Exception as exc:  # the store is down: the rows are lost, readers read those headers
-                logger().info("%s: index not updated (%s: %s)", self.folder_url, type(exc).__name__, exc)
+                logger.info("%s: index not updated (%s: %s)", self.folder_url, type(exc).__name__, exc)
 
     def _append(self, rows: dict[str, list[Any]]) -> None:
         """Rows into the last shard (a key it holds is replaced in place), then into new shards once

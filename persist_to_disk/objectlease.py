@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -20,9 +21,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .store import ENOVAL
-from .log import logger
 
 __all__ = ["Lease", "lost_race"]
+
+logger = logging.getLogger("persist_to_disk")
 
 _POLL = 0.25  # seconds between looks of a machine waiting for another's computation
 
@@ -71,12 +73,12 @@ class Lease:
             if holder is None:
                 continue  # released, or unreadable: try to take it
             if holder.get("expires", 0) < time.time():
-                logger().info("%s: the lease of %s expired; taking over", self.url, holder.get("holder"))
+                logger.info("%s: the lease of %s expired; taking over", self.url, holder.get("holder"))
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.rm_file(self.url)
                 continue
             if not said:
-                logger().info("%s: computed by %s; waiting for it", entry_url, holder.get("holder"))
+                logger.info("%s: computed by %s; waiting for it", entry_url, holder.get("holder"))
                 said = True
             time.sleep(_POLL)
         stop = threading.Event()

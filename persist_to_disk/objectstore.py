@@ -26,6 +26,7 @@ Measured on loopback (moto, s3fs): a conditional create ~2 ms, a HEAD ~1.5 ms.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import threading
@@ -44,9 +45,10 @@ from .objectlease import Lease, lost_race
 from .store import ENOVAL, Missing
 from .stores import LocalBackend, register_store_backend
 from .writing import TMP_SUFFIX, temp_tag
-from .log import logger
 
 __all__ = ["ObjectStore"]
+
+logger = logging.getLogger("persist_to_disk")
 
 ETAG_SUFFIX = ".etag"  # the sidecar of a local copy: the ETag of the object it was copied from
 LEASE_SUFFIX = ".lease"  # <digest>.ptd.lease: who computes that entry, until when
@@ -302,7 +304,7 @@ class ObjectStore:
             self._drop_copy(key)
             if replace or not lost_race(exc):
                 raise
-            logger().info("%s: another writer stored it first; using theirs", self.url_of(key))
+            logger.info("%s: another writer stored it first; using theirs", self.url_of(key))
             theirs = self._download(key)
             return theirs.header if theirs is not ENOVAL else written  # type: ignore[union-attr]
         etag = out.get("ETag") if isinstance(out, dict) else None
@@ -521,7 +523,7 @@ class ObjectStore:
                 try:
                     self.fs.call_s3("delete_objects", Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
                 except Exception as exc:
-                    logger().info("%s: empty folders not removed (%s: %s)", self.root_url, type(exc).__name__, exc)
+                    logger.info("%s: empty folders not removed (%s: %s)", self.root_url, type(exc).__name__, exc)
                     return
 
     # -- faults --------------------------------------------------------------------------------------
@@ -544,7 +546,7 @@ class ObjectStore:
             f"persist_to_disk: cannot reach the store {where} ({type(exc).__name__}: {exc}); "
             "local copies are served and misses are computed without being shared"
         )
-        logger().warning(message)
+        logger.warning(message)
         warnings.warn(message, CacheWarning, stacklevel=4)
 
     def _report(self, url: str, why: str) -> None:
@@ -552,7 +554,7 @@ class ObjectStore:
             return
         self._reported.add(url)
         message = f"persist_to_disk: ignoring cache entry {url}: {why}; it will be recomputed"
-        logger().warning(message)
+        logger.warning(message)
         warnings.warn(message, CacheWarning, stacklevel=4)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import sys
 import time
@@ -30,9 +31,10 @@ from .store import ENOVAL, EntryInfo, LocalStore
 from .stores import Store
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
 from .writing import UnloadableValue
-from .log import logger
 
 __all__ = ["CacheHandle", "Options", "PersistedFunction", "persistf"]
+
+logger = logging.getLogger("persist_to_disk")
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -576,7 +578,7 @@ def _argument_digests(call: Call) -> dict[str, str]:
 
 
 def _warn(message: str) -> None:
-    logger().warning(message)
+    logger.warning(message)
     warnings.warn(message, CacheWarning, stacklevel=4)
 
 

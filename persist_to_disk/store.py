@@ -9,6 +9,7 @@ never a mix. The decorator, the cell magic, the browser and the CLI all go throu
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import os
 import pickle
@@ -24,7 +25,6 @@ from .entryfile import HEADER_PEEK, PREFIX, CorruptEntry, Entry, decode, parse_h
 from .errors import CacheWarning, UntrustedCacheError
 from .layout import ENTRY_SUFFIX
 from .listing import EntryInfo
-from .log import logger
 from .writing import (
     TEST_FAULT,
     TMP_SUFFIX,
@@ -38,6 +38,8 @@ from .writing import (
 )
 
 __all__ = ["ENOVAL", "EntryInfo", "LocalStore", "Missing", "read_header_file"]
+
+logger = logging.getLogger("persist_to_disk")
 
 _TOUCH_AFTER = 60.0  # seconds: how stale "last read" (the file's mtime) may get
 
@@ -261,7 +263,7 @@ class LocalStore:
             return
         self._reported.add(path)
         message = f"persist_to_disk: ignoring cache entry {path}: {why}; it will be recomputed"
-        logger().warning(message)
+        logger.warning(message)
         warnings.warn(message, CacheWarning, stacklevel=4)
 
     # -- writes ------------------------------------------------------------------------------------
@@ -329,7 +331,7 @@ class LocalStore:
         for tmp in stale_temp_files(folder):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-                logger().info("removed %s, left by a writer that died", tmp)
+                logger.info("removed %s, left by a writer that died", tmp)
 
     def remove_stale_temps(self, prefix: str = "") -> list[str]:
         """Remove, under prefix, the temp files of writers that died mid-write; return their paths.
@@ -383,7 +385,7 @@ class LocalStore:
         try:
             self._check_links(top)
         except UntrustedCacheError as exc:
-            logger().warning("%s", exc)
+            logger.warning("%s", exc)
             return False
         return True
 

@@ -11,11 +11,12 @@ import pytest
 
 # Each costs milliseconds to import and only some calls need it: async functions (asyncio),
 # hashing arrays (numpy), a shared store (s3fs), the panel; the decorator's machinery (hashing, the
-# store, locks, dataclasses and inspect) comes with the first decoration, logging with a first message.
+# store, locks, dataclasses and inspect) comes with the first decoration, before any call runs (a
+# module first imported inside a call could be cut by a Ctrl-C there: see test_rel_hardening).
 LOADED_WHEN_NEEDED = (
     "asyncio", "numpy", "s3fs", "fsspec", "ipywidgets", "IPython", "filelock",
     "persist_to_disk.persister", "persist_to_disk.store", "persist_to_disk.keys", "persist_to_disk.locks",
-    "dataclasses", "inspect", "logging", "configparser", "pickle",
+    "dataclasses", "inspect", "logging", "pickle",
 )
 
 _IMPORT = f"""
