@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# The decorator's machinery (hashing, the store, locks: about two thirds of the package) is imported at
-# the first use of one of these names, not by ``import persist_to_disk``: a script that imports the
-# package and never calls it, the CLI and ``%load_ext`` start that much faster (PEP 562).
+# The decorator's machinery (hashing, the store, locks: most of the package) is imported at the first
+# use of one of these names (PEP 562), a decoration, before any call runs (docs/design.md, "One call");
+# ``import persist_to_disk`` itself loads the settings, the errors and the switches.
 _LAZY = {
     "persistf": "persister",
     "PersistedFunction": "persister",
