@@ -57,10 +57,15 @@ def _object_gets(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [line for line in lines if "GET /" in line and "list-type=" not in line]
 
 
-def _scan_function(catalog: Catalog):  # noqa: ANN202
+def _function_node(catalog: Catalog):  # noqa: ANN202
+    """The panel's node of the one function the other machine cached."""
     project = catalog.projects()[0]
     (function,) = catalog.functions(project)
-    return catalog.scan(catalog.function_node(project, function))
+    return catalog.function_node(project, function)
+
+
+def _scan_function(catalog: Catalog):  # noqa: ANN202
+    return catalog.scan(_function_node(catalog))
 
 
 def test_listing_50_entries_reads_one_index_shard_not_50_headers(
@@ -70,10 +75,8 @@ def test_listing_50_entries_reads_one_index_shard_not_50_headers(
     _become_b(s3_env, tmp_path, monkeypatch)
     caplog.set_level(logging.INFO, logger="werkzeug")
     catalog = Catalog()
-    project = catalog.projects()[0]
-    (function,) = catalog.functions(project)
-    node = catalog.function_node(project, function)
-    caplog.clear()
+    node = _function_node(catalog)
+    caplog.clear()  # the requests of the listing alone are counted
     listing = catalog.scan(node)
     assert sorted(e.args["x"] for e in listing.entries) == sorted(str(x) for x in range(50))
     assert {e.status for e in listing.entries} == {"ok"}
@@ -182,10 +185,8 @@ def test_a_busy_writer_rolls_to_new_shards_so_a_flush_stays_bounded(
     _become_b(s3_env, tmp_path, monkeypatch)
     caplog.set_level(logging.INFO, logger="werkzeug")
     catalog = Catalog()
-    project = catalog.projects()[0]
-    (function,) = catalog.functions(project)
-    node = catalog.function_node(project, function)
-    caplog.clear()
+    node = _function_node(catalog)
+    caplog.clear()  # the requests of the listing alone are counted
     listing = catalog.scan(node)
     assert sorted(_x_of(e) for e in listing.entries) == list(range(35))
     assert {e.status for e in listing.entries} == {"ok"}
