@@ -134,6 +134,8 @@ def _data_cells(r: dict) -> list[str]:
 
     i, j, k, n = r.get("i", {}), r.get("j", {}), r.get("k", {}), r.get("n", {})
     ci = "–" if na(i) else (_failed(i) or _num(i.get("hash_mb_s")))
+    if not na(i) and not _failed(i) and i.get("polars_text"):
+        ci += f"; polars {_num(i['polars_text']['hash_mb_s'])}, numbers only {_num(i['polars_numbers']['hash_mb_s'])}"
     cj = "–" if na(j) else (_failed(j) or _num(j.get("hash_mb_s")))
     if not na(j) and not _failed(j) and j.get("xxh3_mb_s"):
         cj += f" (xxh3 of its buffer {_num(j['xxh3_mb_s'])})"
@@ -276,6 +278,14 @@ def data_targets(ptd: dict, dc: dict, jl: dict) -> list[tuple[str, str, bool | N
     out.append(("i: DataFrame with text ≥ 1 GB/s and ≥ 5x joblib",
                 f"{_fmt(mbs, '{:,.0f}')} vs {_fmt(_get(jl, 'i', 'hash_mb_s'), '{:,.0f}')} MB/s ({_fmt(ri, '{:.1f}')}x)",
                 check(ri, lambda r: r >= 5 and mbs >= 1000)))
+    pt, pn = _get(ptd, "i", "polars_text") or {}, _get(ptd, "i", "polars_numbers") or {}
+    rt, rn = ratio(pt.get("hash_mb_s"), pt.get("xxh3_mb_s")), ratio(pn.get("hash_mb_s"), pn.get("xxh3_mb_s"))
+    out.append(("i: polars frames at buffer speed (≥ 0.8x xxh3 of their buffers)",
+                f"numbers only {_fmt(pn.get('hash_mb_s'), '{:,.0f}')} vs {_fmt(pn.get('xxh3_mb_s'), '{:,.0f}')} MB/s "
+                f"({_fmt(rn, '{:.2f}')}x); with text {_fmt(pt.get('hash_mb_s'), '{:,.0f}')} vs "
+                f"{_fmt(pt.get('xxh3_mb_s'), '{:,.0f}')} MB/s ({_fmt(rt, '{:.2f}')}x), of which copying its text "
+                f"out of polars' string views into Arrow takes {_fmt(pt.get('to_arrow_s', 0) * 1e3, '{:.0f}')} ms",
+                check(rn, lambda r: r >= 0.8)))
     tj, xj = _get(ptd, "j", "hash_mb_s"), _get(ptd, "j", "xxh3_mb_s")
     out.append(("j: torch tensor ≥ 10 GB/s (xxh3 of its buffer is the floor)",
                 f"{_fmt(tj, '{:,.0f}')} MB/s, xxh3 of the buffer {_fmt(xj, '{:,.0f}')} MB/s "

@@ -13,7 +13,7 @@ echo "bench: installing into $VENV (log: $LOG)" >&2
 {
   "$VENV/bin/pip" install --disable-pip-version-check \
     "joblib==1.6.0" "diskcache==5.6.3" "cachier==4.2.0" "persist-cache==0.4.4" numpy matplotlib \
-    pandas pyarrow "torch<2.14"
+    pandas pyarrow polars "torch<2.14"
   # this checkout, editable, so the benchmark measures the code as it is now
   "$VENV/bin/pip" install --disable-pip-version-check -e .
   # persist-to-disk 0.0.7 has our import name and pins filelock==3.9.0: it gets a folder of its own, put

@@ -19,14 +19,16 @@ its library is already in ``sys.modules``, so each handler looks there and answe
 from __future__ import annotations
 
 import collections
-import importlib
 import importlib.util
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import xxhash
+
+from .sigint import import_whole
 
 __all__ = ["feed_ndarray", "feed_numpy", "feed_pandas", "feed_polars", "feed_torch", "qualified_name"]
 
@@ -37,6 +39,7 @@ CHUNK_BYTES = 1 << 24  # a non-contiguous array is copied this much at a time
 FLOAT_CHUNK_BYTES = 1 << 18  # floats are checked for NaNs and hashed this much at a time
 TREE_MIN_BYTES = 1 << 23  # values from this size hash as a tree of runs, in parallel
 TREE_RUN_BYTES = 1 << 23  # a run of the tree: as many whole elements as fit (one task for a thread)
+OVERLAP_MIN_BYTES = 1 << 20  # floats from this size are checked for NaNs on another thread while hashed
 _TREE_WORKERS = min(os.cpu_count() or 1, 4)  # past ~4 threads memory bandwidth is the limit
 
 
@@ -90,6 +93,9 @@ def _feed_values(h: CanonicalHasher, arr: Any, np: Any) -> None:
     """A non-empty array's values in C order, NaNs made canonical: streamed into ``h`` when small;
     from TREE_MIN_BYTES on, as the digests of fixed runs of elements hashed in parallel."""
     if arr.nbytes < TREE_MIN_BYTES:
+        if arr.nbytes >= OVERLAP_MIN_BYTES and arr.dtype.kind in "fc" and arr.flags.c_contiguous:
+            _feed_floats_overlapped(h, arr.reshape(-1), np)
+            return
         for chunk in _c_order_chunks(arr, np):
             h.update(_bytes_of(_nan_canonical(chunk, np), np))
         return
@@ -97,6 +103,29 @@ def _feed_values(h: CanonicalHasher, arr: Any, np: Any) -> None:
     h.tag(b"T", run.to_bytes(8, "little"))
     for digest in _in_parallel(_run_digest, _runs_of(arr, run, np)):
         h.update(digest)
+
+
+def _feed_floats_overlapped(h: CanonicalHasher, flat: Any, np: Any) -> None:
+    """Contiguous floats fed as they are while another thread looks for a NaN, both at memory speed
+    (in turns, as ``_c_order_chunks`` does them, it is ~1.3x xxh3 alone); in the rare array with a NaN the
+    stream is rewound and the values fed with their NaNs made canonical."""
+    if _TREE_WORKERS == 1:
+        for chunk in _c_order_chunks(flat, np):
+            h.update(_bytes_of(_nan_canonical(chunk, np), np))
+        return
+    has_nan = _executor().submit(_holds_nan, flat)
+    before = h.mark()
+    h.update(_bytes_of(flat, np))
+    if has_nan.result():
+        h.rewind(before)
+        for chunk in _c_order_chunks(flat, np):
+            h.update(_bytes_of(_nan_canonical(chunk, np), np))
+
+
+def _holds_nan(flat: Any) -> bool:
+    np = sys.modules["numpy"]
+    values = flat.view(flat.real.dtype) if flat.dtype.kind == "c" else flat
+    return bool(np.isnan(np.minimum.reduce(values)))
 
 
 def _run_digest(run: Any) -> bytes:
@@ -131,15 +160,10 @@ _pool: tuple[int, Any] | None = None  # (the pid that made it, the executor): a 
 def _in_parallel(fn: Any, items: Iterable[Any]) -> Iterator[Any]:
     """``map(fn, items)`` on a few threads, in order, with a bounded number of items in flight
     (the runs of a non-contiguous array are copies)."""
-    global _pool
     if _TREE_WORKERS == 1:
         yield from map(fn, items)
         return
-    if _pool is None or _pool[0] != os.getpid():
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = (os.getpid(), ThreadPoolExecutor(_TREE_WORKERS, thread_name_prefix="ptd-hash"))
-    executor = _pool[1]
+    executor = _executor()
     pending: collections.deque = collections.deque()
     for item in items:
         pending.append(executor.submit(fn, item))
@@ -147,6 +171,14 @@ def _in_parallel(fn: Any, items: Iterable[Any]) -> Iterator[Any]:
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def _executor() -> Any:
+    """The hashing threads of this process (a forked child starts its own)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(_TREE_WORKERS, thread_name_prefix="ptd-hash"))
+    return _pool[1]
 
 
 def _c_order_chunks(arr: Any, np: Any) -> Iterator[Any]:
@@ -277,7 +309,7 @@ def _feed_arrow_text(h: CanonicalHasher, chunked: Any, np: Any) -> bool:
     pa = sys.modules.get("pyarrow")
     if pa is None or chunked.null_count or str(chunked.type) not in ("string", "large_string"):
         return False
-    compute = sys.modules.get("pyarrow.compute") or __import__("pyarrow.compute").compute
+    compute = import_whole("pyarrow.compute")
     n = len(chunked)
     h.tag(b"A", f"{np.dtype(object).str}|{(n,)}".encode())  # what feed_ndarray says of an object array
     if n < STR_RUN_MIN:
@@ -309,8 +341,9 @@ _ARROW_OFFSETS = {"string": "<i4", "large_string": "<i8"}  # Arrow string types 
 # -- polars ----------------------------------------------------------------------------------------------
 def feed_polars(h: CanonicalHasher, obj: Any) -> bool:
     """A polars DataFrame or Series from its buffers: names, dtypes, where the nulls are, and the other
-    values (numbers and times as their physical numpy array, text through Arrow). Columns of nested,
-    binary, decimal or object dtypes leave the value to its pickled state (``False``)."""
+    values (numbers, times and an Enum's codes as their physical numpy array, text and categoricals
+    through Arrow). Columns of nested, binary, decimal or object dtypes leave the value to its pickled
+    state (``False``)."""
     pl = sys.modules.get("polars")
     if pl is None or not isinstance(obj, (pl.DataFrame, pl.Series)) or not _importable("numpy"):
         return False  # polars imports numpy only when asked for arrays
@@ -333,12 +366,14 @@ def feed_polars(h: CanonicalHasher, obj: Any) -> bool:
 
 def _polars_supported(column: Any) -> bool:
     dtype = column.dtype
-    if dtype.is_integer() or dtype.is_float() or dtype.is_temporal():
+    if dtype.is_integer():
+        return "128" not in str(dtype)  # numpy has no 128-bit integers: through the pickled state
+    if dtype.is_float() or dtype.is_temporal():
         return True
     pl = sys.modules["polars"]
-    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):  # text: read through pyarrow
+    if dtype in (pl.String, pl.Categorical):  # text: read through pyarrow
         return _importable("pyarrow")
-    return dtype == pl.Boolean
+    return dtype == pl.Boolean or isinstance(dtype, pl.Enum)
 
 
 def _importable(name: str) -> bool:
@@ -346,7 +381,7 @@ def _importable(name: str) -> bool:
 
 
 def _feed_polars_column(h: CanonicalHasher, column: Any, pl: Any) -> None:
-    np = sys.modules.get("numpy") or importlib.import_module("numpy")
+    np = import_whole("numpy")
     h.tag(b"w", str(column.dtype).encode())  # units and zones of times, an Enum's categories
     if column.null_count():
         feed_ndarray(h, column.is_null().to_numpy())
@@ -354,15 +389,57 @@ def _feed_polars_column(h: CanonicalHasher, column: Any, pl: Any) -> None:
     else:
         h.tag(b"0")
     dtype = column.dtype
-    if dtype == pl.Categorical or isinstance(dtype, pl.Enum):
-        column = column.cast(pl.String)  # codes depend on the order strings were first seen: the text is canonical
-    if column.dtype == pl.String:
+    if dtype == pl.Categorical:
+        coded = column.rechunk().to_arrow()
+        _feed_polars_categorical(h, coded.combine_chunks() if hasattr(coded, "chunks") else coded, np)
+    elif dtype == pl.String:
         text = column.to_arrow()
-        pa = sys.modules["pyarrow"]  # imported by to_arrow
-        chunked = text if isinstance(text, pa.ChunkedArray) else pa.chunked_array([text], text.type)
-        _feed_arrow_text(h, chunked.cast(pa.large_string()), np)  # no nulls left: it feeds them all
-        return
-    feed_ndarray(h, column.to_physical().to_numpy())
+        chunks = text.chunks if hasattr(text, "chunks") else [text]
+        _feed_utf8(h, [_as_utf8(chunk) for chunk in chunks], np)
+    elif dtype.is_numeric() or dtype == pl.Boolean:  # as they are (to_physical would cost ~50 µs a column)
+        feed_ndarray(h, column.to_numpy())
+    else:  # times and an Enum's codes (its categories are in the dtype fed above)
+        feed_ndarray(h, column.to_physical().to_numpy())
+
+
+def _as_utf8(chunk: Any) -> Any:
+    """An Arrow string array with offsets (``string`` or ``large_string``), whatever text type it came as."""
+    if str(chunk.type) in _ARROW_OFFSETS:
+        return chunk
+    return chunk.cast(sys.modules["pyarrow"].large_string())
+
+
+def _feed_utf8(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
+    """Arrow strings without nulls as their count, every length, then all their UTF-8 bytes: a few
+    buffer-speed updates, the same whatever the chunking (the lengths then the bytes run on across chunks)."""
+    h.tag(b"t", sum(map(len, chunks)).to_bytes(8, "little"))
+    spans = []
+    for chunk in chunks:
+        offsets = np.frombuffer(chunk.buffers()[1], _ARROW_OFFSETS[str(chunk.type)])
+        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+        if len(chunk):
+            h.update(np.diff(offsets).astype("<u8"))
+            spans.append((chunk.buffers()[2], int(offsets[0]), int(offsets[-1])))
+    for data, start, end in spans:
+        if end > start:
+            h.update(memoryview(data)[start:end])
+
+
+def _feed_polars_categorical(h: CanonicalHasher, coded: Any, np: Any) -> None:
+    """A Categorical's values from its Arrow dictionary: the categories it uses, sorted, then each row's
+    rank among them. Physical codes follow the order strings were first seen (and may count strings other
+    columns brought in); these ranks are the same for equal columns in every process."""
+    dictionary = _as_utf8(coded.dictionary)
+    codes = np.frombuffer(coded.buffers()[1], coded.indices.type.to_pandas_dtype())
+    codes = codes[coded.offset : coded.offset + len(coded)]
+    used = np.flatnonzero(np.bincount(codes, minlength=len(dictionary)))
+    compute = import_whole("pyarrow.compute")
+    values = dictionary.take(used)
+    order = np.asarray(compute.sort_indices(values))
+    rank = np.zeros(len(dictionary), np.uint32)
+    rank[used[order]] = np.arange(len(used), dtype=np.uint32)
+    _feed_utf8(h, [values.take(order)], np)
+    h.update(rank[codes].astype("<u4"))
 
 
 # -- torch -----------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import functools
 import types
 from dataclasses import dataclass
 
+from .sigint import import_whole
+
 __all__ = ["MUTATING_METHODS", "Reads", "code_reads"]
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME"})
@@ -54,7 +56,7 @@ def code_reads(code: types.CodeType) -> Reads:
 def _collect_reads(
     code: types.CodeType, found: dict[str, set[str]], changed: set[str], changed_attrs: set[str]
 ) -> None:
-    import dis  # only a walk needs it: not imported at start-up
+    dis = import_whole("dis")  # only a walk needs it: not imported at start-up
 
     instructions = list(dis.get_instructions(code))
     for i, ins in enumerate(instructions):

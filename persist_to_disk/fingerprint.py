@@ -40,6 +40,7 @@ import xxhash
 from . import identity, keys
 from .bytecode import code_reads
 from .errors import CacheWarning, UnhashableArgumentError
+from .sigint import import_whole
 
 __all__ = [
     "Dependency", "Fingerprint", "Tracker", "ValueRef", "class_code", "code_of", "describe_values", "is_user_code",
@@ -98,9 +99,7 @@ class Fingerprint:
 # -- what counts as user code -----------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _library_roots() -> tuple[str, ...]:
-    import sysconfig
-
-    paths = sysconfig.get_paths()
+    paths = import_whole("sysconfig").get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     roots |= {p for p in sys.path if p.endswith(("site-packages", "dist-packages"))}
     return tuple(sorted(os.path.realpath(r) + os.sep for r in roots))
@@ -139,9 +138,7 @@ def library_version(module_name: str) -> str | None:
     version = getattr(sys.modules.get(top), "__version__", None)
     if not isinstance(version, str):
         try:
-            from importlib import metadata
-
-            version = metadata.version(top)
+            version = import_whole("importlib.metadata").version(top)
         except Exception:
             version = "unknown"
     return f"{top}=={version}"

@@ -210,6 +210,13 @@ class CanonicalHasher:
         """Raw bytes (or any buffer) into the stream: for handlers that already framed them with a tag."""
         self.h.update(data)
 
+    def mark(self) -> xxhash.xxh3_128:
+        """The stream as it is now: :meth:`rewind` takes back what was fed since (bytes fed on a guess)."""
+        return self.h.copy()
+
+    def rewind(self, mark: xxhash.xxh3_128) -> None:
+        self.h = mark
+
     def _feed_other(self, obj: Any) -> None:
         cls = type(obj)
         by_name = _EXACT_BY_NAME.get((cls.__module__, cls.__qualname__))

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import xxhash
 
+from .sigint import import_whole
+
 __all__ = [
     "ENTRY_SUFFIX", "ESCAPE_MARK", "MAX_NAME", "PROJECT_MARKERS", "CellLocator", "bucket_of", "cell_locator",
     "default_project_root", "default_project_root_with_reason", "entry_relpath", "find_marker_root",
@@ -64,9 +66,7 @@ def cell_locator() -> CellLocator | None:
 
             shell = get_ipython()
             if shell is not None:
-                import ipython_ext.location  # installs itself into config
-
-                ipython_ext.location.install(shell)
+                import_whole("ipython_ext.location").install(shell)  # installs itself into config
         except Exception:  # no Jupyter layer: behave as in a script
             return None
     return config.notebook_locator

@@ -41,12 +41,6 @@ from typing import Any
 
 import xxhash
 
-try:  # the C functions: signal.signal is a Python wrapper, whose own frame a Ctrl-C could interrupt
-    from _signal import getsignal as _get_handler
-    from _signal import signal as _set_handler
-except ImportError:  # pragma: no cover (not CPython)
-    _get_handler, _set_handler = signal.getsignal, signal.signal
-
 try:
     import fcntl
 except ImportError:  # Windows: filelock's msvcrt lock
@@ -54,6 +48,8 @@ except ImportError:  # Windows: filelock's msvcrt lock
 
 from . import trust
 from .config import Granularity
+from .sigint import get_handler as _get_handler
+from .sigint import set_handler as _set_handler
 
 __all__ = [
     "DIGEST_LOCK_FILE", "LOCK_DIR", "Granularity", "Held", "clear_locks", "coarse_scope", "compute_lock",

@@ -75,6 +75,31 @@ def test_large_tensors_key_by_their_values() -> None:
     assert keys.hash_value(other) != keys.hash_value(half)
 
 
+# -- floats below the tree: fed while another thread looks for NaNs ----------------------------------------
+MID = arrays.OVERLAP_MIN_BYTES // 8 * 3  # float64s: past the overlap's threshold, below the tree's
+assert arrays.OVERLAP_MIN_BYTES <= MID * 8 < arrays.TREE_MIN_BYTES
+
+
+def _in_turns(value, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The digest of the single-thread path (NaN check then hash, a piece at a time)."""
+    with monkeypatch.context() as m:
+        m.setattr(arrays, "OVERLAP_MIN_BYTES", arrays.TREE_MIN_BYTES)
+        return keys.hash_value(value)
+
+
+@pytest.mark.parametrize("dtype", ["<f8", "<f4", "<c16"])
+def test_mid_size_floats_key_as_the_single_thread_path_does(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = np.random.default_rng(3).random(MID).astype(dtype)
+    assert keys.hash_value(a) == _in_turns(a, monkeypatch)
+    with_nans = a.copy()
+    with_nans[[0, MID // 2, -1]] = np.nan
+    negative = a.copy()
+    negative[[0, MID // 2, -1]] = -np.nan  # another bit pattern: the stream must be rewound and fed again
+    assert keys.hash_value(with_nans) == keys.hash_value(negative) == _in_turns(negative, monkeypatch)
+    assert keys.hash_value(with_nans) != keys.hash_value(a)
+    assert keys.hash_value([negative, a]) == keys.hash_value([with_nans, a])  # what came before stays fed
+
+
 _FORK = """
 import os, sys
 import numpy as np
@@ -90,9 +115,10 @@ print(os.waitstatus_to_exitcode(status))
 
 
 @pytest.mark.skipif(not hasattr(sys.modules["os"], "fork"), reason="needs os.fork")
-def test_a_forked_process_hashes_large_arrays_too(python: str) -> None:
+@pytest.mark.parametrize("n", [arrays.TREE_MIN_BYTES // 8 * 2, MID], ids=["tree", "mid-size"])
+def test_a_forked_process_hashes_large_arrays_too(python: str, n: int) -> None:
     """A child forked after the pool started has none of its threads: it must not wait on them."""
-    script = textwrap.dedent(_FORK.format(n=arrays.TREE_MIN_BYTES // 8 * 2))
+    script = textwrap.dedent(_FORK.format(n=n))
     out = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"

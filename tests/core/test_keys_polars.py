@@ -51,16 +51,19 @@ def test_a_frame_keys_the_same_whatever_its_chunking() -> None:
 
 
 def test_a_frame_keys_the_same_in_every_process(python: str) -> None:
-    """Other hash seeds, and categories first seen in another order (other physical codes)."""
+    """Other hash seeds, categories first seen in another order (other physical codes), and other
+    strings met as categories before (polars' categories are shared by every column in a process)."""
     script = _FRAME + (
-        "from persist_to_disk import keys\n"
         "import sys\n"
+        "pl.Series(sys.argv[2].split(','), dtype=pl.Categorical)  # strings this process met as categories before\n"
+        "from persist_to_disk import keys\n"
         "print(keys.hash_value(frame(city_order=tuple(sys.argv[1].split(',')))[0]))\n"
     )
     digests = set()
-    for seed, order in (("1", "Paris,Oslo,Lima"), ("2", "Lima,Oslo,Paris")):
+    for seed, order, seen_before in (("1", "Paris,Oslo,Lima", "x"), ("2", "Lima,Oslo,Paris", "Zagreb,Accra,Oslo")):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([python, "-c", script, order], env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run([python, "-c", script, order, seen_before], env=env, capture_output=True, text=True,
+                             timeout=120)
         assert out.returncode == 0, out.stderr
         digests.add(out.stdout.strip())
     assert digests == {keys.hash_value(frame()[0])}
@@ -89,6 +92,18 @@ def test_every_value_null_and_nan_counts() -> None:
     assert keys.hash_value(df["score"]) != keys.hash_value(df["score"].rename("points"))
 
 
+def test_text_keys_by_each_string_not_their_concatenation() -> None:
+    def text(*values: str) -> int:
+        return keys.hash_value(pl.Series("t", list(values)))
+
+    assert text("ab", "c") != text("a", "bc")
+    assert text("a", "") != text("", "a") != text("a")
+    assert text("é", "\x00") == text("é", "\x00") != text("é", "")
+    cats = pl.Series("t", ["ab", "c"], dtype=pl.Categorical)
+    assert keys.hash_value(cats) != keys.hash_value(pl.Series("t", ["a", "bc"], dtype=pl.Categorical))
+    assert keys.hash_value(cats) != keys.hash_value(pl.Series("t", ["c", "ab"], dtype=pl.Categorical))
+
+
 def test_a_frame_is_hashed_from_its_buffers_not_its_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
     df, _ = frame()
 
@@ -100,6 +115,17 @@ def test_a_frame_is_hashed_from_its_buffers_not_its_pickle(monkeypatch: pytest.M
     monkeypatch.setattr(pl.Series, "__getstate__", refuse)
     assert keys.hash_value(df) == keys.hash_value(df.clone())
     assert keys.hash_value(df["name"]) == keys.hash_value(df["name"].clone())
+
+
+@pytest.mark.skipif(not hasattr(pl, "Int128"), reason="this polars has no 128-bit integers")
+def test_128_bit_integer_columns_key_through_their_pickled_state() -> None:
+    """numpy has no 128-bit integers: such a frame was refused as unhashable."""
+    def frame(x: int) -> pl.DataFrame:
+        return pl.DataFrame({"id": pl.Series([1, x], dtype=pl.Int128), "n": [1.0, 2.0]})
+
+    assert keys.hash_value(frame(2)) == keys.hash_value(frame(2))
+    assert keys.hash_value(frame(2)) != keys.hash_value(frame(3))
+    assert keys.hash_value(frame(2)["id"]) != keys.hash_value(frame(3)["id"])
 
 
 def test_nested_columns_key_through_their_pickled_state() -> None:

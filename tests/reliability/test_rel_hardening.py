@@ -61,6 +61,51 @@ def test_a_sigint_storm_never_leaves_a_lock_held(rel, tmp_path, persist, granula
     rel.count(faults=sent, operations=out["calls"] + out["interrupted"] + 6)
 
 
+CTRL_C_IN_AN_IMPORT = """
+import importlib.abc, os, signal, sys
+site = sys.argv[2]  # a folder named site-packages: what it holds counts as a library
+with open(os.path.join(site, "unversioned.py"), "w") as fh:
+    fh.write("def scale(x):\\n    return 2 * x\\n")  # no __version__: its version comes from importlib.metadata
+sys.path.insert(0, site)
+
+class CtrlCWhileImported(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "importlib.metadata":
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while the module is being imported
+        return None
+
+sys.meta_path.insert(0, CtrlCWhileImported())
+import unversioned
+import persist_to_disk as ptd
+ptd.config.set_persist_path(sys.argv[1])
+
+@ptd.persistf()
+def doubled(x):
+    return unversioned.scale(x)
+
+interrupted = 0
+for x in (1, 2, 3):
+    try:
+        doubled(x)
+    except KeyboardInterrupt:
+        interrupted += 1
+print(interrupted, "importlib.metadata" in sys.modules, doubled(4))
+"""
+
+
+@pytest.mark.skipif(not POSIX, reason="real signals")
+def test_ctrl_c_during_an_import_a_call_needs_interrupts_the_call_not_the_import(tmp_path, python):
+    """The first dependency walk imports importlib.metadata (a library without __version__): a Ctrl-C
+    then interrupts that call once the import is done; cut short, the import started over in every
+    call and a long one never completed under repeated interrupts."""
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    out = subprocess.run([python, "-c", CTRL_C_IN_AN_IMPORT, str(tmp_path / "cache"), str(site)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["1", "True", "8"]
+
+
 FORGOTTEN_LOCK = """
 import contextvars, sys
 from persist_to_disk import locks
