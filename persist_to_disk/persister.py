@@ -23,40 +23,20 @@ from typing import Any
 
 from .config import settings_dir
 from . import fingerprint, identity, keys, layout, locks, miss, stores, why
+from .binding import bind_simple, from_var_keyword, simple_parameters
+from .cachehandle import CacheHandle, call_record
+from .options import Options, check_options, setting_names
 from ._state import config
 from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from .header import EntryHeader, header_of
-from .readable import readable_arguments, short_repr
-from .store import ENOVAL, EntryInfo, LocalStore
+from .store import ENOVAL, LocalStore
 from .stores import Store
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
 from .writing import UnloadableValue
 
-__all__ = ["CacheHandle", "Options", "PersistedFunction", "persistf"]
+__all__ = ["PersistedFunction", "persistf"]
 
 logger = logging.getLogger("persist_to_disk")
-
-_VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-
-
-@dataclass(frozen=True)
-class Options:
-    """A persisted function's settings, checked once at decoration time."""
-
-    hashsize: int | None = None
-    skip_kwargs: tuple[str, ...] = ()
-    expand_dict_kwargs: tuple[str, ...] | str = ()
-    groupby: tuple[str | tuple[str, ...], ...] = ()
-    switch_kwarg: str = "cache_switch"
-    cache: Switch | None = None
-    lock_granularity: locks.Granularity | None = None
-    hash_method: str = "pickle"
-    local: bool = False
-    alt_dirs: tuple[str, ...] = ()
-    version: str | None = None
-    ignore_globals: tuple[str, ...] = ()  # globals, helpers and closure variables left out of the key on purpose
-    track_dependencies: bool | None = None  # None: the setting of the same name
-
 
 @dataclass(frozen=True)
 class Origin:
@@ -79,62 +59,17 @@ class Call(miss.ResolvedCall):
     arg_digests: dict[str, bytes] | None  # the digests the key holds (scalars are fed whole); None with 'json'
 
 
-def _names(value: Any, setting: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    try:
-        names = tuple(value)
-    except TypeError:
-        raise ValueError(f"{setting}={value!r} must be a list of argument names") from None
-    return names
-
-
-def _check_options(func: Callable, opts: Options) -> None:
-    """Fail at decoration time on settings that can never work, naming the setting."""
-    from .config import validate_granularity, validate_hashsize
-
-    if opts.hashsize is not None:
-        validate_hashsize(opts.hashsize)
-    if opts.lock_granularity is not None:
-        validate_granularity(opts.lock_granularity)
-    if opts.hash_method not in ("pickle", "json"):
-        raise ValueError(f"hash_method={opts.hash_method!r} must be 'pickle' or 'json'")
-    params = inspect.signature(func).parameters
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    group_names = [n for g in opts.groupby for n in ((g,) if isinstance(g, str) else g)]
-    expand = () if opts.expand_dict_kwargs == "all" else opts.expand_dict_kwargs
-    for setting, names in (("groupby", group_names), ("skip_kwargs", opts.skip_kwargs), ("expand_dict_kwargs", expand)):
-        for name in names:
-            if not isinstance(name, str):
-                raise ValueError(f"{setting} entries must be argument names (str), got {name!r}")
-            if name not in params and not takes_kwargs:
-                raise ValueError(
-                    f"{setting} names {name!r}, which is not a parameter of {identity.function_name(func)}"
-                    f"{inspect.signature(func)}"
-                )
-    overlap = set(group_names) & set(opts.skip_kwargs)
-    if overlap:
-        raise ValueError(f"{sorted(overlap)} cannot be both in groupby and in skip_kwargs")
-    if opts.switch_kwarg in params:
-        raise ValueError(
-            f"switch_kwarg={opts.switch_kwarg!r} is also a parameter of {identity.function_name(func)}; "
-            "pick another switch_kwarg"
-        )
-
-
 class PersistedFunction:
     """A function whose results are cached on disk. ``f.cache`` browses and invalidates them."""
 
     def __init__(self, func: Callable, options: Options) -> None:
-        _check_options(func, options)
+        check_options(func, options)
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
         self._func = func
         self._options = options
         self._signature = inspect.signature(func)
-        self._simple = _simple_parameters(self._signature)
+        self._simple = simple_parameters(self._signature)
         self._var_keyword = next(  # the **kwargs parameter's name, if any (looked up once, not per call)
             (p.name for p in self._signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None
         )
@@ -257,7 +192,7 @@ class PersistedFunction:
         )
 
     def _store(self, call: Call, value: Any, seconds: float, *, replace: bool = False) -> bool:
-        record = _record(call)
+        record = call_record(call)
         header = EntryHeader(
             func=self._name,
             module=getattr(self._func, "__module__", None),
@@ -308,7 +243,7 @@ class PersistedFunction:
     # -- keys and places --------------------------------------------------------------------------
     def _named_arguments(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         """Arguments by name, defaults applied, skipped ones removed."""
-        named = _bind_simple(self._simple, args, kwargs) if self._simple is not None else None
+        named = bind_simple(self._simple, args, kwargs) if self._simple is not None else None
         if named is None:  # not a plain signature, or a call that binding must explain (TypeError)
             try:
                 bound = self._signature.bind(*args, **kwargs)
@@ -386,7 +321,7 @@ class PersistedFunction:
             names = (group,) if isinstance(group, str) else group
             values = []
             for name in names:
-                value = named[name] if name in named else _from_var_keyword(self._signature, named, name)
+                value = named[name] if name in named else from_var_keyword(self._signature, named, name)
                 values.append(value)
             text = "$$".join(str(v) for v in values)
             folders.append(layout.safe_folder_name(text, setting=f"groupby value of {'+'.join(names)}"))
@@ -482,44 +417,6 @@ class PersistedFunction:
         return f"<persisted function {self._name}>"
 
 
-def _simple_parameters(signature: inspect.Signature) -> tuple[tuple[str, Any], ...] | None:
-    """((name, default), ...) when every parameter is positional-or-keyword (the common case), else None."""
-    params = tuple(signature.parameters.values())
-    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
-        return None
-    return tuple((p.name, p.default) for p in params)
-
-
-def _bind_simple(simple: tuple[tuple[str, Any], ...], args: tuple, kwargs: dict) -> dict[str, Any] | None:
-    """What ``signature.bind(*args, **kwargs)`` + ``apply_defaults()`` gives for a plain signature, in
-    the same order, ~4x faster; None for any call it would reject (the slow path then raises its TypeError)."""
-    n = len(args)
-    if n > len(simple):
-        return None
-    named: dict[str, Any] = {}
-    used = 0
-    for i, (name, default) in enumerate(simple):
-        if name in kwargs:
-            if i < n:
-                return None  # given twice
-            named[name] = kwargs[name]
-            used += 1
-        elif i < n:
-            named[name] = args[i]
-        elif default is not inspect.Parameter.empty:
-            named[name] = default
-        else:
-            return None  # missing
-    return named if used == len(kwargs) else None  # else an unexpected keyword
-
-
-def _from_var_keyword(signature: inspect.Signature, named: dict, name: str) -> Any:
-    for pname, param in signature.parameters.items():
-        if param.kind is inspect.Parameter.VAR_KEYWORD and name in named.get(pname, {}):
-            return named[pname][name]
-    raise ValueError(f"groupby names {name!r}, which this call did not pass")
-
-
 def _source_file(func: Callable) -> str | None:
     try:
         return inspect.getsourcefile(identity.unwrap(func)) or inspect.getfile(func)
@@ -563,98 +460,9 @@ def _interactive() -> bool:
     return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
 
 
-def _record(call: Call) -> why.CallRecord:
-    """What the call's key is made of, readable: entry headers keep it, ``why`` compares it."""
-    rows: list[tuple[str, str, str, str]] = []
-    if call.fingerprint is not None:
-        rows = [tuple(dep.as_json()) for dep in call.fingerprint.code_dependencies]  # type: ignore[misc]
-        rows += [tuple(dep.as_json()) for dep in fingerprint.describe_values(call.fingerprint, short_repr)]  # type: ignore[misc]
-    return why.CallRecord(_argument_digests(call), readable_arguments(call.named), tuple(rows), keys.key_format_name())
-
-
-def _argument_digests(call: Call) -> dict[str, str]:
-    """One digest per argument, so ``why`` can tell which argument differs from a stored entry."""
-    return keys.argument_digests(call.named, call.arg_digests or {})
-
-
 def _warn(message: str) -> None:
     logger.warning(message)
     warnings.warn(message, CacheWarning, stacklevel=4)
-
-
-class CacheHandle:
-    """``f.cache``: look at and invalidate one function's entries without running it."""
-
-    def __init__(self, owner: PersistedFunction) -> None:
-        self._owner = owner
-
-    @property
-    def folder(self) -> Path:
-        return self._owner.folder()
-
-    def _call(self, args: tuple, kwargs: dict) -> Call:
-        return self._owner.resolve_call(args, kwargs)
-
-    def path(self, *args: Any, **kwargs: Any) -> Path:
-        """The file the entry of this call lives (or would live) in."""
-        return self._call(args, kwargs).path
-
-    def contains(self, *args: Any, **kwargs: Any) -> bool:
-        """Whether this call is cached under the current code version (nothing is run)."""
-        call = self._call(args, kwargs)
-        return call.store.contains(call.key)
-
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        """The cached value of this call; NotCachedError when there is none."""
-        call = self._call(args, kwargs)
-        entry = call.store.load(call.key)
-        if entry is ENOVAL:
-            raise NotCachedError(
-                f"{self._owner.function_name}: this call is not cached (expected at {call.path})", path=str(call.path)
-            )
-        return entry.value  # type: ignore[union-attr]
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Delete this call's entry; the next call recomputes. True if there was one."""
-        call = self._call(args, kwargs)
-        return call.store.delete(call.key) > 0
-
-    def why(self, *args: Any, **kwargs: Any) -> why.Explanation:
-        """What differs between this call and the nearest stored entry ("global SCALE: 2 -> 3")."""
-        call = self._call(args, kwargs)
-        name = self._owner.function_name
-        if call.store.contains(call.key):
-            return why.Explanation(name, cached=True)
-        headers = (header_of(info.header) for info in call.store.iter_entries())
-        return why.explain(name, _record(call), (header for header in headers if header is not None))
-
-    def entries(self) -> list[EntryInfo]:
-        """Every entry of this function (all code versions), with readable arguments, values not loaded."""
-        current = self._owner.code_version()
-        found = []
-        store = self._owner.store()
-        for info in store.iter_entries():
-            header = header_of(info.header)
-            info.current = header is not None and header.code_version == current
-            found.append(info)
-        return found
-
-    def clear(self, *, older_versions_only: bool = False) -> int:
-        """Delete every entry (or those of older code versions); return how many went."""
-        removed = 0
-        store = self._owner.store()
-        for info in self.entries():
-            if older_versions_only and info.current:
-                continue
-            if store.delete(info.key):
-                removed += 1
-        return removed
-
-    def __len__(self) -> int:
-        return len(self.entries())
-
-    def __repr__(self) -> str:
-        return f"<cache of {self._owner.function_name} at {self.folder}>"
 
 
 def persistf(
@@ -682,14 +490,14 @@ def persistf(
     ``track_dependencies=False`` keys on the function's own code only.
     """
     if expand_dict_kwargs is not None and not isinstance(expand_dict_kwargs, str):
-        expand: tuple[str, ...] | str = _names(expand_dict_kwargs, "expand_dict_kwargs")
+        expand: tuple[str, ...] | str = setting_names(expand_dict_kwargs, "expand_dict_kwargs")
     elif expand_dict_kwargs not in (None, "all"):
         raise ValueError(f"expand_dict_kwargs={expand_dict_kwargs!r} must be a list of names or 'all'")
     else:
         expand = expand_dict_kwargs or ()
     options = Options(
         hashsize=hashsize,
-        skip_kwargs=_names(skip_kwargs, "skip_kwargs"),
+        skip_kwargs=setting_names(skip_kwargs, "skip_kwargs"),
         expand_dict_kwargs=expand,
         groupby=tuple(g if isinstance(g, str) else tuple(g) for g in (groupby or ())),
         switch_kwarg=switch_kwarg,
@@ -699,7 +507,7 @@ def persistf(
         local=bool(local),
         alt_dirs=tuple(os.path.abspath(os.fspath(d)) for d in (alt_dirs or ())),
         version=None if version is None else str(version),
-        ignore_globals=_names(ignore_globals, "ignore_globals"),
+        ignore_globals=setting_names(ignore_globals, "ignore_globals"),
         track_dependencies=None if track_dependencies is None else bool(track_dependencies),
     )
     if isinstance(groupby, str):
