@@ -33,6 +33,7 @@ import xxhash
 from . import arrays
 from .arrays import qualified_name
 from .errors import UnhashableArgumentError
+from .sigint import import_whole
 
 __all__ = [
     "KEY_FORMAT",
@@ -60,6 +61,23 @@ class _Unhashable(TypeError):
 
 def new_hasher() -> xxhash.xxh3_128:
     return xxhash.xxh3_128()
+
+
+NUMPY_IMPORT_MIN = 1 << 16  # containers from this size import numpy, if installed, to be hashed in bulk
+
+
+def _numpy_for(items: int) -> bool:
+    """Whether a container of this many items can be hashed in bulk by numpy: imported already, or, for
+    one this large, imported now (~0.1 s once; a 1M-item dict then hashes ~4x faster, in the same bytes)."""
+    if "numpy" in sys.modules:
+        return True
+    if items < NUMPY_IMPORT_MIN or not arrays.importable("numpy"):
+        return False
+    try:
+        import_whole("numpy")
+    except Exception:  # a broken install: item by item, as without numpy
+        return False
+    return True
 
 
 class CanonicalHasher:
@@ -106,7 +124,7 @@ class CanonicalHasher:
 
     def _items(self, obj: list | tuple) -> None:
         self.h.update(_pack_len(len(obj)))
-        if len(obj) < arrays.STR_RUN_MIN or "numpy" not in sys.modules:
+        if len(obj) < arrays.STR_RUN_MIN or not _numpy_for(len(obj)):
             for item in obj:
                 self.feed(item)
         else:
@@ -164,7 +182,7 @@ class CanonicalHasher:
 
         def items() -> None:
             digests = list(map(self._key_digest, obj.keys()))
-            if len(digests) >= arrays.FLOAT_ITEMS_MIN and "numpy" in sys.modules:
+            if len(digests) >= arrays.FLOAT_ITEMS_MIN and _numpy_for(len(digests)):
                 values = list(obj.values())
                 if list(map(type, values)).count(float) == len(values):  # {name: score}: in one numpy pass
                     self.h.update(_pack_len(len(values)))
@@ -181,7 +199,7 @@ class CanonicalHasher:
     def _str_keyed_items(self, names: list[str], obj: Mapping) -> None:
         """A mapping whose keys are all ``str`` (kwargs, configs, {name: score}): its keys sorted, as one
         list, then its values in that order, as another: both then hash in bulk."""
-        if len(names) < arrays.SORT_MIN or "numpy" not in sys.modules:
+        if len(names) < arrays.SORT_MIN or not _numpy_for(len(names)):
             pairs = sorted(obj.items())  # the keys all differ: no value is ever compared
             names, values = [k for k, _ in pairs], [v for _, v in pairs]
         else:
