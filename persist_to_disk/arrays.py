@@ -109,17 +109,18 @@ def _feed_floats_overlapped(h: CanonicalHasher, flat: Any, np: Any) -> None:
     """Contiguous floats fed as they are while another thread looks for a NaN, both at memory speed
     (in turns, as ``_c_order_chunks`` does them, it is ~1.3x xxh3 alone); in the rare array with a NaN the
     stream is rewound and the values fed with their NaNs made canonical."""
-    if _TREE_WORKERS == 1:
-        for chunk in _c_order_chunks(flat, np):
-            h.update(_bytes_of(_nan_canonical(chunk, np), np))
-        return
-    has_nan = _executor().submit(_holds_nan, flat)
-    before = h.mark()
-    h.update(_bytes_of(flat, np))
-    if has_nan.result():
+    try:
+        has_nan = _executor().submit(_holds_nan, flat) if _TREE_WORKERS > 1 else None
+    except RuntimeError:  # the interpreter is shutting down: no new threads
+        has_nan = None
+    if has_nan is not None:
+        before = h.mark()
+        h.update(_bytes_of(flat, np))
+        if not has_nan.result():
+            return
         h.rewind(before)
-        for chunk in _c_order_chunks(flat, np):
-            h.update(_bytes_of(_nan_canonical(chunk, np), np))
+    for chunk in _c_order_chunks(flat, np):
+        h.update(_bytes_of(_nan_canonical(chunk, np), np))
 
 
 def _holds_nan(flat: Any) -> bool:
@@ -165,8 +166,16 @@ def _in_parallel(fn: Any, items: Iterable[Any]) -> Iterator[Any]:
         return
     executor = _executor()
     pending: collections.deque = collections.deque()
+    items = iter(items)
     for item in items:
-        pending.append(executor.submit(fn, item))
+        try:
+            pending.append(executor.submit(fn, item))
+        except RuntimeError:  # the interpreter is shutting down (an atexit hook hashes): the rest on this thread
+            while pending:
+                yield pending.popleft().result()
+            yield fn(item)
+            yield from map(fn, items)
+            return
         if len(pending) > 2 * _TREE_WORKERS:
             yield pending.popleft().result()
     while pending:

@@ -146,6 +146,25 @@ def test_a_large_container_is_hashed_in_bulk_even_before_numpy_is_imported(pytho
     assert out.stdout.split() == ["True", "True"]
 
 
+_AT_EXIT = """
+import atexit
+import numpy as np
+from persist_to_disk import keys
+values = {{"mid-size": np.arange({mid}, dtype=float), "tree": np.arange({tree}, dtype=float)}}
+digests = {{name: keys.hash_value(a) for name, a in values.items()}}  # the hashing threads start here
+atexit.register(lambda: print(*[keys.hash_value(a) == digests[name] for name, a in values.items()]))
+"""
+
+
+def test_arrays_hash_while_the_interpreter_shuts_down(python: str) -> None:
+    """An atexit hook (a last save) hashing a large array: the thread pool takes no more work then,
+    and a tree-sized array raised UnhashableArgumentError ("cannot schedule new futures")."""
+    script = textwrap.dedent(_AT_EXIT.format(mid=MID, tree=arrays.TREE_MIN_BYTES // 8 * 2))
+    out = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"], out.stderr
+
+
 # -- each argument hashed once, its digest in the key and in the header ------------------------------------
 class Counted:
     """An argument whose hashing is counted (through the hook every object may define)."""
