@@ -14,7 +14,7 @@ from .store import ENOVAL, EntryInfo
 if TYPE_CHECKING:
     from .persister import Call, PersistedFunction
 
-__all__ = ["CacheHandle", "argument_digests", "call_record"]
+__all__ = ["CacheHandle", "call_record"]
 
 
 def call_record(call: Call) -> why.CallRecord:
@@ -23,12 +23,8 @@ def call_record(call: Call) -> why.CallRecord:
     if call.fingerprint is not None:
         rows = [tuple(dep.as_json()) for dep in call.fingerprint.code_dependencies]  # type: ignore[misc]
         rows += [tuple(dep.as_json()) for dep in fingerprint.describe_values(call.fingerprint, short_repr)]  # type: ignore[misc]
-    return why.CallRecord(argument_digests(call), readable_arguments(call.named), tuple(rows), keys.key_format_name())
-
-
-def argument_digests(call: Call) -> dict[str, str]:
-    """One digest per argument, so ``why`` can tell which argument differs from a stored entry."""
-    return keys.argument_digests(call.named, call.arg_digests or {})
+    digests = keys.argument_digests(call.named, call.arg_digests or {})  # why tells which argument differs by them
+    return why.CallRecord(digests, readable_arguments(call.named), tuple(rows), keys.key_format_name())
 
 
 class CacheHandle:
