@@ -137,7 +137,8 @@ def phase_e_store(ad, p):  # a 200 MB result: each miss stores it
     fn = ad.wrap(workloads.big_result)
     times = []
     rss_before = _peak_rss_mb()
-    for i in range(p["repeats"]):
+    first = p.get("first", 0)  # rounds in new processes store new keys
+    for i in range(first, first + p["repeats"]):
         t0 = perf()
         r = fn(i)
         times.append(perf() - t0)
