@@ -30,7 +30,7 @@ import xxhash
 
 from .sigint import import_whole
 
-__all__ = ["feed_ndarray", "feed_numpy", "feed_pandas", "feed_polars", "feed_torch", "importable", "qualified_name"]
+__all__ = ["feed_ndarray", "feed_numpy", "feed_pandas", "feed_polars", "feed_torch", "qualified_name"]
 
 if TYPE_CHECKING:
     from .keys import CanonicalHasher
@@ -354,7 +354,7 @@ def feed_polars(h: CanonicalHasher, obj: Any) -> bool:
     through Arrow). Columns of nested, binary, decimal or object dtypes leave the value to its pickled
     state (``False``)."""
     pl = sys.modules.get("polars")
-    if pl is None or not isinstance(obj, (pl.DataFrame, pl.Series)) or not importable("numpy"):
+    if pl is None or not isinstance(obj, (pl.DataFrame, pl.Series)) or not _importable("numpy"):
         return False  # polars imports numpy only when asked for arrays
     if isinstance(obj, pl.DataFrame):
         columns = obj.get_columns()
@@ -381,11 +381,11 @@ def _polars_supported(column: Any) -> bool:
         return True
     pl = sys.modules["polars"]
     if dtype in (pl.String, pl.Categorical):  # text: read through pyarrow
-        return importable("pyarrow")
+        return _importable("pyarrow")
     return dtype == pl.Boolean or isinstance(dtype, pl.Enum)
 
 
-def importable(name: str) -> bool:
+def _importable(name: str) -> bool:
     """Whether a module is imported or could be (found without importing it)."""
     return name in sys.modules or importlib.util.find_spec(name) is not None
 

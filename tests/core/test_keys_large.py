@@ -138,6 +138,32 @@ print(item_by_item == [keys.hash_value(v) for v in values], "numpy" in sys.modul
 """
 
 
+_NUMPY_MISSING = """
+import importlib.abc, sys
+looked = []
+
+class NoNumpy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "numpy":
+            looked.append(name)
+            raise ImportError("numpy is not installed here")
+
+sys.meta_path.insert(0, NoNumpy())
+from persist_to_disk import keys
+names = [f"name {i}" for i in range(keys.NUMPY_IMPORT_MIN)]
+digests = {keys.hash_value(names) for _ in range(3)}
+small = [keys.hash_value(names[: keys.NUMPY_IMPORT_MIN - 1]) for _ in range(3)]
+print(len(digests), len(looked), "numpy" in sys.modules)
+"""
+
+
+def test_without_numpy_a_large_container_looks_for_it_once(python: str) -> None:
+    """Each big container searched sys.path for numpy again; hashing goes on item by item, the same key."""
+    out = subprocess.run([python, "-c", _NUMPY_MISSING], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "False"]
+
+
 def test_a_large_container_is_hashed_in_bulk_even_before_numpy_is_imported(python: str) -> None:
     """A 1M-item dict hashed item by item took ~4x pickle.dumps' time; from NUMPY_IMPORT_MIN items numpy
     is imported (when installed) and frames it in bulk, into the same key."""
