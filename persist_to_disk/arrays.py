@@ -437,8 +437,8 @@ def _feed_utf8(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
 
 def _feed_polars_categorical(h: CanonicalHasher, coded: Any, np: Any) -> None:
     """A Categorical's values from its Arrow dictionary: the categories it uses, sorted, then each row's
-    rank among them. Physical codes follow the order strings were first seen (and may count strings other
-    columns brought in); these ranks are the same for equal columns in every process."""
+    rank among them. Physical codes follow the order strings were first seen, and an Arrow dictionary may
+    hold values no row uses; these ranks are the same for equal columns in every process."""
     dictionary = _as_utf8(coded.dictionary)
     codes = np.frombuffer(coded.buffers()[1], coded.indices.type.to_pandas_dtype())
     codes = codes[coded.offset : coded.offset + len(coded)]
