@@ -347,27 +347,36 @@ def phase_n_store(ad, p):  # a 500 MB array result, stored once; the same array 
 
 
 def phase_n_load(ad, p):  # new process: load it and write every element, next to np.load and the same writes
-    """One round of both first (not counted: the process's first touch of that much memory costs more
-    on this VM, and whichever ran first would pay it), then rounds alternating which goes first."""
-    fn = ad.wrap(workloads.load_write_result)
+    """Three ways, each timed loading alone and loading then writing: a hit as decorated by default
+    (the result mapped copy-on-write), a hit of ``persistf(mmap=False)`` (the same entry copied into
+    fresh memory) and ``np.load``. One round of all first (not counted: the process's first touch of
+    that much memory costs more on this VM, and whichever ran first would pay it), then rounds
+    rotating which goes first."""
+    import persist_to_disk as ptd
 
-    def ours():
-        r = fn(0)
-        r += 1.0
-
-    def theirs():
-        r = np.load(p["npy"])
-        r += 1.0
-
-    timed = {ours: [], theirs: []}
+    ways = {"mapped": ad.wrap(workloads.load_write_result),
+            "copied": ptd.persistf(mmap=False)(workloads.load_write_result),  # the same key: mmap is not in it
+            "np_load": lambda _i: np.load(p["npy"])}
+    load_s = {name: [] for name in ways}
+    write_s = {name: [] for name in ways}
+    names = list(ways)
     for round_ in range(p["repeats"] + 1):
-        for run in (ours, theirs) if round_ % 2 else (theirs, ours):
+        for name in names[round_ % 3:] + names[:round_ % 3]:
             t0 = perf()
-            run()
+            ways[name](0)
+            t1 = perf()
+            r = ways[name](0)
+            r += 1.0
+            t2 = perf()
+            del r
             if round_:
-                timed[run].append(perf() - t0)
-    return {"load_write_s": timed[ours], "np_load_write_s": timed[theirs],
-            "ratio": float(np.median(timed[ours])) / float(np.median(timed[theirs])),
+                load_s[name].append(t1 - t0)
+                write_s[name].append(t2 - t1)
+    med = {name: float(np.median(write_s[name])) for name in ways}
+    return {"load_write_s": write_s["mapped"], "copied_load_write_s": write_s["copied"],
+            "np_load_write_s": write_s["np_load"],
+            "load_s": {name: float(np.median(v)) for name, v in load_s.items()},
+            "ratio": med["mapped"] / med["np_load"], "copied_ratio": med["copied"] / med["np_load"],
             "executions": _count_lines(os.environ.get("BENCH_COUNTER", ""))}
 
 

@@ -52,7 +52,7 @@ class CacheHandle:
     def get(self, *args: Any, **kwargs: Any) -> Any:
         """The cached value of this call; NotCachedError when there is none."""
         call = self._call(args, kwargs)
-        entry = call.store.load(call.key)
+        entry = call.store.load(call.key, mmap=self._owner.options.mmap)
         if entry is ENOVAL:
             raise NotCachedError(
                 f"{self._owner.function_name}: this call is not cached (expected at {call.path})", path=str(call.path)

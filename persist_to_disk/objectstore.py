@@ -136,14 +136,14 @@ class ObjectStore:
         return f"{self.name}/{key}" if self.name else key
 
     # -- reads -------------------------------------------------------------------------------------
-    def load(self, key: str) -> Entry | Missing:
+    def load(self, key: str, *, mmap: bool = True) -> Entry | Missing:
         """This machine's copy when it still matches the store, else the store's entry (copied here first)."""
-        entry = self.copies.load(key)
+        entry = self.copies.load(key, mmap=mmap)
         if entry is not ENOVAL:
             if self._still_current(key):
                 return entry
             self._drop_copy(key)
-        return self._download(key)
+        return self._download(key, mmap=mmap)
 
     def get(self, key: str) -> Any:
         entry = self.load(key)
@@ -196,7 +196,7 @@ class ObjectStore:
         folder, _, name = self.copies.path_of(key).rpartition("/")
         return f"{folder}/.{name}{ETAG_SUFFIX}"
 
-    def _download(self, key: str) -> Entry | Missing:
+    def _download(self, key: str, *, mmap: bool = True) -> Entry | Missing:
         """The store's entry, streamed into a temp file beside the local copy, its signature checked
         from the head and the trailer alone, the trailer cut, then renamed into place and loaded."""
         url = self.url_of(key)
@@ -225,7 +225,7 @@ class ObjectStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         self._record_etag(key, etag)
-        return self.copies.load(key)  # checked and memory-mapped like any local entry
+        return self.copies.load(key, mmap=mmap)  # checked (and memory-mapped) like any local entry
 
     def _check_download(self, tmp: str, key: str, url: str) -> None:
         """Verify the signature of the object downloaded to ``tmp`` and cut it to the bare entry, mode set."""

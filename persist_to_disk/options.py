@@ -31,6 +31,7 @@ class Options:
     version: str | None = None
     ignore_globals: tuple[str, ...] = ()  # globals, helpers and closure variables left out of the key on purpose
     track_dependencies: bool | None = None  # None: the setting of the same name
+    mmap: bool = True  # large results mapped copy-on-write at load (False: copied into fresh memory)
 
 
 def setting_names(value: Any, setting: str) -> tuple[str, ...]:
@@ -51,6 +52,8 @@ def check_options(func: Callable, opts: Options) -> None:
         validate_hashsize(opts.hashsize)
     if opts.lock_granularity is not None:
         validate_granularity(opts.lock_granularity)
+    if not isinstance(opts.mmap, bool):
+        raise ValueError(f"mmap={opts.mmap!r} must be True (map large results) or False (copy them at load)")
     if opts.hash_method not in ("pickle", "json"):
         raise ValueError(f"hash_method={opts.hash_method!r} must be 'pickle' or 'json'")
     params = inspect.signature(func).parameters

@@ -149,11 +149,11 @@ class PersistedFunction:
         return as_switch(per_call, setting=self._options.switch_kwarg)
 
     def _lookup(self, call: Call, switch: Switch) -> Any:
-        entry = call.store.load(call.key)
+        entry = call.store.load(call.key, mmap=self._options.mmap)
         if entry is not ENOVAL:
             return entry.value  # type: ignore[union-attr]
         for alt in self._options.alt_dirs:
-            alt_entry = LocalStore(alt).load(call.key)
+            alt_entry = LocalStore(alt).load(call.key, mmap=self._options.mmap)
             if alt_entry is not ENOVAL:
                 self._put(call, alt_entry.value, dict(alt_entry.header))  # type: ignore[union-attr]
                 return alt_entry.value  # type: ignore[union-attr]
@@ -168,9 +168,8 @@ class PersistedFunction:
         """A read-only or vanished cache folder: the user still gets the result, uncached."""
         _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
 
-    @staticmethod
-    def _recheck(call: Call) -> Any:
-        entry = call.store.load(call.key)
+    def _recheck(self, call: Call) -> Any:
+        entry = call.store.load(call.key, mmap=self._options.mmap)
         return entry if entry is ENOVAL else entry.value  # type: ignore[union-attr]
 
     def _compute(self, call: Call, switch: Switch, run: Callable[[], Any]) -> Any:
@@ -481,13 +480,16 @@ def persistf(
     version: str | None = None,
     ignore_globals: Sequence[str] | None = None,
     track_dependencies: bool | None = None,
+    mmap: bool = True,
 ) -> Any:
     """Cache a function's results on disk, keyed by its code, what its code depends on, and its arguments.
 
     Use as ``@persistf`` or ``@persistf(...)``. See the README for each option;
     ``version="v2"`` pins the code version instead of deriving it from the code and its dependencies;
     ``ignore_globals=["logger"]`` leaves named globals, helpers or closure variables out of the key;
-    ``track_dependencies=False`` keys on the function's own code only.
+    ``track_dependencies=False`` keys on the function's own code only;
+    ``mmap=False`` loads large results into fresh memory instead of mapping them copy-on-write
+    (a load then costs about ``np.load``'s time, and rewriting all of a result costs no page faults).
     """
     if expand_dict_kwargs is not None and not isinstance(expand_dict_kwargs, str):
         expand: tuple[str, ...] | str = setting_names(expand_dict_kwargs, "expand_dict_kwargs")
@@ -509,6 +511,7 @@ def persistf(
         version=None if version is None else str(version),
         ignore_globals=setting_names(ignore_globals, "ignore_globals"),
         track_dependencies=None if track_dependencies is None else bool(track_dependencies),
+        mmap=mmap,
     )
     if isinstance(groupby, str):
         raise ValueError(f"groupby={groupby!r} must be a list of argument names, e.g. groupby=[{groupby!r}]")

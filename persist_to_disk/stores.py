@@ -37,8 +37,9 @@ class Store(Protocol):
 
     root: str  # the local folder holding the entries (for a remote store: this machine's copies)
 
-    def load(self, key: str) -> Entry | Missing:
-        """The entry (value and header) at key, or ENOVAL; UntrustedCacheError if it may not be unpickled."""
+    def load(self, key: str, *, mmap: bool = True) -> Entry | Missing:
+        """The entry (value and header) at key, or ENOVAL; UntrustedCacheError if it may not be unpickled.
+        ``mmap=False``: a large entry is copied into fresh memory, not mapped copy-on-write."""
 
     def get(self, key: str) -> Any:
         """The value at key, or ENOVAL."""

@@ -65,6 +65,16 @@ def test_large_array_round_trip(backend: Callable[[str], Store]) -> None:
     assert store.get(KEY)[0] == 0
 
 
+def test_a_large_entry_loaded_with_mmap_false_is_a_writable_copy(backend: Callable[[str], Store]) -> None:
+    array = np.arange(600_000, dtype=np.float64)
+    backend("a").put(KEY, array, _header())
+    for store in (backend("a"), backend("b")):  # the writer, and a machine that has no copy yet
+        loaded = store.load(KEY, mmap=False).value
+        np.testing.assert_array_equal(loaded, array)
+        loaded[:] = -1
+        assert store.get(KEY)[0] == 0
+
+
 def test_entries_seen_by_another_machine(backend: Callable[[str], Store]) -> None:
     backend("a").put(KEY, "from a", _header())
     other = backend("b")

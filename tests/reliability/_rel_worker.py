@@ -99,7 +99,7 @@ class SeedBucketStore:
             writing.fault("middle", path)
             fh.write(data[len(data) // 2 :])
 
-    def load(self, key: str) -> Any:
+    def load(self, key: str, *, mmap: bool = True) -> Any:
         bucket = self._read(self._bucket_path(key))
         if key not in bucket:
             return ENOVAL
