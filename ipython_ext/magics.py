@@ -2,7 +2,7 @@
 
 ::
 
-    %%persist [NAME] [--recache | --readonly | --nocache]
+    %%persist [NAME] [--recache | --readonly | --nocache] [--no-mmap]
 
 A cell goes the decorator's way (see docs/design.md): its "function" is the cell (NAME, or a
 short digest of its normalized code), its "arguments" the values of the names it reads,
@@ -143,11 +143,12 @@ class _Plan(miss.ResolvedCall):
 
 
 class _CellRun:
-    def __init__(self, shell: Any, cell: str, name: str | None, switch: Switch) -> None:
+    def __init__(self, shell: Any, cell: str, name: str | None, switch: Switch, mmap: bool = True) -> None:
         self.shell = shell
         self.cell = cell
         self.name = name
         self.switch = switch
+        self.mmap = mmap  # False: large values restored as copies in fresh memory (persistf's mmap=False)
         self.ns = shell.user_ns
 
     def run(self) -> Any:
@@ -226,7 +227,7 @@ class _CellRun:
     # -- hit ---------------------------------------------------------------------------------------------
     def _load(self, plan: _Plan) -> Entry | Any:
         with namespace.loading_into(self.ns):
-            entry = plan.store.load(plan.key)
+            entry = plan.store.load(plan.key, mmap=self.mmap)
         if entry is ENOVAL:
             return ENOVAL
         payload = entry.value  # type: ignore[union-attr]
@@ -394,6 +395,9 @@ class PersistMagics(Magics):
     @argument("--recache", action="store_true", help="Run the cell and overwrite what is cached.")
     @argument("--readonly", action="store_true", help="Only read the cache; fail if this cell is not cached.")
     @argument("--nocache", action="store_true", help="Run the cell without reading or writing the cache.")
+    @argument("--no-mmap", dest="mmap", action="store_false",
+              help="Restore large values as copies in fresh memory instead of maps of the entry file "
+                   "(for values the notebook rewrites in place).")
     @cell_magic
     def persist(self, line: str, cell: str) -> Any:
         """Cache this cell: on a later run with the same code and inputs, restore instead of running.
@@ -416,4 +420,4 @@ class PersistMagics(Magics):
                 name = layout.safe_folder_name(name, setting="%%persist NAME")
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-        return _CellRun(self.shell, cell, name, switch).run()
+        return _CellRun(self.shell, cell, name, switch, mmap=args.mmap).run()

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -59,7 +61,7 @@ def test_load_twice_reload_and_unload(ip) -> None:
 
 def test_help_shows_the_flags(ip) -> None:
     doc = ip.magics_manager.magics["cell"]["persist"].__doc__
-    for flag in ("--recache", "--readonly", "--nocache", "name"):
+    for flag in ("--recache", "--readonly", "--nocache", "--no-mmap", "name"):
         assert flag in doc
 
 
@@ -224,6 +226,28 @@ def test_recache_readonly_nocache(ip, runs, cache_root: Path) -> None:
     assert runs == [1, 1, 1] and ip.user_ns["v"] == 3
     ip.run_cell_magic("persist", "flags --readonly", body)
     assert runs == [1, 1, 1] and ip.user_ns["v"] == 3  # the recached value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mapped files are read from /proc/self/maps")
+def test_no_mmap_restores_large_values_as_copies_from_the_same_entry(ip, runs, cache_root: Path) -> None:
+    body = "import numpy as np\ntick(1)\nbig = np.arange(600_000, dtype=np.float64)\n"  # 4.8 MB
+    ip.run_cell_magic("persist", "big", body)
+    [entry] = entries(cache_root)
+    path = os.path.realpath(entry)
+
+    def mapped() -> bool:
+        with open("/proc/self/maps") as fh:
+            return any(line.rstrip("\n").endswith(path) for line in fh)
+
+    ip.run_cell_magic("persist", "big", body)
+    assert runs == [1] and mapped(), "restored from a map of the entry file by default"
+    del ip.user_ns["big"]
+    ip.run_cell_magic("persist", "big --no-mmap", body)
+    assert runs == [1], "--no-mmap reads the same entry"
+    assert not mapped() and ip.user_ns["big"][-1] == 599_999.0
+    ip.user_ns["big"] += 1  # a copy the notebook rewrites
+    ip.run_cell_magic("persist", "big --no-mmap", body)
+    assert ip.user_ns["big"][-1] == 599_999.0
 
 
 @pytest.mark.parametrize("line", ["--bogus", "a b", "--recache --nocache", "../escape"])
