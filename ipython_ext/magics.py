@@ -48,7 +48,7 @@ from persist_to_disk.header import EntryHeader, header_of
 from persist_to_disk.readable import format_seconds
 from persist_to_disk.entryfile import Entry
 from persist_to_disk.store import ENOVAL
-from persist_to_disk.stores import open_store
+from persist_to_disk.stores import load_entry, open_store
 from persist_to_disk.switches import CACHE, NOCACHE, READONLY, RECACHE, Switch
 from persist_to_disk.writing import UnloadableValue
 
@@ -227,7 +227,7 @@ class _CellRun:
     # -- hit ---------------------------------------------------------------------------------------------
     def _load(self, plan: _Plan) -> Entry | Any:
         with namespace.loading_into(self.ns):
-            entry = plan.store.load(plan.key, mmap=self.mmap)
+            entry = load_entry(plan.store, plan.key, mmap=self.mmap)
         if entry is ENOVAL:
             return ENOVAL
         payload = entry.value  # type: ignore[union-attr]

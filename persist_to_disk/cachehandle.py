@@ -10,6 +10,7 @@ from .errors import NotCachedError
 from .header import header_of
 from .readable import readable_arguments, short_repr
 from .store import ENOVAL, EntryInfo
+from .stores import load_entry
 
 if TYPE_CHECKING:
     from .persister import Call, PersistedFunction
@@ -52,7 +53,7 @@ class CacheHandle:
     def get(self, *args: Any, **kwargs: Any) -> Any:
         """The cached value of this call; NotCachedError when there is none."""
         call = self._call(args, kwargs)
-        entry = call.store.load(call.key, mmap=self._owner.options.mmap)
+        entry = load_entry(call.store, call.key, mmap=self._owner.options.mmap)
         if entry is ENOVAL:
             raise NotCachedError(
                 f"{self._owner.function_name}: this call is not cached (expected at {call.path})", path=str(call.path)

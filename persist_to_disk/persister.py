@@ -30,7 +30,7 @@ from ._state import config
 from .errors import CacheWarning, NotCachedError, UnhashableArgumentError
 from .header import EntryHeader, header_of
 from .store import ENOVAL, LocalStore
-from .stores import Store
+from .stores import Store, load_entry
 from .switches import CACHE, NOCACHE, READONLY, RECACHE, Switch, as_switch
 from .writing import UnloadableValue
 
@@ -149,7 +149,7 @@ class PersistedFunction:
         return as_switch(per_call, setting=self._options.switch_kwarg)
 
     def _lookup(self, call: Call, switch: Switch) -> Any:
-        entry = call.store.load(call.key, mmap=self._options.mmap)
+        entry = load_entry(call.store, call.key, mmap=self._options.mmap)
         if entry is not ENOVAL:
             return entry.value  # type: ignore[union-attr]
         for alt in self._options.alt_dirs:
@@ -169,7 +169,7 @@ class PersistedFunction:
         _warn(f"cannot lock in {call.persist_root} ({exc}); {self._name} runs without the cache")
 
     def _recheck(self, call: Call) -> Any:
-        entry = call.store.load(call.key, mmap=self._options.mmap)
+        entry = load_entry(call.store, call.key, mmap=self._options.mmap)
         return entry if entry is ENOVAL else entry.value  # type: ignore[union-attr]
 
     def _compute(self, call: Call, switch: Switch, run: Callable[[], Any]) -> Any:

@@ -85,6 +85,7 @@ _mmap: Any = mmap if os.name == "posix" else None
 _UTIME_FD = os.utime in os.supports_fd
 _HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux: fresh memory for a large copy in 2 MB pages
 _COPY_STEP = 16 << 20  # a copy read with mmap=False goes in pieces of this size, alternating between two threads
+_PREADV = hasattr(os, "preadv")  # without it, a copy is read by one thread into a bytearray
 
 
 def _open_entry(path: str | os.PathLike) -> tuple[int, os.stat_result]:
@@ -138,7 +139,7 @@ def _read_all(
             return data, st  # read-only bytes: decode copies them only if arrays need writable memory
         if size >= _MMAP_MIN and _mmap is not None:
             if not mmap and _PREADV:
-                return _read_fresh(fd, size), st
+                return _read_copy(fd, size), st
             if mmap:
                 # a large entry is mapped, not copied: its arrays are pages of the page cache (copy-on-write,
                 # so writable and never written back). Safe because entry files are never changed in place:
@@ -164,16 +165,17 @@ def _read_all(
         os.close(fd)
 
 
-_PREADV = hasattr(os, "preadv")
-
-
-def _read_fresh(fd: int, size: int) -> mmap.mmap:
+def _read_copy(fd: int, size: int) -> mmap.mmap:
     """The whole file copied into fresh anonymous memory, huge pages where the kernel gives them.
 
-    Two threads read alternate pieces (the second with its own descriptor, so an interrupted
-    load never leaves it reading a closed, reused one): 500 MB in about ``np.load``'s time.
+    Above one piece a second thread reads every other piece (500 MB in about ``np.load``'s time),
+    through its own descriptor so that it never reads a closed and reused one, and it stops at
+    the next piece once the load failed or was interrupted.
     """
-    memory = _mmap.mmap(-1, size, flags=_mmap.MAP_PRIVATE | _mmap.MAP_ANONYMOUS)
+    try:
+        memory = _mmap.mmap(-1, size, flags=_mmap.MAP_PRIVATE)
+    except OSError as exc:  # no memory for it: not the entry's fault
+        raise MemoryError(f"cannot allocate {size:,} bytes to load an entry into ({exc})") from None
     if _HUGEPAGE is not None:
         with contextlib.suppress(OSError):
             memory.madvise(_HUGEPAGE)
@@ -181,38 +183,49 @@ def _read_fresh(fd: int, size: int) -> mmap.mmap:
     if size <= _COPY_STEP:
         _read_pieces(fd, view, 0, 1)
         return memory
-    failed: list[BaseException] = []
-    helper = threading.Thread(target=_read_pieces_dup, args=(fd, view, failed), name="ptd-read", daemon=True)
+    second = _SecondReader(fd, view)
     try:
-        helper.start()
-    except RuntimeError:  # the interpreter is shutting down (an atexit hook loads): all on this thread
+        second.start()
+    except RuntimeError:  # no new thread now (the interpreter shutting down, a thread limit): all on this one
+        os.close(second.fd)
         _read_pieces(fd, view, 0, 1)
         return memory
-    _read_pieces(fd, view, 0, 2)
-    helper.join()
-    if failed:
-        raise failed[0]
+    try:
+        _read_pieces(fd, view, 0, 2)
+        second.join()
+    except BaseException:
+        second.stop.set()
+        raise
+    if second.failed is not None:
+        raise second.failed
     return memory
 
 
-def _read_pieces_dup(fd: int, view: memoryview, failed: list[BaseException]) -> None:
-    try:
-        mine = os.dup(fd)
-    except OSError as exc:
-        failed.append(exc)
-        return
-    try:
-        _read_pieces(mine, view, 1, 2)
-    except BaseException as exc:  # raised again by the thread that asked for the load
-        failed.append(exc)
-    finally:
-        os.close(mine)
+class _SecondReader(threading.Thread):
+    """The odd pieces of a copy, read through a descriptor of its own; ``stop`` ends it at the next piece."""
+
+    def __init__(self, fd: int, view: memoryview) -> None:
+        super().__init__(name="ptd-read", daemon=True)
+        self.fd = os.dup(fd)
+        self.view = view
+        self.stop = threading.Event()
+        self.failed: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            _read_pieces(self.fd, self.view, 1, 2, self.stop)
+        except BaseException as exc:  # raised again by the thread that asked for the load
+            self.failed = exc
+        finally:
+            os.close(self.fd)
 
 
-def _read_pieces(fd: int, view: memoryview, first: int, stride: int) -> None:
+def _read_pieces(fd: int, view: memoryview, first: int, stride: int, stop: threading.Event | None = None) -> None:
     """Read pieces ``first``, ``first + stride``, ... of the file into ``view``."""
     size = len(view)
     for start in range(first * _COPY_STEP, size, stride * _COPY_STEP):
+        if stop is not None and stop.is_set():
+            return
         end = min(start + _COPY_STEP, size)
         while start < end:
             got = os.preadv(fd, [view[start:end]], start)

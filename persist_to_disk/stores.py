@@ -25,7 +25,7 @@ from .layout import ENTRY_SUFFIX
 from .listing import EntryInfo
 from .store import ENOVAL, LocalStore, Missing, read_header_file
 
-__all__ = ["LocalBackend", "Store", "copies_root", "is_url", "open_store", "register_store_backend"]
+__all__ = ["LocalBackend", "Store", "copies_root", "is_url", "load_entry", "open_store", "register_store_backend"]
 
 URL_PATTERN = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://(.*)$")  # two letters at least: not a drive (C://)
 
@@ -78,6 +78,12 @@ class Store(Protocol):
     def lease(self, key: str, recheck: Callable[[], Any] | None) -> ContextManager[Any]:
         """Compute-once across machines: a context giving ENOVAL while this process holds the key's
         lease (it computes), or the value another holder stored (``recheck`` finds it)."""
+
+
+def load_entry(store: Store, key: str, *, mmap: bool = True) -> Entry | Missing:
+    """``store.load(key)``, with ``mmap=False`` passed only when asked for: a backend registered
+    before that option existed keeps serving every function that does not use it."""
+    return store.load(key) if mmap else store.load(key, mmap=False)
 
 
 class LocalBackend(LocalStore):

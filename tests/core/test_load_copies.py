@@ -46,14 +46,26 @@ def store(tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / "store")
 
 
-# sizes around the pieces two threads read: the smallest mapped entry, one piece, one piece and a
-# byte (the second thread reads one byte), several pieces with an odd tail
+def put_entry_file_of(store: LocalStore, file_size: int) -> np.ndarray:
+    """Store random bytes whose entry file is exactly ``file_size`` bytes long (header included)."""
+    n = file_size - 4096
+    for _ in range(5):
+        value = np.random.default_rng(file_size).integers(0, 256, n, dtype=np.uint8)
+        store.put(KEY, value, {})
+        got = os.path.getsize(store.path_of(KEY))
+        if got == file_size:
+            return value
+        n += file_size - got
+    raise AssertionError(f"no payload size gives an entry file of {file_size} bytes")
+
+
+# file sizes around the pieces two threads read: the smallest copied entry, one piece exactly (one
+# thread), one piece and a byte (the second thread reads one byte), several pieces with an odd tail
 @pytest.mark.parametrize(
-    "nbytes", [st._MMAP_MIN, st._COPY_STEP - 4096, st._COPY_STEP + 1, 3 * st._COPY_STEP + 12345]
+    "file_size", [st._MMAP_MIN, st._COPY_STEP, st._COPY_STEP + 1, 3 * st._COPY_STEP + 12345]
 )
-def test_a_copied_load_is_the_same_value_writable_and_leaves_the_file_alone(store, nbytes):
-    value = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
-    store.put(KEY, value, {})
+def test_a_copied_load_is_the_same_value_writable_and_leaves_the_file_alone(store, file_size):
+    value = put_entry_file_of(store, file_size)
     path = store.path_of(KEY)
     before = Path(path).read_bytes()
 
@@ -96,8 +108,8 @@ def test_a_file_cut_short_while_read_is_a_miss_and_the_reader_threads_close_thei
     store.put(KEY, np.ones(3 * st._COPY_STEP, dtype=np.uint8), {})
     real = os.preadv
 
-    def short(fd, buffers, offset):  # the file ends inside the second thread's first piece
-        return 0 if offset >= st._COPY_STEP else real(fd, buffers, offset)
+    def short(fd, buffers, offset):  # the file ends inside the second thread's first piece, and only there
+        return 0 if st._COPY_STEP <= offset < 2 * st._COPY_STEP else real(fd, buffers, offset)
 
     monkeypatch.setattr(os, "preadv", short)
     fds = open_descriptors()
@@ -116,10 +128,10 @@ def test_ctrl_c_during_a_copied_load_interrupts_it_and_the_next_load_works(store
     store.put(KEY, np.full(3 * st._COPY_STEP, 5, dtype=np.uint8), {})
     real = st._read_pieces
 
-    def interrupted(fd, view, first, stride):
+    def interrupted(fd, view, first, stride, stop=None):
         if first == 0:  # the calling thread, while the second one reads
             raise KeyboardInterrupt
-        real(fd, view, first, stride)
+        real(fd, view, first, stride, stop)
 
     monkeypatch.setattr(st, "_read_pieces", interrupted)
     fds = open_descriptors()
@@ -129,6 +141,37 @@ def test_ctrl_c_during_a_copied_load_interrupts_it_and_the_next_load_works(store
     assert open_descriptors() == fds, "the second reader closed its own descriptor"
     monkeypatch.setattr(st, "_read_pieces", real)
     assert int(store.load(KEY, mmap=False).value[-1]) == 5
+
+
+def test_the_second_reader_stops_once_the_load_failed(store, monkeypatch):
+    store.put(KEY, np.zeros(6 * st._COPY_STEP, dtype=np.uint8), {})
+    real = os.preadv
+    second_reads = []
+
+    def failing(fd, buffers, offset):
+        if (offset // st._COPY_STEP) % 2:  # the second thread's pieces
+            second_reads.append(offset)
+            time.sleep(0.2)
+        elif offset:
+            raise OSError(5, "Input/output error")  # the calling thread's second piece
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", failing)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert store.load(KEY, mmap=False) is ENOVAL
+    wait_for_readers()
+    assert len(second_reads) < 3, f"the second reader went on after the failure: {second_reads}"
+
+
+def test_without_preadv_or_a_second_thread_a_copy_is_read_all_the_same(store, monkeypatch):
+    value = np.arange(3 * st._COPY_STEP // 8, dtype=np.float64)
+    store.put(KEY, value, {})
+    monkeypatch.setattr(st._SecondReader, "start", lambda self: (_ for _ in ()).throw(RuntimeError("no thread")))
+    assert np.array_equal(store.load(KEY, mmap=False).value, value)
+    monkeypatch.setattr(st, "_PREADV", False)  # a bytearray read, as where os.preadv is missing
+    loaded = store.load(KEY, mmap=False).value
+    assert np.array_equal(loaded, value) and loaded.flags.writeable
 
 
 # -- the decorator ---------------------------------------------------------------------------------------
@@ -142,9 +185,12 @@ def test_persistf_mmap_false_serves_the_same_entry_as_copies(cache_root):
     mapped = ptd.persistf()(result)
     copied = ptd.persistf(mmap=False)(result)
     first = mapped(500_000)
+    del first
     again = copied(500_000)
     assert calls == [500_000], "mmap is how a result is loaded, not part of its key"
-    assert np.array_equal(first, again) and again.flags.writeable
+    assert np.array_equal(again, np.arange(500_000)) and again.flags.writeable
+    if LINUX:
+        assert os.path.realpath(copied.cache.path(500_000)) not in mapped_files()
     again += 1  # a whole rewrite, the case mmap=False is for
     assert copied.cache.get(500_000)[1] == 1.0, "the entry is untouched"
 
@@ -159,6 +205,25 @@ def test_f_cache_get_follows_the_functions_mmap_setting(cache_root):
     value = result.cache.get(300_000)
     assert os.path.realpath(result.cache.path(300_000)) not in mapped_files()
     assert value.shape == (300_000,)
+
+
+def test_a_store_backend_without_the_mmap_option_still_serves_the_default(cache_root, monkeypatch):
+    from persist_to_disk import persister, stores
+
+    class OlderBackend(stores.LocalBackend):  # registered before mmap existed: load(key) only
+        def load(self, key):
+            return super().load(key)
+
+    monkeypatch.setattr(persister.stores, "open_store", lambda folder, root, settings: OlderBackend(folder))
+    calls = []
+
+    @ptd.persistf()
+    def result(n):
+        calls.append(n)
+        return np.ones(n)
+
+    assert result(300_000).sum() == result(300_000).sum() == 300_000
+    assert calls == [300_000] and result.cache.get(300_000).shape == (300_000,)
 
 
 @pytest.mark.parametrize("bad", ["no", 0, None])

@@ -7,7 +7,9 @@ second store stands for another machine: its own local copies, the same bucket.
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +73,9 @@ def test_a_large_entry_loaded_with_mmap_false_is_a_writable_copy(backend: Callab
     for store in (backend("a"), backend("b")):  # the writer, and a machine that has no copy yet
         loaded = store.load(KEY, mmap=False).value
         np.testing.assert_array_equal(loaded, array)
+        if sys.platform.startswith("linux"):  # a copy: no map of the entry file (by default there is one)
+            with open("/proc/self/maps") as fh:
+                assert os.path.realpath(store.path_of(KEY)) not in fh.read()
         loaded[:] = -1
         assert store.get(KEY)[0] == 0
 
