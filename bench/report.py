@@ -285,12 +285,13 @@ def data_targets(ptd: dict, dc: dict, jl: dict) -> list[tuple[str, str, bool | N
                 check(ri, lambda r: r >= 5 and mbs >= 1000)))
     pt, pn = _get(ptd, "i", "polars_text") or {}, _get(ptd, "i", "polars_numbers") or {}
     rt, rn = ratio(pt.get("hash_mb_s"), pt.get("xxh3_mb_s")), ratio(pn.get("hash_mb_s"), pn.get("xxh3_mb_s"))
-    out.append(("i: polars frames at buffer speed (≥ 0.8x xxh3 of their buffers)",
-                f"numbers only {_fmt(pn.get('hash_mb_s'), '{:,.0f}')} vs {_fmt(pn.get('xxh3_mb_s'), '{:,.0f}')} MB/s "
-                f"({_fmt(rn, '{:.2f}')}x); with text {_fmt(pt.get('hash_mb_s'), '{:,.0f}')} vs "
-                f"{_fmt(pt.get('xxh3_mb_s'), '{:,.0f}')} MB/s ({_fmt(rt, '{:.2f}')}x), of which copying its text "
-                f"out of polars' string views into Arrow takes {_fmt(pt.get('to_arrow_s', 0) * 1e3, '{:.0f}')} ms",
-                check(rn, lambda r: r >= 0.8)))
+    out.append(("i: a polars frame of numbers at buffer speed (≥ 0.8x xxh3 of its buffers)",
+                f"{_fmt(pn.get('hash_mb_s'), '{:,.0f}')} vs {_fmt(pn.get('xxh3_mb_s'), '{:,.0f}')} MB/s "
+                f"({_fmt(rn, '{:.2f}')}x)", check(rn, lambda r: r >= 0.8)))
+    out.append(("i: a polars frame with text at buffer speed (≥ 0.8x xxh3 of its buffers)",
+                f"{_fmt(pt.get('hash_mb_s'), '{:,.0f}')} vs {_fmt(pt.get('xxh3_mb_s'), '{:,.0f}')} MB/s "
+                f"({_fmt(rt, '{:.2f}')}x); copying its text out of polars' string views into Arrow alone takes "
+                f"{_fmt(pt.get('to_arrow_s', 0) * 1e3, '{:.0f}')} ms", check(rt, lambda r: r >= 0.8)))
     tj, xj = _get(ptd, "j", "hash_mb_s"), _get(ptd, "j", "xxh3_mb_s")
     out.append(("j: torch tensor ≥ 10 GB/s (xxh3 of its buffer is the floor)",
                 f"{_fmt(tj, '{:,.0f}')} MB/s, xxh3 of the buffer {_fmt(xj, '{:,.0f}')} MB/s "

@@ -399,11 +399,12 @@ def _feed_polars_column(h: CanonicalHasher, column: Any, pl: Any) -> None:
     else:
         h.tag(b"0")
     dtype = column.dtype
+    newest = getattr(getattr(pl, "CompatLevel", None), "newest", None)
+    arrow_kwargs = {"compat_level": newest()} if newest is not None else {}  # text as it is (string views)
     if dtype == pl.Categorical:
-        coded = column.rechunk().to_arrow()
-        _feed_polars_categorical(h, coded.combine_chunks() if hasattr(coded, "chunks") else coded, np)
+        _feed_polars_categorical(h, *_categories_and_codes(column, arrow_kwargs, np), np)
     elif dtype == pl.String:
-        text = column.to_arrow()
+        text = column.to_arrow(**arrow_kwargs)  # pyarrow's cast to offsets beats polars' own (~4.6 vs 6-10 ms per 1M)
         chunks = text.chunks if hasattr(text, "chunks") else [text]
         _feed_utf8(h, [_as_utf8(chunk) for chunk in chunks], np)
     elif dtype.is_numeric() or dtype == pl.Boolean:  # as they are (to_physical would cost ~50 µs a column)
@@ -435,13 +436,24 @@ def _feed_utf8(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
             h.update(memoryview(data)[start:end])
 
 
-def _feed_polars_categorical(h: CanonicalHasher, coded: Any, np: Any) -> None:
-    """A Categorical's values from its Arrow dictionary: the categories it uses, sorted, then each row's
-    rank among them. Physical codes follow the order strings were first seen, and an Arrow dictionary may
-    hold values no row uses; these ranks are the same for equal columns in every process."""
-    dictionary = _as_utf8(coded.dictionary)
+def _categories_and_codes(column: Any, arrow_kwargs: dict[str, Any], np: Any) -> tuple[Any, Any]:
+    """A polars Categorical as (its categories as Arrow strings, each row's code into them)."""
+    categories = getattr(column.dtype, "categories", None)
+    if hasattr(categories, "to_series"):  # polars >= 1.32: the physical codes index it (~0.1 ms; Arrow ~7 ms)
+        codes = column.to_physical().to_numpy()  # (before the categories: a shared mapping only grows)
+        names = categories.to_series().to_arrow(**arrow_kwargs)
+        return _as_utf8(names.combine_chunks() if hasattr(names, "chunks") else names), codes
+    coded = column.rechunk().to_arrow()
+    coded = coded.combine_chunks() if hasattr(coded, "chunks") else coded
     codes = np.frombuffer(coded.buffers()[1], coded.indices.type.to_pandas_dtype())
-    codes = codes[coded.offset : coded.offset + len(coded)]
+    return _as_utf8(coded.dictionary), codes[coded.offset : coded.offset + len(coded)]
+
+
+def _feed_polars_categorical(h: CanonicalHasher, dictionary: Any, codes: Any, np: Any) -> None:
+    """A Categorical's values from its categories (Arrow strings) and each row's code into them: the
+    categories it uses, sorted, then each row's rank among them. Codes follow the order strings were
+    first seen, and the categories may hold values no row uses; these ranks are the same for equal
+    columns in every process."""
     used = np.flatnonzero(np.bincount(codes, minlength=len(dictionary)))
     compute = import_whole("pyarrow.compute")
     values = dictionary.take(used)

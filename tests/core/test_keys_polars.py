@@ -132,3 +132,16 @@ def test_nested_columns_key_through_their_pickled_state() -> None:
     nested = pl.DataFrame({"tags": [["a", "b"], ["c"]], "n": [1, 2]})
     assert keys.hash_value(nested) == keys.hash_value(pl.DataFrame({"tags": [["a", "b"], ["c"]], "n": [1, 2]}))
     assert keys.hash_value(nested) != keys.hash_value(pl.DataFrame({"tags": [["a", "b"], ["d"]], "n": [1, 2]}))
+
+
+def test_text_and_categoricals_key_the_same_on_older_polars(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the newer polars APIs (CompatLevel, a Categorical's categories), text goes through Arrow as
+    polars converts it and categoricals through an Arrow dictionary: the keys do not change."""
+    df, _ = frame()
+    sliced = df[123:877]
+    current = [keys.hash_value(df), keys.hash_value(sliced), keys.hash_value(df["city"][5:])]
+    if not hasattr(pl, "CompatLevel") and not hasattr(getattr(pl, "Categories", None), "to_series"):
+        pytest.skip(f"polars {pl.__version__} has neither newer API: both ways are the same code")
+    monkeypatch.delattr(pl, "CompatLevel", raising=False)
+    monkeypatch.delattr(getattr(pl, "Categories", object), "to_series", raising=False)
+    assert [keys.hash_value(df), keys.hash_value(sliced), keys.hash_value(df["city"][5:])] == current
