@@ -215,10 +215,17 @@ class CanonicalHasher:
                     order = sorted(range(len(names)), key=names.__getitem__)
                 take = operator.itemgetter(*order)
                 names, values = list(take(names)), list(take(values))
-        for made_here in (names, values):  # as sequence(b"l", ...) frames them; lists made here are in no cycle
-            self.h.update(_LIST_HEAD)
-            self._items(made_here)
-            self.h.update(b")")
+        # as sequence(b"l", ...) frames them (lists made here are in no cycle); the names are known to be str
+        self.h.update(_LIST_HEAD)
+        if len(names) < arrays.STR_RUN_MIN or not _numpy_for(len(names)):
+            self._items(names)
+        else:
+            self.h.update(_pack_len(len(names)))
+            arrays.feed_str_run(self, names)
+        self.h.update(b")")
+        self.h.update(_LIST_HEAD)
+        self._items(values)
+        self.h.update(b")")
 
     def _set(self, tag: bytes, obj: Any) -> None:
         def items() -> None:
