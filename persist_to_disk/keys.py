@@ -16,15 +16,9 @@ from __future__ import annotations
 
 import copyreg
 import dataclasses
-import datetime as _dt
-import enum
 import functools
-import math
 import operator
-import pathlib
-import struct
 import sys
-import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +28,17 @@ from . import arrays
 from .arrays import qualified_name
 from .errors import UnhashableArgumentError
 from .sigint import import_whole
+from .typefeeds import (
+    EXACT,
+    EXACT_BY_NAME,
+    SUBCLASS,
+    callable_name,
+    feed_class,
+    feed_dataclass,
+    feed_namespace,
+    feed_str,
+    pack_len,
+)
 
 __all__ = [
     "KEY_FORMAT",
@@ -48,11 +53,9 @@ __all__ = [
 
 KEY_FORMAT = b"ptd-key-3"
 
-_pack_len = struct.Struct("<Q").pack
-_pack_float = struct.Struct("<d").pack
 _xxh3_128_digest = xxhash.xxh3_128_digest
 _first = operator.itemgetter(0)
-_LIST_HEAD = b"l" + _pack_len(0)  # what tag(b"l") feeds
+_LIST_HEAD = b"l" + pack_len(0)  # what tag(b"l") feeds
 
 
 class _Unhashable(TypeError):
@@ -95,26 +98,27 @@ class CanonicalHasher:
     def __init__(self, hasher: xxhash.xxh3_128 | None = None, *, code_of: Callable[[Any], str] | None = None):
         self.h = hasher if hasher is not None else new_hasher()
         self._active: dict[int, int] = {}
-        self._code_of = code_of
+        self.code_of = code_of
 
     def digest(self) -> str:
         return self.h.hexdigest()
 
     # -- the walk ---------------------------------------------------------------
     def feed(self, obj: Any) -> None:
-        handler = _EXACT.get(type(obj))
+        handler = EXACT.get(type(obj))
         if handler is not None:
             handler(self, obj)
             return
         self._feed_other(obj)
 
     def tag(self, tag: bytes, payload: bytes = b"") -> None:
-        self.h.update(tag + _pack_len(len(payload)) + payload)
+        self.h.update(tag + pack_len(len(payload)) + payload)
 
-    def _container(self, tag: bytes, obj: Any, items: Callable[[], None]) -> None:
+    def container(self, tag: bytes, obj: Any, items: Callable[[], None]) -> None:
+        """``items()`` fed between ``tag`` and ``)``; a container met again inside itself is a back-reference."""
         key = id(obj)
         if key in self._active:
-            self.tag(b"R", _pack_len(self._active[key]))
+            self.tag(b"R", pack_len(self._active[key]))
             return
         self._active[key] = len(self._active)
         try:
@@ -125,10 +129,10 @@ class CanonicalHasher:
             del self._active[key]
 
     def sequence(self, tag: bytes, obj: Any) -> None:
-        self._container(tag, obj, lambda: self._items(obj))
+        self.container(tag, obj, lambda: self._items(obj))
 
     def _items(self, obj: list | tuple) -> None:
-        self.h.update(_pack_len(len(obj)))
+        self.h.update(pack_len(len(obj)))
         if len(obj) < arrays.STR_RUN_MIN or not _numpy_for(len(obj)):
             for item in obj:
                 self.feed(item)
@@ -162,12 +166,12 @@ class CanonicalHasher:
     def _str_run(self, texts: list | tuple) -> None:
         if len(texts) < arrays.STR_RUN_MIN:
             for text in texts:
-                _feed_str(self, text)
+                feed_str(self, text)
         else:
             arrays.feed_str_run(self, texts)
 
     def _sub_digest(self, obj: Any) -> bytes:
-        sub = CanonicalHasher(code_of=self._code_of)
+        sub = CanonicalHasher(code_of=self.code_of)
         sub._active = self._active
         sub.feed(obj)
         return sub.h.digest()
@@ -176,13 +180,13 @@ class CanonicalHasher:
         """``_sub_digest(key)``; for a ``str`` (most keys) straight from its frame, without a sub-hasher."""
         if type(key) is str:
             data = key.encode("utf-8", "surrogatepass")
-            return _xxh3_128_digest(b"s" + _pack_len(len(data)) + data)
+            return _xxh3_128_digest(b"s" + pack_len(len(data)) + data)
         return self._sub_digest(key)
 
     def mapping(self, tag: bytes, obj: Mapping) -> None:
         names = list(obj)
         if names and list(map(type, names)).count(str) == len(names):
-            self._container(tag + b"s", obj, lambda: self._str_keyed_items(names, obj))
+            self.container(tag + b"s", obj, lambda: self._str_keyed_items(names, obj))
             return
 
         def items() -> None:
@@ -190,16 +194,16 @@ class CanonicalHasher:
             if len(digests) >= arrays.FLOAT_ITEMS_MIN and _numpy_for(len(digests)):
                 values = list(obj.values())
                 if list(map(type, values)).count(float) == len(values):  # {name: score}: in one numpy pass
-                    self.h.update(_pack_len(len(values)))
+                    self.h.update(pack_len(len(values)))
                     arrays.feed_float_items(self, digests, values)
                     return
             pairs = sorted(zip(digests, obj.values()), key=_first)
-            self.h.update(_pack_len(len(pairs)))
+            self.h.update(pack_len(len(pairs)))
             for kd, v in pairs:
                 self.h.update(kd)
                 self.feed(v)
 
-        self._container(tag, obj, items)
+        self.container(tag, obj, items)
 
     def _str_keyed_items(self, names: list[str], obj: Mapping) -> None:
         """A mapping whose keys are all ``str`` (kwargs, configs, {name: score}): its keys sorted, as one
@@ -220,21 +224,21 @@ class CanonicalHasher:
         if len(names) < arrays.STR_RUN_MIN or not _numpy_for(len(names)):
             self._items(names)
         else:
-            self.h.update(_pack_len(len(names)))
+            self.h.update(pack_len(len(names)))
             arrays.feed_str_run(self, names)
         self.h.update(b")")
         self.h.update(_LIST_HEAD)
         self._items(values)
         self.h.update(b")")
 
-    def _set(self, tag: bytes, obj: Any) -> None:
+    def feed_set(self, tag: bytes, obj: Any) -> None:
         def items() -> None:
             digests = sorted(self._sub_digest(x) for x in obj)
-            self.h.update(_pack_len(len(digests)))
+            self.h.update(pack_len(len(digests)))
             for d in digests:
                 self.h.update(d)
 
-        self._container(tag, obj, items)
+        self.container(tag, obj, items)
 
     def update(self, data: Any) -> None:
         """Raw bytes (or any buffer) into the stream: for handlers that already framed them with a tag."""
@@ -249,13 +253,13 @@ class CanonicalHasher:
 
     def _feed_other(self, obj: Any) -> None:
         cls = type(obj)
-        by_name = _EXACT_BY_NAME.get((cls.__module__, cls.__qualname__))
+        by_name = EXACT_BY_NAME.get((cls.__module__, cls.__qualname__))
         if by_name is not None:
-            _EXACT[cls] = by_name
+            EXACT[cls] = by_name
             by_name(self, obj)
             return
         if isinstance(obj, type):  # a class whatever its metaclass (ABCMeta, EnumType, a model's)
-            _feed_class(self, obj)
+            feed_class(self, obj)
             return
         hook = getattr(type(obj), "__ptd_hash__", None)
         if hook is not None:
@@ -263,7 +267,7 @@ class CanonicalHasher:
             self.feed(hook(obj))
             return
         if dataclasses.is_dataclass(obj):
-            _feed_dataclass(self, obj)
+            feed_dataclass(self, obj)
             return
         module = type(obj).__module__
         if module.startswith("numpy") and arrays.feed_numpy(self, obj):
@@ -276,9 +280,9 @@ class CanonicalHasher:
             return
         argparse = sys.modules.get("argparse")  # a Namespace exists only once argparse is imported
         if argparse is not None and isinstance(obj, argparse.Namespace):
-            _feed_namespace(self, obj)
+            feed_namespace(self, obj)
             return
-        for base, handler in _SUBCLASS:
+        for base, handler in SUBCLASS:
             if isinstance(obj, base):
                 handler(self, obj)
                 return
@@ -301,192 +305,14 @@ class CanonicalHasher:
 
         def items() -> None:
             callable_, args, *rest = tuple(reduced) + (None,) * (6 - len(reduced))
-            self.feed(_callable_name(callable_))
+            self.feed(callable_name(callable_))
             self.feed(args)
             state, listitems, dictitems = rest[0], rest[1], rest[2]
             self.feed(state)
             self.feed(list(listitems) if listitems is not None else None)
             self.feed(dict(dictitems) if dictitems is not None else None)
 
-        self._container(b"(", obj, items)
-
-
-def _callable_name(fn: Any) -> str:
-    if fn is None:
-        return "None"
-    return qualified_name(fn)
-
-
-# -- handlers for exact builtin types ----------------------------------------------
-def _feed_int(h: CanonicalHasher, x: int) -> None:
-    h.tag(b"i", x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True))
-
-
-def _feed_float(h: CanonicalHasher, x: float) -> None:
-    h.tag(b"f", _pack_float(math.nan if x != x else x))
-
-
-def _feed_str(h: CanonicalHasher, x: str) -> None:
-    h.tag(b"s", x.encode("utf-8", "surrogatepass"))
-
-
-def _feed_function(h: CanonicalHasher, fn: Any) -> None:
-    """Functions count by name; the user's (``code_of`` says which) also by their code and what it reads."""
-    h.tag(b"F", qualified_name(fn).encode())
-    code = h._code_of(fn) if h._code_of is not None else None
-    if code is not None:
-        h.tag(b"c", code.encode())
-        # the same code makes different functions through defaults and closures
-        # (`lambda x, n=n: ...` in a loop, a factory's inner function): they count too
-        h._container(b"V", fn, lambda: _feed_function_state(h, fn))
-
-
-def _feed_function_state(h: CanonicalHasher, fn: Any) -> None:
-    h.feed(fn.__defaults__)
-    h.feed(fn.__kwdefaults__)
-    cells = fn.__closure__ or ()
-    h.h.update(_pack_len(len(cells)))
-    for cell in cells:
-        try:
-            contents = cell.cell_contents
-        except ValueError:  # a cell not yet filled
-            h.tag(b"0")
-            continue
-        h.feed(contents)
-
-
-_EXACT: dict[type, Callable[[CanonicalHasher, Any], None]] = {
-    type(None): lambda h, x: h.tag(b"N"),
-    bool: lambda h, x: h.tag(b"T" if x else b"B"),
-    int: _feed_int,
-    float: _feed_float,
-    complex: lambda h, x: h.tag(b"j", _pack_float(x.real) + _pack_float(x.imag)),
-    str: _feed_str,
-    bytes: lambda h, x: h.tag(b"b", x),
-    bytearray: lambda h, x: h.tag(b"y", bytes(x)),
-    tuple: lambda h, x: h.sequence(b"t", x),
-    list: lambda h, x: h.sequence(b"l", x),
-    dict: lambda h, x: h.mapping(b"d", x),
-    set: lambda h, x: h._set(b"S", x),
-    frozenset: lambda h, x: h._set(b"z", x),
-    range: lambda h, x: h.tag(b"r", f"{x.start},{x.stop},{x.step}".encode()),
-    slice: lambda h, x: (h.tag(b"_"), h.feed((x.start, x.stop, x.step))),
-    type: lambda h, x: _feed_class(h, x),
-    types.FunctionType: _feed_function,
-    types.BuiltinFunctionType: lambda h, x: h.tag(b"F", qualified_name(x).encode()),
-    types.ModuleType: lambda h, x: h.tag(b"M", x.__name__.encode()),
-    _dt.datetime: lambda h, x: h.tag(b"D", (x.isoformat() + _zone(x)).encode()),
-    _dt.date: lambda h, x: h.tag(b"a", x.isoformat().encode()),
-    _dt.time: lambda h, x: h.tag(b"e", (x.isoformat() + _zone(x)).encode()),
-    _dt.timedelta: lambda h, x: h.tag(b"m", f"{x.days},{x.seconds},{x.microseconds}".encode()),
-    pathlib.PosixPath: lambda h, x: h.tag(b"P", str(x).encode()),
-    pathlib.WindowsPath: lambda h, x: h.tag(b"W", str(x).encode()),
-}
-
-
-# Types of modules a cold start should not import (uuid alone pulls in platform): looked up by name,
-# and moved into _EXACT the first time one is seen. An object of them exists only once its module is loaded.
-_EXACT_BY_NAME: dict[tuple[str, str], Callable[[CanonicalHasher, Any], None]] = {
-    ("decimal", "Decimal"): lambda h, x: h.tag(b"q", str(x).encode()),
-    ("fractions", "Fraction"): lambda h, x: h.tag(b"Q", f"{x.numerator}/{x.denominator}".encode()),
-    ("uuid", "UUID"): lambda h, x: h.tag(b"u", x.bytes),
-}
-
-
-def _feed_class(h: CanonicalHasher, cls: type) -> None:
-    h.tag(b"C", qualified_name(cls).encode())
-    code = h._code_of(cls) if h._code_of is not None else None
-    if code is not None:  # a class of the user's: its code (and the class attributes it holds now)
-        h.tag(b"c", code.encode())
-
-
-def _zone(moment: _dt.datetime | _dt.time) -> str:
-    """What ``isoformat`` leaves out of an aware time: the zone itself (Europe/Paris is not +01:00) and ``fold``."""
-    tz = moment.tzinfo
-    if tz is None:
-        return ""
-    return f"|{qualified_name(type(tz))}:{tz}|{moment.fold}"
-
-
-def _feed_dataclass(h: CanonicalHasher, obj: Any) -> None:
-    h.tag(b"K", qualified_name(type(obj)).encode())
-    fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    h.mapping(b"d", fields)
-    extra = {k: v for k, v in getattr(obj, "__dict__", {}).items() if k not in fields}
-    if extra:  # attributes set outside the declared fields count too
-        h.mapping(b"d", extra)
-
-
-def _feed_enum(h: CanonicalHasher, obj: enum.Enum) -> None:
-    h.tag(b"E", f"{qualified_name(type(obj))}.{obj.name}".encode())
-    h.feed(obj.value)  # an edited value is another argument
-
-
-def _feed_pure_path(h: CanonicalHasher, path: pathlib.PurePath) -> None:
-    cls = type(path)
-    name = f"pathlib.{cls.__name__}" if cls.__module__.startswith("pathlib") else qualified_name(cls)
-    h.tag(b"p", f"{name}:{path}".encode())  # pathlib's classes moved module in Python 3.13
-
-
-def _feed_namespace(h: CanonicalHasher, obj: Any) -> None:
-    # argparse.Namespace and types.SimpleNamespace: equal attributes, equal key
-    h.tag(b"n", qualified_name(type(obj)).encode())
-    h.mapping(b"d", vars(obj))
-
-
-def _feed_namedtuple(h: CanonicalHasher, obj: tuple) -> None:
-    h.tag(b"k", qualified_name(type(obj)).encode())
-    h.sequence(b"t", tuple(obj))
-
-
-def _is_namedtuple(obj: Any) -> bool:
-    return isinstance(obj, tuple) and hasattr(type(obj), "_fields")
-
-
-_SUBCLASS: list[tuple[Any, Callable[[CanonicalHasher, Any], None]]] = []
-
-
-def _register_subclass_handlers() -> None:
-    _SUBCLASS.extend(
-        [
-            (enum.Enum, _feed_enum),
-            (types.SimpleNamespace, _feed_namespace),
-            (bool, _EXACT[bool]),
-            (int, _feed_int_subclass),
-            (float, lambda h, x: (h.tag(b"X", qualified_name(type(x)).encode()), _feed_float(h, float(x)))),
-            (str, lambda h, x: (h.tag(b"X", qualified_name(type(x)).encode()), _feed_str(h, str(x)))),
-            (pathlib.PurePath, _feed_pure_path),
-            (tuple, lambda h, x: _feed_namedtuple(h, x) if _is_namedtuple(x) else _feed_reduced_or_seq(h, x, b"t")),
-            (list, lambda h, x: _feed_reduced_or_seq(h, x, b"l")),
-            (dict, _feed_dict_subclass),
-            (types.MethodType, lambda h, x: (h.tag(b"b"), h.feed(x.__self__), h.feed(x.__func__))),
-            (functools.partial, lambda h, x: (h.tag(b"~"), h.feed((x.func, x.args, x.keywords)))),
-        ]
-    )
-
-
-def _feed_int_subclass(h: CanonicalHasher, x: int) -> None:
-    h.tag(b"X", qualified_name(type(x)).encode())
-    _feed_int(h, int(x))
-
-
-def _feed_reduced_or_seq(h: CanonicalHasher, x: Any, tag: bytes) -> None:
-    h.tag(b"X", qualified_name(type(x)).encode())
-    h.sequence(tag, x)
-    if getattr(x, "__dict__", None):
-        h.feed(vars(x))
-
-
-def _feed_dict_subclass(h: CanonicalHasher, x: dict) -> None:
-    h.tag(b"X", qualified_name(type(x)).encode())
-    ordered = type(x).__name__ == "OrderedDict"
-    if ordered:  # order is part of an OrderedDict's equality
-        h.sequence(b"t", list(x.items()))
-    else:
-        h.mapping(b"d", x)
-
-
-_register_subclass_handlers()
+        self.container(b"(", obj, items)
 
 
 # -- public entry points ------------------------------------------------------------------------
@@ -515,7 +341,7 @@ def _value_hasher() -> xxhash.xxh3_128:
 def _name_bytes(name: str) -> bytes:
     """What ``feed(name)`` hashes for an argument name (a str): names repeat on every call."""
     payload = name.encode("utf-8", "surrogatepass")
-    return b"s" + _pack_len(len(payload)) + payload
+    return b"s" + pack_len(len(payload)) + payload
 
 
 # Arguments of these types are fed into the key itself: hashing one again for a header costs less than
@@ -601,7 +427,7 @@ def hash_arguments(
 def extra_label(text: str) -> bytes:
     """A label for :func:`hash_arguments`' ``extra`` values: its first byte is no argument name's."""
     payload = text.encode("utf-8", "surrogatepass")
-    return b"\x01" + _pack_len(len(payload)) + payload
+    return b"\x01" + pack_len(len(payload)) + payload
 
 
 def _unhashable_error(what: str, value: Any, exc: Exception, argument: str | None = None) -> UnhashableArgumentError:
