@@ -183,7 +183,11 @@ def _read_copy(fd: int, size: int) -> mmap.mmap:
     if size <= _COPY_STEP:
         _read_pieces(fd, view, 0, 1)
         return memory
-    second = _SecondReader(fd, view)
+    try:
+        second = _SecondReader(fd, view)
+    except OSError:  # no descriptor to spare: all on this thread
+        _read_pieces(fd, view, 0, 1)
+        return memory
     try:
         second.start()
     except RuntimeError:  # no new thread now (the interpreter shutting down, a thread limit): all on this one

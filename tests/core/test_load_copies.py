@@ -167,6 +167,10 @@ def test_the_second_reader_stops_once_the_load_failed(store, monkeypatch):
 def test_without_preadv_or_a_second_thread_a_copy_is_read_all_the_same(store, monkeypatch):
     value = np.arange(3 * st._COPY_STEP // 8, dtype=np.float64)
     store.put(KEY, value, {})
+    real_dup = os.dup
+    monkeypatch.setattr(os, "dup", lambda fd: (_ for _ in ()).throw(OSError(24, "Too many open files")))
+    assert np.array_equal(store.load(KEY, mmap=False).value, value)  # no descriptor for a second reader
+    monkeypatch.setattr(os, "dup", real_dup)
     monkeypatch.setattr(st._SecondReader, "start", lambda self: (_ for _ in ()).throw(RuntimeError("no thread")))
     assert np.array_equal(store.load(KEY, mmap=False).value, value)
     monkeypatch.setattr(st, "_PREADV", False)  # a bytearray read, as where os.preadv is missing
