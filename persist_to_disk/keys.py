@@ -131,11 +131,14 @@ class CanonicalHasher:
     def sequence(self, tag: bytes, obj: Any) -> None:
         self.container(tag, obj, lambda: self._items(obj))
 
-    def _items(self, obj: list | tuple) -> None:
+    def _items(self, obj: list | tuple, all_str: bool = False) -> None:
+        """``all_str``: the caller knows every item is a ``str`` (they are not checked again)."""
         self.h.update(pack_len(len(obj)))
         if len(obj) < arrays.STR_RUN_MIN or not _numpy_for(len(obj)):
             for item in obj:
                 self.feed(item)
+        elif all_str:
+            arrays.feed_str_run(self, obj)
         else:
             self._items_with_str_runs(obj)
 
@@ -219,17 +222,10 @@ class CanonicalHasher:
                     order = sorted(range(len(names)), key=names.__getitem__)
                 take = operator.itemgetter(*order)
                 names, values = list(take(names)), list(take(values))
-        # as sequence(b"l", ...) frames them (lists made here are in no cycle); the names are known to be str
-        self.h.update(_LIST_HEAD)
-        if len(names) < arrays.STR_RUN_MIN or not _numpy_for(len(names)):
-            self._items(names)
-        else:
-            self.h.update(pack_len(len(names)))
-            arrays.feed_str_run(self, names)
-        self.h.update(b")")
-        self.h.update(_LIST_HEAD)
-        self._items(values)
-        self.h.update(b")")
+        for made_here, all_str in ((names, True), (values, False)):  # as sequence(b"l", ...) frames them
+            self.h.update(_LIST_HEAD)  # (lists made here are in no cycle)
+            self._items(made_here, all_str)
+            self.h.update(b")")
 
     def feed_set(self, tag: bytes, obj: Any) -> None:
         def items() -> None:
