@@ -261,7 +261,10 @@ def phase_i(ad, p):  # a DataFrame with text columns as argument: hits dominated
     except ImportError:
         return out
     fn = ad.wrap(workloads.polars_total)
-    for label, frame in (("polars_text", pl.from_pandas(df)), ("polars_numbers", pl.from_pandas(df.iloc[:, :12]))):
+    text = pl.from_pandas(df)
+    longer = text.with_columns(pl.col("name", "note").str.replace("item-", "a longer item name "))  # > 12 bytes
+    frames = (("polars_text", text), ("polars_long_text", longer), ("polars_numbers", pl.from_pandas(df.iloc[:, :12])))
+    for label, frame in frames:
         _, hits = _hash_hits(fn, frame, workloads.polars_total(frame), p["repeats"])
         floor, convert = _polars_buffer_floor(frame, p["repeats"])
         size = frame.estimated_size() / MB

@@ -145,3 +145,54 @@ def test_text_and_categoricals_key_the_same_on_older_polars(monkeypatch: pytest.
     monkeypatch.delattr(pl, "CompatLevel", raising=False)
     monkeypatch.delattr(getattr(pl, "Categories", object), "to_series", raising=False)
     assert [keys.hash_value(df), keys.hash_value(sliced), keys.hash_value(df["city"][5:])] == current
+
+
+def _texts() -> dict[str, pl.Series]:
+    short = pl.Series("t", [f"u{i}" for i in range(1000)])
+    return {
+        "short": short,
+        "12 bytes at most": pl.Series("t", ["x" * 12, "é" * 6, "", "a"]),
+        "one of 13 bytes": pl.Series("t", ["x" * 13, "é" * 6, "", "a"]),
+        "short and long": pl.Series("t", ["short", "a string longer than twelve bytes", "", "z"] * 50),
+        "empty": pl.Series("t", [], dtype=pl.String),
+        "with nulls": pl.Series("t", ["a", None, "bb", None]),
+        "chunked": pl.concat([short[:300], short[300:]], rechunk=False),
+        "sliced": short[17:900],
+        "long, sliced": pl.Series("t", [f"a rather long string {i}" for i in range(100)])[3:50],
+    }
+
+
+def test_short_text_keys_the_same_from_string_views_or_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strings of up to 12 bytes are keyed by Arrow string views (polars' own form, no conversion);
+    a polars that gives offsets instead frames them as the same views, so the keys do not change."""
+    texts = _texts()
+    current = {what: keys.hash_value(series) for what, series in texts.items()}
+    assert current["chunked"] == current["short"]
+    assert current["sliced"] == keys.hash_value(pl.Series("t", texts["short"].to_list()[17:900]))
+    assert len(set(current.values())) == len(current) - 1  # every other one differs
+    if not hasattr(pl, "CompatLevel"):
+        pytest.skip(f"polars {pl.__version__} gives no string views: both ways are the same code")
+    monkeypatch.delattr(pl, "CompatLevel")
+    assert {what: keys.hash_value(series) for what, series in texts.items()} == current
+
+
+def test_short_text_keys_by_every_byte_and_length() -> None:
+    def text(*values: str) -> int:
+        return keys.hash_value(pl.Series("t", list(values)))
+
+    twelve = "abcdefghijkl"
+    assert text(twelve, "m") != text(twelve[:-1] + "x", "m") != text(twelve, "n")
+    assert text(twelve, "") != text(twelve + "", "\x00") != text(twelve[:11], "\x00")
+    assert text("a\x00", "b") != text("a", "\x00b") != text("a", "b")
+
+
+@pytest.mark.parametrize("used", [3, 300, 70_000])  # ranks in one, two and four bytes
+def test_categoricals_key_by_rank_whatever_their_count(monkeypatch: pytest.MonkeyPatch, used: int) -> None:
+    names = [f"c{(i * 7919) % used:05d}" for i in range(max(used, 1000))]
+    column = pl.Series("c", names, dtype=pl.Categorical)
+    swapped = pl.Series("c", [names[1], names[0], *names[2:]], dtype=pl.Categorical)
+    digest = keys.hash_value(column)
+    assert keys.hash_value(swapped) != digest
+    assert keys.hash_value(column[1:]) == keys.hash_value(pl.Series("c", names[1:], dtype=pl.Categorical))
+    monkeypatch.delattr(getattr(pl, "Categories", object), "to_series", raising=False)  # through Arrow
+    assert keys.hash_value(column) == digest
