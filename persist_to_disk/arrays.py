@@ -414,14 +414,14 @@ def _feed_polars_column(h: CanonicalHasher, column: Any, pl: Any) -> None:
 
 
 _INLINE = 12  # Arrow string views hold a string of up to 12 UTF-8 bytes inline, zero-padded
+_VIEWS_SAMPLE = 256  # the first views of each chunk looked at before any is fed
 
 
 def _feed_text(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
     """Arrow strings without nulls. When none is longer than 12 bytes, as their 16-byte string views
     (length, then the bytes zero-padded: the view is the value, whatever the buffers behind it), the
-    form polars keeps them in, hashed as they are; otherwise as lengths then bytes (:func:`_feed_utf8`,
-    pyarrow's cast to offsets beating polars' own: ~4.6 vs 6-10 ms per 1M strings). Text that comes
-    with offsets (an older polars) is framed as views when short, so the key is the same either way."""
+    form polars keeps them in, hashed as they are; otherwise as lengths then bytes (:func:`_feed_utf8`).
+    Text that comes with offsets (an older polars) is framed as views when short: the same key."""
     count = sum(map(len, chunks)).to_bytes(8, "little")
     if sys.byteorder == "little" and all(str(chunk.type) == "string_view" for chunk in chunks):
         before = h.mark()
@@ -429,20 +429,22 @@ def _feed_text(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
         if _feed_short_views(h, chunks, np):
             return
         h.rewind(before)  # a long string: the views hold where its bytes are, not the bytes
-    utf8 = [_as_utf8(chunk) for chunk in chunks]
-    views = _views_of_short_utf8(utf8, np)
-    if views is None:
-        _feed_utf8(h, utf8, np)
+    utf8 = _as_utf8_in_pieces(chunks)
+    lengths = [_utf8_lengths(chunk, np) for chunk in utf8]
+    if any(part.size and part.max() > _INLINE for part in lengths):
+        _feed_utf8(h, utf8, np, lengths)
         return
     h.tag(b"T", count)
-    for part in views:
-        h.update(part)
+    for chunk, part in zip(utf8, lengths):
+        h.update(_views_of_short_utf8(chunk, part, np))
 
 
 def _feed_short_views(h: CanonicalHasher, chunks: list[Any], np: Any) -> bool:
     """Feed every string view; False if a string is longer than 12 bytes (what was fed is then to be
     taken back). From OVERLAP_MIN_BYTES on, the lengths are checked on another thread while hashed."""
     words = [np.frombuffer(c.buffers()[1], "<u4")[4 * c.offset : 4 * (c.offset + len(c))] for c in chunks]
+    if _longest_view([part[: 4 * _VIEWS_SAMPLE] for part in words]) > _INLINE:
+        return False  # text with long strings has them early: no wasted pass (nothing fed yet)
     longest = None
     if sum(w.nbytes for w in words) >= OVERLAP_MIN_BYTES and _TREE_WORKERS > 1:
         with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: no new threads
@@ -459,23 +461,30 @@ def _longest_view(words: list[Any]) -> int:
     return max((int(part[::4].max()) for part in words if part.size), default=0)
 
 
-def _views_of_short_utf8(chunks: list[Any], np: Any) -> list[Any] | None:
-    """Arrow strings with offsets framed as the views :func:`_short_views` reads; None if one is long."""
-    out = []
-    for chunk in chunks:
-        offsets = np.frombuffer(chunk.buffers()[1], _ARROW_OFFSETS[str(chunk.type)])
-        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64)
-        lengths = np.diff(offsets)
-        if len(chunk) and lengths.max() > _INLINE:
-            return None
-        views = np.zeros((len(chunk), 16), np.uint8)
-        views[:, :4] = lengths.astype("<u4").view(np.uint8).reshape(-1, 4)
-        if len(chunk):
-            data = np.frombuffer(chunk.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
-            rows = np.repeat(np.arange(len(chunk)), lengths)
-            views[rows, 4 + np.arange(data.size) - np.repeat(offsets[:-1] - offsets[0], lengths)] = data
-        out.append(views.reshape(-1))
-    return out
+def _views_of_short_utf8(chunk: Any, lengths: Any, np: Any) -> Any:
+    """Arrow strings with offsets, none longer than 12 bytes, framed as the views :func:`_feed_short_views` feeds."""
+    views = np.zeros((len(chunk), 16), np.uint8)
+    views[:, :4] = lengths.astype("<u4").view(np.uint8).reshape(-1, 4)
+    if len(chunk):
+        data, offsets = _utf8_data(chunk, np), _offsets(chunk, np)
+        starts = offsets[:-1] - offsets[0]
+        rows = np.repeat(np.arange(len(chunk)), lengths)
+        views[rows, 4 + np.arange(data.size) - np.repeat(starts, lengths)] = data
+    return views.reshape(-1)
+
+
+_CAST_STEP = 1 << 18  # string views converted to offsets per piece, the pieces on the hashing threads
+
+
+def _as_utf8_in_pieces(chunks: list[Any]) -> list[Any]:
+    """The strings as Arrow arrays with offsets, a long chunk of views converted in pieces at once
+    (pyarrow's cast, ~10 ms per 1M strings of 25 bytes on one thread, lets go of the GIL)."""
+    pieces = [
+        chunk.slice(start, _CAST_STEP) if len(chunk) > _CAST_STEP else chunk
+        for chunk in chunks
+        for start in range(0, len(chunk), _CAST_STEP) or [0]
+    ]
+    return list(_in_parallel(_as_utf8, pieces)) if len(pieces) > 1 else [_as_utf8(p) for p in pieces]
 
 
 def _as_utf8(chunk: Any) -> Any:
@@ -485,20 +494,35 @@ def _as_utf8(chunk: Any) -> Any:
     return chunk.cast(sys.modules["pyarrow"].large_string())
 
 
-def _feed_utf8(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
+def _offsets(chunk: Any, np: Any) -> Any:
+    offsets = np.frombuffer(chunk.buffers()[1], _ARROW_OFFSETS[str(chunk.type)])
+    return offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+
+
+def _utf8_lengths(chunk: Any, np: Any) -> Any:
+    """Each string's length in bytes (int64) from an Arrow array with offsets."""
+    return np.diff(_offsets(chunk, np).astype(np.int64, copy=False))
+
+
+def _utf8_data(chunk: Any, np: Any) -> Any:
+    """The UTF-8 bytes of all the strings of an Arrow array with offsets."""
+    if not len(chunk):
+        return np.empty(0, np.uint8)
+    offsets = _offsets(chunk, np)
+    return np.frombuffer(chunk.buffers()[2], np.uint8)[int(offsets[0]) : int(offsets[-1])]
+
+
+def _feed_utf8(h: CanonicalHasher, chunks: list[Any], np: Any, lengths: list[Any] | None = None) -> None:
     """Arrow strings without nulls as their count, every length, then all their UTF-8 bytes: a few
     buffer-speed updates, the same whatever the chunking (the lengths then the bytes run on across chunks)."""
     h.tag(b"t", sum(map(len, chunks)).to_bytes(8, "little"))
-    spans = []
+    for part in lengths if lengths is not None else (_utf8_lengths(chunk, np) for chunk in chunks):
+        if part.size:
+            h.update(part.astype("<i8", copy=False).view("<u8"))  # (lengths are never negative)
     for chunk in chunks:
-        offsets = np.frombuffer(chunk.buffers()[1], _ARROW_OFFSETS[str(chunk.type)])
-        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
-        if len(chunk):
-            h.update(np.diff(offsets).astype("<u8"))
-            spans.append((chunk.buffers()[2], int(offsets[0]), int(offsets[-1])))
-    for data, start, end in spans:
-        if end > start:
-            h.update(memoryview(data)[start:end])
+        data = _utf8_data(chunk, np)
+        if data.size:
+            h.update(data)
 
 
 def _categories_and_codes(column: Any, arrow_kwargs: dict[str, Any], np: Any) -> tuple[Any, Any]:
