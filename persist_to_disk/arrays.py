@@ -542,35 +542,47 @@ def _feed_polars_categorical(h: CanonicalHasher, dictionary: Any, codes: Any, np
     """A Categorical's values from its categories (Arrow strings) and each row's code into them: the
     categories it uses, sorted, then each row's rank among them. Codes follow the order strings were
     first seen, and the categories may hold values no row uses; these ranks are the same for equal
-    columns in every process (in the fewest bytes that hold them: one for up to 256 used)."""
-    used = _used_codes(codes, len(dictionary), np)
+    columns in every process (in the fewest bytes that hold them: one for up to 256 used).
+
+    A long column is counted on another thread while its rows are ranked among all the categories:
+    when it uses them all (a column read in a fresh process), those ranks are the ones to feed."""
     pa, compute = import_whole("pyarrow"), import_whole("pyarrow.compute")
+    size = len(dictionary)
+    counting = _count_later(codes, size, np) if size <= len(codes) // 4 else None
+    if counting is not None:
+        order = np.asarray(compute.sort_indices(dictionary))
+        ranks = _ranks(compute, pa, np, codes, order, size)
+        used = np.flatnonzero(counting.result())
+        if len(used) == size:
+            _feed_utf8(h, [dictionary.take(order)], np)
+            h.update(ranks)
+            return
+    else:
+        used = np.flatnonzero(np.bincount(codes, minlength=size))
     values = dictionary.take(used)
     order = np.asarray(compute.sort_indices(values))
-    width = "<u1" if len(used) <= 1 << 8 else "<u2" if len(used) <= 1 << 16 else "<u4"  # by how many are used
-    rank = np.zeros(len(dictionary), width)
-    rank[used[order]] = np.arange(len(used), dtype=width)
     _feed_utf8(h, [values.take(order)], np)
-    h.update(compute.take(pa.array(rank), pa.array(codes)).to_numpy())  # (pyarrow's take: ~0.5 vs 1.4 ms per 1M)
+    h.update(_ranks(compute, pa, np, codes, used[order], size))
 
 
-_COUNT_SPLIT = 1 << 18  # codes from this many are counted in two halves, one on another thread
+def _ranks(compute: Any, pa: Any, np: Any, codes: Any, ranked: Any, size: int) -> Any:
+    """Each row's rank among the codes ``ranked`` (in their order), in the fewest bytes that hold it."""
+    width = "<u1" if len(ranked) <= 1 << 8 else "<u2" if len(ranked) <= 1 << 16 else "<u4"
+    rank = np.zeros(size, width)
+    rank[ranked] = np.arange(len(ranked), dtype=width)
+    return compute.take(pa.array(rank), pa.array(codes)).to_numpy()  # (pyarrow's take: ~0.5 vs 1.4 ms per 1M)
 
 
-def _used_codes(codes: Any, size: int, np: Any) -> Any:
-    """The codes that occur, in order (a count of each; a long column's halves are counted at once)."""
-    if len(codes) < _COUNT_SPLIT or _TREE_WORKERS == 1:
-        return np.flatnonzero(np.bincount(codes, minlength=size))
-    half = len(codes) // 2
-    try:
-        other = _executor().submit(np.bincount, codes[half:], None, size)
-    except RuntimeError:  # the interpreter is shutting down: no new threads
-        return np.flatnonzero(np.bincount(codes, minlength=size))
-    counts, more = np.bincount(codes[:half], minlength=size), other.result()
-    if len(more) > len(counts):  # (a code past the categories: the take after this raises for it)
-        counts, more = more, counts
-    counts[: len(more)] += more
-    return np.flatnonzero(counts)
+def _count_later(codes: Any, size: int, np: Any) -> Any:
+    """A future of how often each code occurs, counted on a hashing thread; None without one."""
+    if _TREE_WORKERS == 1 or len(codes) < _COUNT_LATER_MIN:
+        return None
+    with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: no new threads
+        return _executor().submit(np.bincount, codes, None, size)
+    return None
+
+
+_COUNT_LATER_MIN = 1 << 16  # codes from this many are counted on another thread while ranked
 
 
 # -- torch -----------------------------------------------------------------------------------------------

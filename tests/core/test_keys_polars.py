@@ -196,3 +196,31 @@ def test_categoricals_key_by_rank_whatever_their_count(monkeypatch: pytest.Monke
     assert keys.hash_value(column[1:]) == keys.hash_value(pl.Series("c", names[1:], dtype=pl.Categorical))
     monkeypatch.delattr(getattr(pl, "Categories", object), "to_series", raising=False)  # through Arrow
     assert keys.hash_value(column) == digest
+
+
+_LONG_CATEGORICAL = """
+import sys
+import polars as pl
+from persist_to_disk import keys
+if sys.argv[1]:
+    pl.Series(sys.argv[1].split(","), dtype=pl.Categorical)  # categories no row of the column uses
+names = [f"k{(i * 7919) % 50:02d}" for i in range(200_000)]
+print(keys.hash_value(pl.Series("c", names, dtype=pl.Categorical)))
+"""
+
+
+def test_a_long_categorical_keys_the_same_counted_while_ranked_or_not(
+    python: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long column is ranked among all its categories while counted on another thread; in a fresh
+    process it uses them all and those ranks are fed: the same key as ranking only the used ones."""
+    from persist_to_disk import arrays
+
+    monkeypatch.setattr(arrays, "_COUNT_LATER_MIN", 1 << 62)  # here: count first, then rank the used ones
+    names = [f"k{(i * 7919) % 50:02d}" for i in range(200_000)]
+    expected = keys.hash_value(pl.Series("c", names, dtype=pl.Categorical))
+    for seen_before in ("", "zz,k07,aa"):
+        out = subprocess.run([python, "-c", _LONG_CATEGORICAL, seen_before], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == str(expected), seen_before
