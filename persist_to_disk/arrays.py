@@ -442,7 +442,7 @@ def _feed_text(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
 def _feed_short_views(h: CanonicalHasher, chunks: list[Any], np: Any) -> bool:
     """Feed every string view; False if a string is longer than 12 bytes (what was fed is then to be
     taken back). From OVERLAP_MIN_BYTES on, the lengths are checked on another thread while hashed."""
-    words = [np.frombuffer(c.buffers()[1], "<u4")[4 * c.offset : 4 * (c.offset + len(c))] for c in chunks]
+    words = [np.frombuffer(c.buffers()[1], "<u4")[4 * c.offset : 4 * (c.offset + len(c))] for c in chunks if len(c)]
     if _longest_view([part[: 4 * _VIEWS_SAMPLE] for part in words]) > _INLINE:
         return False  # text with long strings has them early: no wasted pass (nothing fed yet)
     longest = None
@@ -495,6 +495,8 @@ def _as_utf8(chunk: Any) -> Any:
 
 
 def _offsets(chunk: Any, np: Any) -> Any:
+    if not len(chunk):  # (an empty array may come without an offsets buffer)
+        return np.zeros(1, np.int64)
     offsets = np.frombuffer(chunk.buffers()[1], _ARROW_OFFSETS[str(chunk.type)])
     return offsets[chunk.offset : chunk.offset + len(chunk) + 1]
 
