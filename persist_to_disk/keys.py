@@ -24,7 +24,7 @@ from typing import Any
 
 import xxhash
 
-from . import arrays
+from . import arrays, polarsframes
 from .arrays import qualified_name
 from .errors import UnhashableArgumentError
 from .sigint import import_whole
@@ -272,7 +272,7 @@ class CanonicalHasher:
             return
         if module.startswith("torch") and arrays.feed_torch(self, obj):
             return
-        if module.startswith("polars") and arrays.feed_polars(self, obj):
+        if module.startswith("polars") and polarsframes.feed_polars(self, obj):
             return
         argparse = sys.modules.get("argparse")  # a Namespace exists only once argparse is imported
         if argparse is not None and isinstance(obj, argparse.Namespace):

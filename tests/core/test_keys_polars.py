@@ -214,9 +214,9 @@ def test_a_long_categorical_keys_the_same_counted_while_ranked_or_not(
 ) -> None:
     """A long column is ranked among all its categories while counted on another thread; in a fresh
     process it uses them all and those ranks are fed: the same key as ranking only the used ones."""
-    from persist_to_disk import arrays
+    from persist_to_disk import polarsframes
 
-    monkeypatch.setattr(arrays, "_COUNT_LATER_MIN", 1 << 62)  # here: count first, then rank the used ones
+    monkeypatch.setattr(polarsframes, "_COUNT_LATER_MIN", 1 << 62)  # here: count first, then rank the used ones
     names = [f"k{(i * 7919) % 50:02d}" for i in range(200_000)]
     expected = keys.hash_value(pl.Series("c", names, dtype=pl.Categorical))
     for seen_before in ("", "zz,k07,aa"):
