@@ -72,6 +72,21 @@ NUMPY_IMPORT_MIN = 1 << 16  # containers from this size import numpy, if install
 _numpy_missing = False  # numpy was looked for (a big container) and is not installed, or fails to import
 
 
+_ORDER_PEEK = 4096  # str keys compared pair by pair before all of them are handed to a sort
+
+
+def _sorted_if_nearly(names: list[str]) -> list[str] | None:
+    """``names`` itself if it is in order; the names sorted if its first few are; None if they are not.
+
+    A sort finds a list in order with one ``memcmp`` per pair (~2x quicker than comparing every pair
+    from Python), and a list in order but for a tail (keys added later) nearly as fast."""
+    peek = names[: _ORDER_PEEK + 1]
+    if not all(map(operator.le, peek, peek[1:])):
+        return None
+    ordered = sorted(names)
+    return names if ordered == names else ordered
+
+
 def _numpy_for(items: int) -> bool:
     """Whether a container of this many items can be hashed in bulk by numpy: imported already, or, for
     one this large, imported now (~0.1 s once; a 1M-item dict then hashes ~4x faster, in the same bytes)."""
@@ -215,8 +230,13 @@ class CanonicalHasher:
             pairs = sorted(obj.items())  # the keys all differ: no value is ever compared
             names, values = [k for k, _ in pairs], [v for _, v in pairs]
         else:
-            values = list(obj.values())
-            if not all(map(operator.le, names, names[1:])):  # big mappings often come in order already
+            ordered = _sorted_if_nearly(names)
+            if ordered is names:  # big mappings often come in order already
+                values = list(obj.values())
+            elif ordered is not None and type(obj) is dict:
+                names, values = ordered, list(map(obj.__getitem__, ordered))
+            else:
+                values = list(obj.values())
                 order = arrays.str_order(names)
                 if order is None:
                     order = sorted(range(len(names)), key=names.__getitem__)

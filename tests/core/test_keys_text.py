@@ -147,6 +147,7 @@ def _item_by_item(monkeypatch: pytest.MonkeyPatch, value) -> str:
     with monkeypatch.context() as patched:
         patched.setattr(arrays, "STR_RUN_MIN", 10**9)
         patched.setattr(arrays, "FLOAT_ITEMS_MIN", 10**9)
+        patched.setattr(arrays, "SORT_MIN", 10**9)  # keys put in order by sorted(items)
         return keys.hash_value(value)
 
 
@@ -169,6 +170,9 @@ def test_a_dict_of_floats_hashes_as_item_by_item(monkeypatch: pytest.MonkeyPatch
         [f"{t}{i}" for i, t in enumerate(TEXTS)] + ["é", "e", "z", "", "日本", "Z", "ß"],  # any code point
         [f"n{i}" + "\x00" * (i % 3) for i in range(100)],  # trailing NULs, which numpy's strings drop
         [f"s{i}" for i in range(100)] + ["long" * 50_000],  # one key far longer than the rest
+        [f"k{i:05d}" for i in range(6000)],  # many, in order
+        [f"k{i:05d}" for i in range(6000)] + [f"a{i}" for i in range(50)],  # in order, then keys added later
+        [f"k{(i * 7919) % 6000:05d}" for i in range(6000)],  # many, shuffled
     ],
 )
 def test_str_keyed_dicts_key_as_sorted_item_by_item(monkeypatch: pytest.MonkeyPatch, names: list) -> None:
