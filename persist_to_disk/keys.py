@@ -382,16 +382,16 @@ def hash_call(
     the argument, whatever went wrong inside the value's own code.
     """
     hasher = CanonicalHasher(_started(prefix).copy(), code_of=code_of)
-    key = hasher.h
     digests = {}
     for name in sorted(named):
         if type(name) is str:
-            key.update(_name_bytes(name))  # what feed(name) hashes, encoded once per name
+            hasher.h.update(_name_bytes(name))  # what feed(name) hashes, encoded once per name
         else:
             hasher.feed(name)
         value = named[name]
         inline = type(value) in _INLINE
         if not inline:
+            key = hasher.h  # (read again each time: a value fed before may have rewound the stream to a copy)
             hasher.h = _value_hasher()  # the argument's own digest, then that into the key
         try:
             hasher.feed(value)
@@ -403,7 +403,7 @@ def hash_call(
             digests[name if type(name) is str else str(name)] = digest
             hasher.h = key
     for label, value in extra:
-        key.update(label)
+        hasher.h.update(label)
         try:
             hasher.feed(value)
         except Exception as exc:

@@ -100,6 +100,23 @@ def test_mid_size_floats_key_as_the_single_thread_path_does(dtype: str, monkeypa
     assert keys.hash_value([negative, a]) == keys.hash_value([with_nans, a])  # what came before stays fed
 
 
+def test_values_after_a_rewound_one_keep_their_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A global read after a value whose stream was rewound (floats with a NaN, fed while checked): its
+    label still goes into the key, and the key is the single-thread path's (any machine's)."""
+    nans = np.random.default_rng(4).random(MID)
+    nans[MID // 2] = -np.nan
+
+    def key(*labels: str) -> str:
+        extra = [(keys.extra_label(labels[0]), nans), (keys.extra_label(labels[1]), 1)]
+        return keys.hash_call({"x": 1}, prefix=b"p", extra=extra)[0]
+
+    assert key("a", "b") != key("a", "c")
+    with monkeypatch.context() as m:
+        m.setattr(arrays, "OVERLAP_MIN_BYTES", arrays.TREE_MIN_BYTES)  # no rewind
+        single = key("a", "b")
+    assert key("a", "b") == single
+
+
 _FORK = """
 import os, sys
 import numpy as np
