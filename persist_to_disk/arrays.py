@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from .sigint import import_whole
 __all__ = [
     "ARROW_OFFSETS",
     "HASHING_THREADS",
+    "OVERLAP_MIN_BYTES",
     "feed_ndarray",
     "feed_numpy",
     "feed_pandas",
@@ -192,11 +194,25 @@ def in_parallel(fn: Any, items: Iterable[Any]) -> Iterator[Any]:
 
 
 def hashing_pool() -> Any:
-    """The hashing threads of this process (a forked child starts its own)."""
+    """The hashing threads of this process (a forked child starts its own; threads hashing at once share one)."""
     global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="ptd-hash"))
-    return _pool[1]
+    pool = _pool
+    if pool is None or pool[0] != os.getpid():
+        with _pool_lock:
+            if _pool is None or _pool[0] != os.getpid():
+                _pool = (os.getpid(), ThreadPoolExecutor(HASHING_THREADS, thread_name_prefix="ptd-hash"))
+            pool = _pool
+    return pool[1]
+
+
+def _new_pool_lock() -> None:
+    global _pool_lock
+    _pool_lock = threading.Lock()  # a forked child's copy may be held by a thread it does not have
+
+
+_pool_lock = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_pool_lock)
 
 
 def _c_order_chunks(arr: Any, np: Any) -> Iterator[Any]:

@@ -230,10 +230,13 @@ class CanonicalHasher:
             pairs = sorted(obj.items())  # the keys all differ: no value is ever compared
             names, values = [k for k, _ in pairs], [v for _, v in pairs]
         else:
-            ordered = _sorted_if_nearly(names)
+            if type(obj) is dict:  # (a subclass's own __getitem__ may not give what values() does)
+                ordered = _sorted_if_nearly(names)
+            else:
+                ordered = names if all(map(operator.le, names, names[1:])) else None
             if ordered is names:  # big mappings often come in order already
                 values = list(obj.values())
-            elif ordered is not None and type(obj) is dict:
+            elif ordered is not None:
                 names, values = ordered, list(map(obj.__getitem__, ordered))
             else:
                 values = list(obj.values())

@@ -13,7 +13,8 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .arrays import ARROW_OFFSETS, HASHING_THREADS, OVERLAP_MIN_BYTES, feed_ndarray, hashing_pool, in_parallel
+from . import arrays
+from .arrays import ARROW_OFFSETS, feed_ndarray, hashing_pool, in_parallel
 from .sigint import import_whole
 
 __all__ = ["feed_polars"]
@@ -86,7 +87,7 @@ def _feed_polars_column(h: CanonicalHasher, column: Any, pl: Any) -> None:
         feed_ndarray(h, column.to_physical().to_numpy())
 
 
-_INLINE = 12  # Arrow string views hold a string of up to 12 UTF-8 bytes inline, zero-padded
+_INLINE_BYTES = 12  # Arrow string views hold a string of up to 12 UTF-8 bytes inline, zero-padded
 _VIEWS_SAMPLE = 256  # the first views of each chunk looked at before any is fed
 
 
@@ -104,7 +105,7 @@ def _feed_text(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
         h.rewind(before)  # a long string: the views hold where its bytes are, not the bytes
     utf8 = _as_utf8_in_pieces(chunks)
     lengths = [_utf8_lengths(chunk, np) for chunk in utf8]
-    if any(part.size and part.max() > _INLINE for part in lengths):
+    if any(part.size and part.max() > _INLINE_BYTES for part in lengths):
         _feed_utf8(h, utf8, np, lengths)
         return
     h.tag(b"T", count)
@@ -116,17 +117,17 @@ def _feed_short_views(h: CanonicalHasher, chunks: list[Any], np: Any) -> bool:
     """Feed every string view; False if a string is longer than 12 bytes (what was fed is then to be
     taken back). From OVERLAP_MIN_BYTES on, the lengths are checked on another thread while hashed."""
     words = [np.frombuffer(c.buffers()[1], "<u4")[4 * c.offset : 4 * (c.offset + len(c))] for c in chunks if len(c)]
-    if _longest_view([part[: 4 * _VIEWS_SAMPLE] for part in words]) > _INLINE:
+    if _longest_view([part[: 4 * _VIEWS_SAMPLE] for part in words]) > _INLINE_BYTES:
         return False  # text with long strings has them early: no wasted pass (nothing fed yet)
     longest = None
-    if sum(w.nbytes for w in words) >= OVERLAP_MIN_BYTES and HASHING_THREADS > 1:
+    if sum(w.nbytes for w in words) >= arrays.OVERLAP_MIN_BYTES and arrays.HASHING_THREADS > 1:
         with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: no new threads
             longest = hashing_pool().submit(_longest_view, words)
-    if longest is None and _longest_view(words) > _INLINE:
+    if longest is None and _longest_view(words) > _INLINE_BYTES:
         return False
     for part in words:
         h.update(part)
-    return longest is None or longest.result() <= _INLINE
+    return longest is None or longest.result() <= _INLINE_BYTES
 
 
 def _longest_view(words: list[Any]) -> int:
@@ -152,11 +153,12 @@ _CAST_STEP = 1 << 18  # string views converted to offsets per piece, the pieces 
 def _as_utf8_in_pieces(chunks: list[Any]) -> list[Any]:
     """The strings as Arrow arrays with offsets, a long chunk of views converted in pieces at once
     (pyarrow's cast, ~10 ms per 1M strings of 25 bytes on one thread, lets go of the GIL)."""
-    pieces = [
-        chunk.slice(start, _CAST_STEP) if len(chunk) > _CAST_STEP else chunk
-        for chunk in chunks
-        for start in range(0, len(chunk), _CAST_STEP) or [0]
-    ]
+    pieces = []
+    for chunk in chunks:
+        if len(chunk) <= _CAST_STEP:
+            pieces.append(chunk)
+        else:
+            pieces.extend(chunk.slice(start, _CAST_STEP) for start in range(0, len(chunk), _CAST_STEP))
     return list(in_parallel(_as_utf8, pieces)) if len(pieces) > 1 else [_as_utf8(p) for p in pieces]
 
 
@@ -250,7 +252,7 @@ def _ranks(compute: Any, pa: Any, np: Any, codes: Any, ranked: Any, size: int) -
 
 def _count_later(codes: Any, size: int, np: Any) -> Any:
     """A future of how often each code occurs, counted on a hashing thread; None without one."""
-    if HASHING_THREADS == 1 or len(codes) < _COUNT_LATER_MIN:
+    if arrays.HASHING_THREADS == 1 or len(codes) < _COUNT_LATER_MIN:
         return None
     with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: no new threads
         return hashing_pool().submit(np.bincount, codes, None, size)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -249,3 +250,32 @@ def test_a_miss_hashes_each_argument_once(tmp_path) -> None:
     assert Counted.hashed == 2
     (header,) = [info.header for info in label_of.cache.entries()]
     assert header["arg_digests"] == {"x": keys.hash_value(Counted("ab")), "n": keys.hash_value(2)}
+
+
+def test_threads_hashing_at_once_share_one_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first hashes of several threads at once start one pool of hashing threads, not one each."""
+    import threading
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    class SlowToStart(ThreadPoolExecutor):  # widens the window in which another thread could make its own
+        def __init__(self, *args, **kwargs) -> None:
+            time.sleep(0.02)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(arrays, "ThreadPoolExecutor", SlowToStart)
+    monkeypatch.setattr(arrays, "_pool", None)
+    start = threading.Barrier(16)
+    pools = []
+
+    def first_hash() -> None:
+        start.wait()
+        pools.append(arrays.hashing_pool())
+
+    threads = [threading.Thread(target=first_hash) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(pools) == 16 and len({id(p) for p in pools}) == 1
+    pools[0].shutdown(wait=False)
