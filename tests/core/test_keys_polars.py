@@ -212,14 +212,13 @@ print(keys.hash_value(pl.Series("c", names, dtype=pl.Categorical)))
 """
 
 
-def test_a_long_categorical_keys_the_same_counted_while_ranked_or_not(
-    python: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A long column is ranked among all its categories while counted on another thread; in a fresh
-    process it uses them all and those ranks are fed: the same key as ranking only the used ones."""
+def test_a_categorical_keys_the_same_searched_or_counted(python: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to 256 categories, rows are ranked among them all and each rank searched for; in a fresh process
+    the column uses them all and those ranks are fed: the same key as counting, then ranking the used ones
+    (what a process whose categories hold values no row uses does)."""
     from persist_to_disk import polarsframes
 
-    monkeypatch.setattr(polarsframes, "_COUNT_LATER_MIN", 1 << 62)  # here: count first, then rank the used ones
+    monkeypatch.setattr(polarsframes, "_SEARCHED_MAX", 0)  # here: count first, then rank the used ones
     names = [f"k{(i * 7919) % 50:02d}" for i in range(200_000)]
     expected = keys.hash_value(pl.Series("c", names, dtype=pl.Categorical))
     for seen_before in ("", "zz,k07,aa"):
@@ -242,3 +241,17 @@ def test_a_global_read_after_long_text_keeps_its_label(monkeypatch: pytest.Monke
     current = key("b")
     monkeypatch.delattr(pl, "CompatLevel", raising=False)
     assert key("b") == current
+
+
+def test_a_categorical_with_rare_categories_keys_as_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Categories met only at the end of a column make the search for each rank long: it gives up and
+    counts, and the key is the one counting alone gives; a category no row uses does not count."""
+    from persist_to_disk import polarsframes
+
+    rare = ["common"] * 5_000 + [f"rare{i:03d}" for i in range(200)]
+    unused = pl.Series("c", ["zz-unused", *rare], dtype=pl.Categorical)[1:]
+    searched = [keys.hash_value(pl.Series("c", rare, dtype=pl.Categorical)), keys.hash_value(unused)]
+    monkeypatch.setattr(polarsframes, "_SEARCHED_MAX", 0)
+    counted = keys.hash_value(pl.Series("c", rare, dtype=pl.Categorical))
+    assert searched == [counted, counted]
+    assert keys.hash_value(pl.Series("c", rare[::-1], dtype=pl.Categorical)) != counted
