@@ -257,23 +257,25 @@ def decode(blob: bytes | bytearray | mmap.mmap, name: str | None = None) -> Entr
     if spans_end > region_end:
         raise CorruptEntry("header shorter than its fixed block")
     if name is not None and nlen:
-        written_as = blob[_HEAD.size : at]
-        if written_as != name.encode("utf-8"):
-            raise CorruptEntry(
-                f"it holds the entry written as {bytes(written_as).decode('utf-8', 'replace')!r}, "
-                "not this one (moved or copied?)"
-            )
-    start = region_end + padding(region_end)
+        expected = name.encode("utf-8")
+        same = blob.startswith(expected, _HEAD.size) if type(blob) is bytes else blob[_HEAD.size : at] == expected
+        if nlen != len(expected) or not same:  # (a small entry's bytes are compared where they are: no slice)
+            written_as = bytes(blob[_HEAD.size : at]).decode("utf-8", "replace")
+            raise CorruptEntry(f"it holds the entry written as {written_as!r}, not this one (moved or copied?)")
+    start = region_end + (-region_end) % ALIGN  # (padding(), inlined)
     if len(blob) != start + size:
         raise CorruptEntry(f"payload is {len(blob) - start} bytes, header says {size} (truncated or torn)")
-    if nbuf and isinstance(blob, bytes):
-        blob = bytearray(blob)  # out-of-band buffers become arrays, which must be writable
-    view = memoryview(blob)[start:]
-    if xxhash.xxh3_128_digest(view) != checksum:
-        raise CorruptEntry("payload checksum mismatch")
     if nbuf:
+        if isinstance(blob, bytes):
+            blob = bytearray(blob)  # out-of-band buffers become arrays, which must be writable
+        view = memoryview(blob)[start:]
+        if xxhash.xxh3_128_digest(view) != checksum:
+            raise CorruptEntry("payload checksum mismatch")
         buffers = [view[o : o + n] for o, n in _SPAN.iter_unpack(blob[at:spans_end])]
         value = pickle.loads(view[:pickle_size], buffers=buffers)
-    else:
-        value = pickle.loads(view[:pickle_size])
-    return Entry(value, header_json=bytes(blob[spans_end:region_end]))
+    else:  # a small entry's bytes are sliced (a copy of a few hundred bytes costs less than a memoryview)
+        payload = blob[start:] if type(blob) is bytes else memoryview(blob)[start:]
+        if xxhash.xxh3_128_digest(payload) != checksum:
+            raise CorruptEntry("payload checksum mismatch")
+        value = pickle.loads(payload if pickle_size == size else payload[:pickle_size])
+    return Entry(value, None, bytes(blob[spans_end:region_end]))
