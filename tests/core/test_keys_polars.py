@@ -55,7 +55,7 @@ def test_a_frame_keys_the_same_in_every_process(python: str) -> None:
     strings met as categories before (polars' categories are shared by every column in a process)."""
     script = _FRAME + (
         "import sys\n"
-        "pl.Series(sys.argv[2].split(','), dtype=pl.Categorical)  # strings this process met as categories before\n"
+        "seen = pl.Series(sys.argv[2].split(','), dtype=pl.Categorical)  # met as categories before (kept)\n"
         "from persist_to_disk import keys\n"
         "print(keys.hash_value(frame(city_order=tuple(sys.argv[1].split(',')))[0]))\n"
     )
@@ -205,8 +205,8 @@ _LONG_CATEGORICAL = """
 import sys
 import polars as pl
 from persist_to_disk import keys
-if sys.argv[1]:
-    pl.Series(sys.argv[1].split(","), dtype=pl.Categorical)  # categories no row of the column uses
+if sys.argv[1]:  # categories no row of the column uses (kept: polars forgets those of a column gone)
+    seen = pl.Series(sys.argv[1].split(","), dtype=pl.Categorical)
 names = [f"k{(i * 7919) % 50:02d}" for i in range(200_000)]
 print(keys.hash_value(pl.Series("c", names, dtype=pl.Categorical)))
 """
@@ -243,15 +243,34 @@ def test_a_global_read_after_long_text_keeps_its_label(monkeypatch: pytest.Monke
     assert key("b") == current
 
 
-def test_a_categorical_with_rare_categories_keys_as_counted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Categories met only at the end of a column make the search for each rank long: it gives up and
-    counts, and the key is the one counting alone gives; a category no row uses does not count."""
+_SEARCHED = """
+import sys
+import polars as pl
+from persist_to_disk import keys, polarsframes
+found = []
+search = polarsframes._every_rank_occurs
+polarsframes._every_rank_occurs = lambda ranks, size: found.append(search(ranks, size)) or found[-1]
+names = sys.argv[1].split(",")
+column = pl.Series("c", [sys.argv[2], *names] if sys.argv[2] else names, dtype=pl.Categorical)
+print(keys.hash_value(column[1:] if sys.argv[2] else column), found)  # (sliced: a category no row uses)
+"""
+
+
+def test_a_categorical_keys_as_counted_whether_its_ranks_are_all_found_or_not(
+    python: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a fresh process the search finds every rank of frequent categories; categories met only at the
+    end of a column make it run out of its budget, and a category no row uses is never found: the last
+    two count instead. Each key is the one counting alone gives."""
     from persist_to_disk import polarsframes
 
+    frequent = [f"k{(i * 7919) % 50:02d}" for i in range(20_000)]
     rare = ["common"] * 5_000 + [f"rare{i:03d}" for i in range(200)]
-    unused = pl.Series("c", ["zz-unused", *rare], dtype=pl.Categorical)[1:]
-    searched = [keys.hash_value(pl.Series("c", rare, dtype=pl.Categorical)), keys.hash_value(unused)]
-    monkeypatch.setattr(polarsframes, "_SEARCHED_MAX", 0)
-    counted = keys.hash_value(pl.Series("c", rare, dtype=pl.Categorical))
-    assert searched == [counted, counted]
-    assert keys.hash_value(pl.Series("c", rare[::-1], dtype=pl.Categorical)) != counted
+    cases = {"found": (frequent, "", "True"), "budget": (rare, "", "False"), "unused": (frequent, "zz-unused", "False")}
+    monkeypatch.setattr(polarsframes, "_SEARCHED_MAX", 0)  # here: count first, then rank the used ones
+    for case, (names, seen_before, found) in cases.items():
+        out = subprocess.run([python, "-c", _SEARCHED, ",".join(names), seen_before], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        counted = keys.hash_value(pl.Series("c", names, dtype=pl.Categorical))
+        assert out.stdout.split() == [counted, f"[{found}]"], case
