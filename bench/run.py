@@ -283,20 +283,11 @@ def scen_e(peers: list[str], root: Path) -> dict[str, dict]:
     """A 200 MB result stored by a miss, in rounds that interleave the peers (the disk's write-back state
     swings within minutes, so peers measured minutes apart are not comparable), then loaded by hits."""
     scratch = {peer: Scratch(root, peer, "e") for peer in peers}
-    stores: dict[str, list[dict]] = {peer: [] for peer in peers}
     out: dict[str, dict] = {}
     try:
-        for r in range(P["e_repeats"]):
-            order = peers[:]
-            random.Random(f"e{r}").shuffle(order)
-            for peer in order:
-                if stores[peer] and "failed" in stores[peer][-1]:
-                    continue
-                res = run_phase(peer, "e_store", scratch[peer], {"repeats": 1, "first": r})
-                stores[peer].append(res)
-                log(f"   e {peer:<14} store {res.get('store_mb_s', 0):.0f} MB/s (round {r + 1})")
+        stores = _store_rounds("e", peers, scratch, P["e_repeats"])
         for peer in peers:
-            store = _merge_stores(stores[peer])
+            store = stores[peer]
             if "failed" in store:
                 out[peer] = {"store": store, "load": {"failed": "store failed"}}
                 continue
@@ -311,6 +302,23 @@ def scen_e(peers: list[str], root: Path) -> dict[str, dict]:
         for s in scratch.values():
             s.cleanup()
     return out
+
+
+def _store_rounds(scenario: str, peers: list[str], scratch: dict[str, Scratch], rounds: int) -> dict[str, dict]:
+    """Each peer's ``<scenario>_store`` phase in rounds that interleave the peers, a new process and a new
+    key each (a 200 MB write follows the page cache's state, which swings within minutes): per peer,
+    the rounds merged by :func:`_merge_stores`."""
+    stores: dict[str, list[dict]] = {peer: [] for peer in peers}
+    for r in range(rounds):
+        order = peers[:]
+        random.Random(f"{scenario}{r}").shuffle(order)
+        for peer in order:
+            if stores[peer] and "failed" in stores[peer][-1]:
+                continue
+            res = run_phase(peer, f"{scenario}_store", scratch[peer], {"repeats": 1, "first": r})
+            stores[peer].append(res)
+            log(f"   {scenario} {peer:<14} store {res.get('store_mb_s', 0):.0f} MB/s (round {r + 1})")
+    return {peer: _merge_stores(runs) for peer, runs in stores.items()}
 
 
 def _merge_stores(rounds: list[dict]) -> dict:
@@ -330,24 +338,14 @@ def scen_j(peers: list[str], root: Path) -> dict[str, dict]:
     that interleave the peers, as e's stores are (the page cache's state swings within minutes)."""
     peers = [p for p in peers if p in DATA_PEERS["j"]]
     scratch = {peer: Scratch(root, peer, "j") for peer in peers}
-    stores: dict[str, list[dict]] = {peer: [] for peer in peers}
     out: dict[str, dict] = {}
     try:
         for peer in peers:
             out[peer] = run_phase(peer, "j", scratch[peer], {"repeats": P["j_repeats"]})
-        for r in range(P["j_store_rounds"]):
-            order = peers[:]
-            random.Random(f"j{r}").shuffle(order)
-            for peer in order:
-                if "failed" in out[peer] or (stores[peer] and "failed" in stores[peer][-1]):
-                    continue
-                res = run_phase(peer, "j_store", scratch[peer], {"repeats": 1, "first": r})
-                stores[peer].append(res)
-                log(f"   j {peer:<14} store {res.get('store_mb_s', 0):.0f} MB/s (round {r + 1})")
-        for peer in peers:
-            if "failed" in out[peer]:
-                continue
-            store = _merge_stores(stores[peer])
+        hashed = [peer for peer in peers if "failed" not in out[peer]]
+        stores = _store_rounds("j", hashed, scratch, P["j_store_rounds"])
+        for peer in hashed:
+            store = stores[peer]
             if "failed" in store:
                 out[peer] = store
                 continue

@@ -262,7 +262,7 @@ def decode(blob: bytes | bytearray | mmap.mmap, name: str | None = None) -> Entr
         if nlen != len(expected) or not same:  # (a small entry's bytes are compared where they are: no slice)
             written_as = bytes(blob[_HEAD.size : at]).decode("utf-8", "replace")
             raise CorruptEntry(f"it holds the entry written as {written_as!r}, not this one (moved or copied?)")
-    start = region_end + (-region_end) % ALIGN  # (padding(), inlined)
+    start = region_end + padding(region_end)
     if len(blob) != start + size:
         raise CorruptEntry(f"payload is {len(blob) - start} bytes, header says {size} (truncated or torn)")
     if nbuf:
