@@ -340,7 +340,17 @@ def phase_k(ad, p):  # a dict of 1M str -> float as argument, next to pickle.dum
         pickle.dumps(d, protocol=5)
         pickles.append(perf() - t0)
     hit, pick = float(np.median(hits)), float(np.median(pickles))
-    return {"items": len(d), "hit_s": hit, "pickle_s": pick, "hit_per_pickle": hit / pick}
+    out = {"items": len(d), "hit_s": hit, "pickle_s": pick, "hit_per_pickle": hit / pick}
+    counts = workloads.id_counts()  # the same with int keys and values: {id: count}
+    _, hits = _hash_hits(ad.wrap(workloads.score_count), counts, len(counts), p["repeats"])
+    pickles = []
+    for _ in range(p["repeats"]):
+        t0 = perf()
+        pickle.dumps(counts, protocol=5)
+        pickles.append(perf() - t0)
+    hit, pick = float(np.median(hits)), float(np.median(pickles))
+    out["int_keys"] = {"items": len(counts), "hit_s": hit, "pickle_s": pick, "hit_per_pickle": hit / pick}
+    return out
 
 
 def phase_n_store(ad, p):  # a 500 MB array result, stored once; the same array saved by np.save beside

@@ -136,6 +136,11 @@ def scores():
     return {f"sample-{i:07d}": i / 7 for i in range(DICT_ITEMS)}
 
 
+def id_counts():
+    """Scenario k, beside it: a dict of 1M int -> int (ids to counts), the same in every process."""
+    return {i * 7919 % 10_000_019: i % 97 for i in range(DICT_ITEMS)}
+
+
 def score_count(d):
     return len(d)
 

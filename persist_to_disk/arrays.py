@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from . import scalarruns
 from .sigint import import_whole
 
 __all__ = [
@@ -346,24 +347,24 @@ def _feed_arrow_text(h: CanonicalHasher, chunked: Any, np: Any) -> bool:
     compute = import_whole("pyarrow.compute")
     n = len(chunked)
     h.tag(b"A", f"{np.dtype(object).str}|{(n,)}".encode())  # what feed_ndarray says of an object array
-    if n < STR_RUN_MIN:
+    if n < scalarruns.STR_RUN_MIN:
         h.sequence(b"l", chunked.to_pylist())
         return True
     h.tag(b"l")  # and what CanonicalHasher.sequence frames its list of str with
     h.update(n.to_bytes(8, "little"))
-    gap = pa.scalar(_GAP, chunked.type)
+    gap = pa.scalar(scalarruns.GAP, chunked.type)
     for chunk in chunked.chunks:
-        for start in range(0, len(chunk), _STR_CHUNK):
-            part = chunk.slice(start, _STR_CHUNK)
+        for start in range(0, len(chunk), scalarruns.STR_CHUNK):
+            part = chunk.slice(start, scalarruns.STR_CHUNK)
             one_list = pa.LargeListArray.from_arrays(pa.array([0, len(part)], pa.int64()), part)
             joined = compute.binary_join(one_list, gap)[0].as_buffer()  # the strings with a gap between each
-            frames = np.zeros(len(_GAP) + joined.size, np.uint8)
-            frames[len(_GAP) :] = np.frombuffer(joined, np.uint8)
+            frames = np.zeros(len(scalarruns.GAP) + joined.size, np.uint8)
+            frames[len(scalarruns.GAP) :] = np.frombuffer(joined, np.uint8)
             offsets = np.frombuffer(part.buffers()[1], ARROW_OFFSETS[str(chunked.type)])
             offsets = offsets[part.offset : part.offset + len(part) + 1]
             lengths = np.diff(offsets).astype(np.int64)
-            starts = offsets[:-1] - offsets[0] + len(_GAP) * np.arange(len(part))
-            _write_heads(frames, starts, lengths, np)
+            starts = offsets[:-1] - offsets[0] + len(scalarruns.GAP) * np.arange(len(part))
+            scalarruns.write_heads(frames, starts, lengths, np)
             h.update(frames)
     h.update(b")")
     return True
@@ -395,104 +396,3 @@ def feed_torch(h: CanonicalHasher, obj: Any) -> bool:
         values = flat.view(torch.uint8).numpy()
     _feed_values(h, values, sys.modules["numpy"])
     return True
-
-
-# -- text ------------------------------------------------------------------------------------------------
-STR_RUN_MIN = 32  # runs of strings shorter than this are fed one by one (numpy's set-up costs more)
-_STR_CHUNK = 1 << 15  # strings framed per numpy pass: the frames stay in the CPU cache
-_GAP = "\x00" * 9  # room for a frame's head (tag and length) before each string
-
-
-def feed_str_run(h: CanonicalHasher, texts: Any) -> None:
-    """A run of ``str`` (a list or tuple), hashed exactly as ``h.feed`` hashes each, but framed in bulk.
-
-    Each string is ``b"s" | UTF-8 length (u64) | UTF-8 bytes``, so ``["ab", "c"]`` and ``["a", "bc"]``
-    differ; other objects (None, NaN) are not strings and never take this path. The strings are
-    joined with a 9-byte gap of NULs and encoded at once; the gaps, found by value, become the heads.
-    """
-    np = sys.modules["numpy"]
-    for start in range(0, len(texts), _STR_CHUNK):
-        part = texts[start : start + _STR_CHUNK]
-        frames = np.frombuffer((_GAP + _GAP.join(part)).encode("utf-8", "surrogatepass"), np.uint8).copy()
-        nuls = np.flatnonzero(frames == 0)
-        if nuls.size != len(_GAP) * len(part):  # a string holds NULs: the gaps cannot be told from them
-            for text in part:
-                h.feed(text)
-            continue
-        starts = nuls[:: len(_GAP)]
-        lengths = np.diff(starts, append=frames.size) - len(_GAP)
-        _write_heads(frames, starts, lengths, np)
-        h.update(frames)
-
-
-def _write_heads(frames: Any, starts: Any, lengths: Any, np: Any) -> None:
-    """``b"s" | length u64`` at each start, over a gap of NULs: only a length's non-zero low bytes are written."""
-    frames[starts] = ord("s")
-    longest = int(lengths.max()) if lengths.size else 0
-    if longest < 256:  # the usual short strings: one byte of length
-        frames[starts + 1] = lengths
-        return
-    length_bytes = lengths.astype("<u8").view(np.uint8).reshape(-1, 8)
-    for k in range((longest.bit_length() + 7) // 8):
-        frames[starts + 1 + k] = length_bytes[:, k]
-
-
-SORT_MIN = 1024  # str keys from this many are put in order by numpy (its set-up costs more below)
-
-
-def str_order(texts: list[str]) -> list[int] | None:
-    """The order that sorts ``texts`` as ``sorted`` does (by code point), found by numpy on its fixed-width
-    strings; ``None`` where those would not do: one string far longer than the rest (the width is the
-    longest), or strings ending in NUL (numpy pads with NULs, so ``"a"`` and ``"a\\0"`` would tie)."""
-    np = sys.modules["numpy"]
-    total = len("".join(texts))
-    if max(map(len, texts)) * len(texts) > 8 * total + (1 << 20):
-        return None
-    fixed = np.array(texts, dtype=str)
-    if int(np.char.str_len(fixed).sum()) != total:
-        return None
-    points = fixed.view(np.uint32).reshape(len(texts), -1)
-    if points.max(initial=0) >= 256:
-        return np.argsort(fixed).tolist()
-    # every code point is one byte (ASCII, Latin-1): sorted as big-endian 64-bit words, far quicker
-    width = -(-points.shape[1] // 8) * 8
-    narrow = np.zeros((len(texts), width), np.uint8)
-    narrow[:, : points.shape[1]] = points
-    words = narrow.view(">u8")
-    return np.lexsort(words.T[::-1]).tolist()
-
-
-
-def feed_float_run(h: CanonicalHasher, floats: Any) -> None:
-    """A run of ``float`` (a list or tuple), hashed exactly as ``h.feed`` hashes each (``b"f" | 8 | value``,
-    every NaN the same), built as one record array."""
-    np = sys.modules["numpy"]
-    records = np.empty(len(floats), np.dtype(_FLOAT_ITEM[1:]))
-    records["tag"] = ord("f")
-    records["size"] = 8
-    values = np.array(floats, np.float64)
-    values[np.isnan(values)] = np.nan
-    records["value"] = values
-    h.update(records)
-
-
-# -- mappings --------------------------------------------------------------------------------------------
-FLOAT_ITEMS_MIN = 64  # dicts of floats from this size are fed in one numpy pass
-_FLOAT_ITEM = [("key", "V16"), ("tag", "u1"), ("size", "<u8"), ("value", "<f8")]  # packed: 33 bytes
-
-
-def feed_float_items(h: CanonicalHasher, digests: list[bytes], values: list[float]) -> None:
-    """A mapping's items whose values are all ``float``, as ``CanonicalHasher.mapping`` feeds them
-    (key digest, then ``b"f" | 8 | value``, in the digests' order), built as one record array."""
-    np = sys.modules["numpy"]
-    joined = b"".join(digests)
-    halves = np.frombuffer(joined, ">u8").reshape(-1, 2)  # big-endian: sorts as the bytes do
-    order = np.lexsort((halves[:, 1], halves[:, 0]))
-    records = np.empty(len(digests), np.dtype(_FLOAT_ITEM))
-    records["key"] = np.frombuffer(joined, "V16")[order]
-    records["tag"] = ord("f")
-    records["size"] = 8
-    floats = np.array(values, np.float64)[order]
-    floats[np.isnan(floats)] = np.nan  # one NaN, as for a lone float
-    records["value"] = floats
-    h.update(records)

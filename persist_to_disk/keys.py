@@ -24,7 +24,7 @@ from typing import Any
 
 import xxhash
 
-from . import arrays, polarsframes
+from . import arrays, polarsframes, scalarruns
 from .arrays import qualified_name
 from .errors import UnhashableArgumentError
 from .sigint import import_whole
@@ -149,11 +149,11 @@ class CanonicalHasher:
     def _items(self, obj: list | tuple, all_str: bool = False) -> None:
         """``all_str``: the caller knows every item is a ``str`` (they are not checked again)."""
         self.h.update(pack_len(len(obj)))
-        if len(obj) < arrays.STR_RUN_MIN or not _numpy_for(len(obj)):
+        if len(obj) < scalarruns.STR_RUN_MIN or not _numpy_for(len(obj)):
             for item in obj:
                 self.feed(item)
         elif all_str:
-            arrays.feed_str_run(self, obj)
+            scalarruns.feed_str_run(self, obj)
         else:
             self._items_with_str_runs(obj)
 
@@ -163,11 +163,14 @@ class CanonicalHasher:
         kinds = list(map(type, obj))
         texts = kinds.count(str)
         if texts == len(obj):
-            arrays.feed_str_run(self, obj)
+            scalarruns.feed_str_run(self, obj)
             return
         if texts == 0:
-            if len(obj) >= arrays.FLOAT_ITEMS_MIN and kinds.count(float) == len(obj):
-                arrays.feed_float_run(self, obj)
+            if len(obj) >= scalarruns.FLOAT_ITEMS_MIN and kinds.count(float) == len(obj):
+                scalarruns.feed_float_run(self, obj)
+                return
+            if len(obj) >= scalarruns.INT_ITEMS_MIN and kinds.count(int) == len(obj):  # ids, indices, counts
+                scalarruns.feed_int_run(self, obj)
                 return
             for item in obj:
                 self.feed(item)
@@ -182,11 +185,11 @@ class CanonicalHasher:
         self._str_run(obj[run:])
 
     def _str_run(self, texts: list | tuple) -> None:
-        if len(texts) < arrays.STR_RUN_MIN:
+        if len(texts) < scalarruns.STR_RUN_MIN:
             for text in texts:
                 feed_str(self, text)
         else:
-            arrays.feed_str_run(self, texts)
+            scalarruns.feed_str_run(self, texts)
 
     def _sub_digest(self, obj: Any) -> bytes:
         sub = CanonicalHasher(code_of=self.code_of)
@@ -195,10 +198,14 @@ class CanonicalHasher:
         return sub.h.digest()
 
     def _key_digest(self, key: Any) -> bytes:
-        """``_sub_digest(key)``; for a ``str`` (most keys) straight from its frame, without a sub-hasher."""
-        if type(key) is str:
+        """``_sub_digest(key)``; for a ``str`` or an ``int`` (most keys) straight from its frame, without a sub-hasher."""
+        cls = type(key)
+        if cls is str:
             data = key.encode("utf-8", "surrogatepass")
             return _xxh3_128_digest(b"s" + pack_len(len(data)) + data)
+        if cls is int:  # as typefeeds.feed_int frames it
+            size = (key.bit_length() + 8) // 8
+            return _xxh3_128_digest(b"i" + pack_len(size) + key.to_bytes(size, "little", signed=True))
         return self._sub_digest(key)
 
     def mapping(self, tag: bytes, obj: Mapping) -> None:
@@ -209,12 +216,15 @@ class CanonicalHasher:
 
         def items() -> None:
             digests = list(map(self._key_digest, obj.keys()))
-            if len(digests) >= arrays.FLOAT_ITEMS_MIN and _numpy_for(len(digests)):
+            if len(digests) >= min(scalarruns.FLOAT_ITEMS_MIN, scalarruns.INT_ITEMS_MIN) and _numpy_for(len(digests)):
                 values = list(obj.values())
-                if list(map(type, values)).count(float) == len(values):  # {name: score}: in one numpy pass
-                    self.h.update(pack_len(len(values)))
-                    arrays.feed_float_items(self, digests, values)
+                kinds = list(map(type, values))
+                if len(values) >= scalarruns.FLOAT_ITEMS_MIN and kinds.count(float) == len(values):  # {id: score}
+                    scalarruns.feed_float_items(self, digests, values)
                     return
+                all_ints = len(values) >= scalarruns.INT_ITEMS_MIN and kinds.count(int) == len(values)  # {id: count}
+                if all_ints and scalarruns.feed_int_items(self, digests, values):
+                    return  # (False: a value past 64 bits, nothing fed, so item by item below)
             pairs = sorted(zip(digests, obj.values()), key=_first)
             self.h.update(pack_len(len(pairs)))
             for kd, v in pairs:
@@ -226,7 +236,7 @@ class CanonicalHasher:
     def _str_keyed_items(self, names: list[str], obj: Mapping) -> None:
         """A mapping whose keys are all ``str`` (kwargs, configs, {name: score}): its keys sorted, as one
         list, then its values in that order, as another: both then hash in bulk."""
-        if len(names) < arrays.SORT_MIN or not _numpy_for(len(names)):
+        if len(names) < scalarruns.SORT_MIN or not _numpy_for(len(names)):
             pairs = sorted(obj.items())  # the keys all differ: no value is ever compared
             names, values = [k for k, _ in pairs], [v for _, v in pairs]
         else:
@@ -240,7 +250,7 @@ class CanonicalHasher:
                 names, values = ordered, list(map(obj.__getitem__, ordered))
             else:
                 values = list(obj.values())
-                order = arrays.str_order(names)
+                order = scalarruns.str_order(names)
                 if order is None:
                     order = sorted(range(len(names)), key=names.__getitem__)
                 take = operator.itemgetter(*order)

@@ -142,12 +142,13 @@ def test_a_frame_with_text_columns_keys_the_same_in_every_process() -> None:
 
 def _item_by_item(monkeypatch: pytest.MonkeyPatch, value) -> str:
     """The digest with every bulk path off: each key and value fed alone, keys put in order by ``sorted``."""
-    from persist_to_disk import arrays
+    from persist_to_disk import scalarruns
 
     with monkeypatch.context() as patched:
-        patched.setattr(arrays, "STR_RUN_MIN", 10**9)
-        patched.setattr(arrays, "FLOAT_ITEMS_MIN", 10**9)
-        patched.setattr(arrays, "SORT_MIN", 10**9)  # keys put in order by sorted(items)
+        patched.setattr(scalarruns, "STR_RUN_MIN", 10**9)
+        patched.setattr(scalarruns, "FLOAT_ITEMS_MIN", 10**9)
+        patched.setattr(scalarruns, "INT_ITEMS_MIN", 10**9)
+        patched.setattr(scalarruns, "SORT_MIN", 10**9)  # keys put in order by sorted(items)
         return keys.hash_value(value)
 
 
@@ -160,6 +161,50 @@ def test_a_dict_of_floats_hashes_as_item_by_item(monkeypatch: pytest.MonkeyPatch
     assert _item_by_item(monkeypatch, scores) == bulk
     assert _item_by_item(monkeypatch, reordered) == bulk
     assert keys.hash_value({**scores, "zero": -0.0}) != bulk
+
+
+# ints at each edge of a byte count (feed_int frames -128 in two bytes, 127 in one), and the 64-bit ends
+EDGES = [0, 1, -1, 127, 128, -127, -128, -129, 255, 256, 32767, 32768, -32768, -32769, 2**55 - 1, 2**55,
+         -(2**55), 2**63 - 1, -(2**63) + 1]
+INT_RUNS = [
+    list(range(1000)),  # indices
+    [(i * 7919) % 5003 - 2500 for i in range(3000)],  # shuffled, negative too
+    EDGES * 10,
+    tuple(EDGES * 10),
+    EDGES * 10 + [-(2**63)],  # one whose frame takes 9 bytes: that piece item by item
+    EDGES * 10 + [2**64, -(2**70)],  # past 64 bits
+    list(range(70_000)),  # more than one numpy piece
+    list(range(70_000)) + [2**80],  # the last piece item by item, the first in bulk
+]
+
+
+@pytest.mark.parametrize("ints", INT_RUNS, ids=range(len(INT_RUNS)))
+def test_runs_of_ints_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, ints) -> None:
+    bulk = keys.hash_value(ints)
+    assert _item_by_item(monkeypatch, ints) == bulk
+    changed = list(ints)
+    changed[len(changed) // 2] += 1
+    assert keys.hash_value(type(ints)(changed)) != bulk
+    assert keys.hash_value([*ints[:-1], True if ints[-1] == 1 else float(ints[-1])]) != bulk  # bool, float: not ints
+
+
+@pytest.mark.parametrize("ints", INT_RUNS[:3] + INT_RUNS[4:6], ids=range(5))
+def test_int_keyed_dicts_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, ints) -> None:
+    """{id: count}, {id: score}, {id: name}: int keys digested without a sub-hasher, int values in bulk."""
+    keyed = list(dict.fromkeys(ints))
+    for values in (ints[: len(keyed)], [k / 3 for k in keyed], [str(k) for k in keyed]):
+        forward = dict(zip(keyed, values))
+        backward = dict(reversed(list(forward.items())))
+        digest = keys.hash_value(forward)
+        assert keys.hash_value(backward) == digest
+        assert _item_by_item(monkeypatch, backward) == digest
+        assert keys.hash_value({**forward, keyed[0]: values[1]}) != digest
+
+
+def test_an_int_key_digest_is_that_of_a_sub_hasher() -> None:
+    h = keys.CanonicalHasher()
+    for number in [*EDGES, -(2**63), 2**64, -(2**200), 10**40]:
+        assert h._key_digest(number) == h._sub_digest(number), number
 
 
 @pytest.mark.parametrize(
