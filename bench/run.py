@@ -41,8 +41,8 @@ DATA_PEERS = {"i": ("ptd", "joblib"), "j": ("ptd", "joblib"), "k": ("ptd",)}
 # sizes and repeats (stated in the README and the JSON)
 P = {
     "a_n": 2000,
-    "rounds": 5,  # a and b run this many times, the peers interleaved: a busy moment hits one round
-    "c_rounds": 5,  # the c hits (one fill per peer, then this many hit processes, interleaved)
+    "rounds": 7,  # a and b run this many times, the peers interleaved: a busy moment hits one round
+    "c_rounds": 7,  # the c hits (one fill per peer, then this many hit processes, interleaved)
     "c_n": 20000,
     "c_hits": 2000,
     "c_budget_s": 45.0,  # a peer that cannot fill 20,000 entries in this time reports how many it filled
@@ -59,7 +59,7 @@ P = {
     "k_repeats": 3,
     "l_n": 50000,
     "l_hits": 2000,
-    "l_rounds": 5,
+    "l_rounds": 7,
     "l_budget_s": 90.0,
     "l_age_s": 3600.0,  # the entries were last read this long ago
     "m_rounds": 5,

@@ -24,7 +24,7 @@ from typing import Any
 
 import xxhash
 
-from . import arrays, polarsframes, scalarruns
+from . import arrays, polarsframes, records, scalarruns
 from .arrays import qualified_name
 from .errors import UnhashableArgumentError
 from .sigint import import_whole
@@ -172,6 +172,8 @@ class CanonicalHasher:
             if len(obj) >= scalarruns.INT_ITEMS_MIN and kinds.count(int) == len(obj):  # ids, indices, counts
                 scalarruns.feed_int_run(self, obj)
                 return
+            if len(obj) >= records.RECORDS_MIN and kinds[0] in (tuple, dict) and records.feed_records(self, obj):
+                return  # rows of a query, a CSV, a JSON list of objects
             for item in obj:
                 self.feed(item)
             return

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from .keys import CanonicalHasher
 
 __all__ = ["FLOAT_ITEMS_MIN", "INT_ITEMS_MIN", "SORT_MIN", "STR_RUN_MIN", "feed_float_items", "feed_float_run",
-           "feed_int_items", "feed_int_run", "feed_str_run", "str_order", "write_heads"]
+           "feed_int_items", "feed_int_run", "feed_str_run", "int64_or_none", "int_frames", "str_frames",
+           "str_order", "write_heads"]
 
 pack_len = struct.Struct("<Q").pack  # (as typefeeds frames lengths; it imports arrays, which imports this)
 
@@ -30,22 +31,31 @@ def feed_str_run(h: CanonicalHasher, texts: Any) -> None:
     """A run of ``str`` (a list or tuple), hashed exactly as ``h.feed`` hashes each, but framed in bulk.
 
     Each string is ``b"s" | UTF-8 length (u64) | UTF-8 bytes``, so ``["ab", "c"]`` and ``["a", "bc"]``
-    differ; other objects (None, NaN) are not strings and never take this path. The strings are
-    joined with a 9-byte gap of NULs and encoded at once; the gaps, found by value, become the heads.
+    differ; other objects (None, NaN) are not strings and never take this path.
     """
     np = sys.modules["numpy"]
     for start in range(0, len(texts), STR_CHUNK):
         part = texts[start : start + STR_CHUNK]
-        frames = np.frombuffer((GAP + GAP.join(part)).encode("utf-8", "surrogatepass"), np.uint8).copy()
-        nuls = np.flatnonzero(frames == 0)
-        if nuls.size != len(GAP) * len(part):  # a string holds NULs: the gaps cannot be told from them
+        framed = str_frames(part, np)
+        if framed is None:
             for text in part:
                 h.feed(text)
-            continue
-        starts = nuls[:: len(GAP)]
-        lengths = np.diff(starts, append=frames.size) - len(GAP)
-        write_heads(frames, starts, lengths, np)
-        h.update(frames)
+        else:
+            h.update(framed[0])
+
+
+def str_frames(texts: Any, np: Any) -> tuple[Any, Any, Any] | None:
+    """(every string's frame one after another as uint8, where each starts, each string's UTF-8 length);
+    None when a string holds a NUL. The strings are joined with a 9-byte gap of NULs and encoded at once;
+    the gaps, found by value, become the heads."""
+    frames = np.frombuffer((GAP + GAP.join(texts)).encode("utf-8", "surrogatepass"), np.uint8).copy()
+    nuls = np.flatnonzero(frames == 0)
+    if nuls.size != len(GAP) * len(texts):  # a string holds NULs: the gaps cannot be told from them
+        return None
+    starts = nuls[:: len(GAP)]
+    lengths = np.diff(starts, append=frames.size) - len(GAP)
+    write_heads(frames, starts, lengths, np)
+    return frames, starts, lengths
 
 
 def write_heads(frames: Any, starts: Any, lengths: Any, np: Any) -> None:
@@ -127,7 +137,7 @@ def feed_int_items(h: CanonicalHasher, digests: list[bytes], values: list[int]) 
     count, then each key's digest and the value's frame, in the digests' order); ``False``, nothing fed,
     when a value does not fit 64 bits (the caller feeds them one by one)."""
     np = sys.modules["numpy"]
-    numbers = _as_int64(values, np)
+    numbers = int64_or_none(values, np)
     if numbers is None:
         return False
     h.update(pack_len(len(values)))
@@ -136,7 +146,7 @@ def feed_int_items(h: CanonicalHasher, digests: list[bytes], values: list[int]) 
     keyed = np.frombuffer(joined, np.uint8).reshape(-1, 16)
     for start in range(0, len(order), INT_CHUNK):
         part = order[start : start + INT_CHUNK]
-        frames, widths = _int_frames(numbers[part], np)
+        frames, widths = int_frames(numbers[part], np)
         rows = np.empty((len(part), 16 + _INT_FRAME), np.uint8)
         rows[:, :16] = keyed[part]
         rows[:, 16:] = frames
@@ -164,16 +174,16 @@ def feed_int_run(h: CanonicalHasher, ints: Any) -> None:
     np = sys.modules["numpy"]
     for start in range(0, len(ints), INT_CHUNK):
         part = ints[start : start + INT_CHUNK]
-        numbers = _as_int64(part, np)
+        numbers = int64_or_none(part, np)
         if numbers is None:
             for number in part:
                 h.feed(number)
             continue
-        frames, widths = _int_frames(numbers, np)
+        frames, widths = int_frames(numbers, np)
         h.update(frames[np.arange(_INT_FRAME) < widths[:, None]])
 
 
-def _as_int64(ints: Any, np: Any) -> Any:
+def int64_or_none(ints: Any, np: Any) -> Any:
     """The ints as an int64 array; None when one does not fit (or is -2**63, whose frame is longer)."""
     try:
         numbers = np.array(ints, np.int64)
@@ -187,7 +197,7 @@ def _as_int64(ints: Any, np: Any) -> Any:
 _BYTE_STEPS = [1 << (8 * n - 1) for n in range(1, 8)]  # from this magnitude on, a value takes one more byte
 
 
-def _int_frames(numbers: Any, np: Any) -> tuple[Any, Any]:
+def int_frames(numbers: Any, np: Any) -> tuple[Any, Any]:
     """Each int's frame as a row of 17 bytes, and how many of them it uses (9 + its byte count)."""
     counts = np.searchsorted(np.array(_BYTE_STEPS, np.uint64), np.abs(numbers).astype(np.uint64), side="right") + 1
     frames = np.zeros((numbers.size, _INT_FRAME), np.uint8)

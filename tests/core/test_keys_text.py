@@ -142,9 +142,10 @@ def test_a_frame_with_text_columns_keys_the_same_in_every_process() -> None:
 
 def _item_by_item(monkeypatch: pytest.MonkeyPatch, value) -> str:
     """The digest with every bulk path off: each key and value fed alone, keys put in order by ``sorted``."""
-    from persist_to_disk import scalarruns
+    from persist_to_disk import records, scalarruns
 
     with monkeypatch.context() as patched:
+        patched.setattr(records, "RECORDS_MIN", 10**9)
         patched.setattr(scalarruns, "STR_RUN_MIN", 10**9)
         patched.setattr(scalarruns, "FLOAT_ITEMS_MIN", 10**9)
         patched.setattr(scalarruns, "INT_ITEMS_MIN", 10**9)
@@ -205,6 +206,63 @@ def test_an_int_key_digest_is_that_of_a_sub_hasher() -> None:
     h = keys.CanonicalHasher()
     for number in [*EDGES, -(2**63), 2**64, -(2**200), 10**40]:
         assert h._key_digest(number) == h._sub_digest(number), number
+
+
+def _rows(n: int) -> list[tuple]:
+    """Rows as a database cursor gives them: ids, names, scores, flags, missing values."""
+    names = ["Ann", "é", "日本語", "", "a longer name with spaces", "x" * 120]
+    return [(i, names[i % len(names)], i / 7 if i % 5 else math.nan, i % 3 == 0, None if i % 4 else -0.0)
+            for i in range(n)]
+
+
+RECORD_LISTS = {
+    "tuples": _rows(1000),
+    "dicts": [dict(zip(["id", "name", "score", "flag", "maybe"], row)) for row in _rows(1000)],
+    "dicts with many keys": [{f"k{j:02d}": i * j for j in range(40)} for i in range(300)],
+    "ints and floats in one field": [(i, i if i % 2 else float(i)) for i in range(500)],
+    "a string of 121 bytes": [("y" * 121 if i == 400 else "z", i) for i in range(500)],
+    "a string with a NUL": [("a\x00b" if i == 7 else "ab", i) for i in range(500)],
+    "an int past 64 bits": [(2**70 if i == 3 else i, "v") for i in range(500)],
+    "a nested field": [(i, (i, i)) for i in range(500)],
+    "two pieces, the second walked": [(i, "v") for i in range(20_000)] + [(2**64, "v")],
+    "tuples of two lengths": [(i, "v") for i in range(499)] + [(1, "v", 2)],
+    "dicts with keys in another order": [{"a": i, "b": 1} for i in range(499)] + [{"b": 1, "a": 0}],
+    "a list among tuples": [(i, "v") for i in range(499)] + [[1, "v"]],
+}
+
+
+@pytest.mark.parametrize("rows", RECORD_LISTS.values(), ids=RECORD_LISTS.keys())
+def test_lists_of_records_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, rows: list) -> None:
+    """Rows of a query, a CSV or a JSON list of objects, fed in bulk where they can be, key as walked one by one."""
+    bulk = keys.hash_value(rows)
+    assert _item_by_item(monkeypatch, rows) == bulk
+    changed = list(rows)
+    row = changed[len(changed) // 2]
+    changed[len(changed) // 2] = {**row, next(iter(row)): "other"} if type(row) is dict else ("other", *row[1:])
+    assert keys.hash_value(changed) != bulk
+
+
+@pytest.mark.parametrize("name", ["tuples", "dicts", "dicts with many keys", "ints and floats in one field"])
+def test_records_of_scalars_go_in_bulk(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Their one piece is framed by numpy and agrees with the walk on its first record, so it is fed as framed."""
+    from persist_to_disk import records
+
+    rows = RECORD_LISTS[name]
+    framed: list = []
+    real = records._piece_frames
+    monkeypatch.setattr(records, "_piece_frames", lambda *args: framed.append(real(*args)) or framed[-1])
+    keys.hash_value(rows)
+    assert len(framed) == 1 and framed[0] is not None
+    first = records._walked(keys.CanonicalHasher(), rows[0])
+    assert bytes(framed[0][: len(first)]) == first
+
+
+def test_a_record_field_that_changes_type_changes_the_key() -> None:
+    rows = _rows(600)
+    for field, other in ((0, 1.0), (0, True), (2, 1), (3, 1), (4, 0.0), (1, b"Ann")):
+        changed = list(rows)
+        changed[300] = (*rows[300][:field], other, *rows[300][field + 1 :])
+        assert keys.hash_value(changed) != keys.hash_value(rows), (field, other)
 
 
 @pytest.mark.parametrize(
