@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["RECORDS_MIN", "feed_records"]
 
 RECORDS_MIN = 256  # lists of records from this many are fed in bulk
-ROWS_PER_PIECE = 1 << 14  # records framed per numpy pass
+ROWS_PER_PIECE = 1 << 14  # records framed per numpy pass, at most
+_PIECE_BYTES = 1 << 20  # about this much padded matrix per pass (records of many fields come fewer at a time)
+_FIELDS_MAX = 128  # wider records are walked: few fit a pass, and a row's own runs of ints or str go in bulk
 _WIDEST_STR = 120  # a text field with a string longer than this (UTF-8 bytes) is walked: padding would cost more
 
 _pack_len = struct.Struct("<Q").pack
@@ -41,8 +43,9 @@ def feed_records(h: CanonicalHasher, rows: list | tuple) -> bool:
         return False
     head, tail, fields = head_tail
     np = sys.modules["numpy"]
-    for start in range(0, len(rows), ROWS_PER_PIECE):
-        piece = rows[start : start + ROWS_PER_PIECE]
+    step = max(1, min(ROWS_PER_PIECE, _PIECE_BYTES // (len(head) + 24 * len(fields))))
+    for start in range(0, len(rows), step):
+        piece = rows[start : start + step]
         frames = _piece_frames(piece, head, tail, fields, np)
         walked = _walked(h, piece[0])
         if frames is None or bytes(frames[: len(walked)]) != walked:
@@ -59,12 +62,12 @@ def _shape(rows: list | tuple) -> tuple[bytes, bytes, list] | None:
     first = rows[0]
     if type(first) is tuple:
         size = len(first)
-        if not size or any(type(row) is not tuple or len(row) != size for row in rows):
+        if not 0 < size <= _FIELDS_MAX or any(type(row) is not tuple or len(row) != size for row in rows):
             return None
         return b"t" + _EMPTY + _pack_len(size), b")", list(range(size))
     if type(first) is dict:
         names = list(first)
-        if not names or any(type(name) is not str for name in names):
+        if not 0 < len(names) <= _FIELDS_MAX or any(type(name) is not str for name in names):
             return None
         if any(type(row) is not dict or list(row) != names for row in rows):
             return None

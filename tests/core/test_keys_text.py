@@ -219,6 +219,8 @@ RECORD_LISTS = {
     "tuples": _rows(1000),
     "dicts": [dict(zip(["id", "name", "score", "flag", "maybe"], row)) for row in _rows(1000)],
     "dicts with many keys": [{f"k{j:02d}": i * j for j in range(40)} for i in range(300)],
+    "records of 120 fields, a few per piece": [tuple(range(i, i + 120)) for i in range(2000)],
+    "records too wide for bulk": [tuple(range(i, i + 200)) for i in range(300)],
     "ints and floats in one field": [(i, i if i % 2 else float(i)) for i in range(500)],
     "a string of 121 bytes": [("y" * 121 if i == 400 else "z", i) for i in range(500)],
     "a string with a NUL": [("a\x00b" if i == 7 else "ab", i) for i in range(500)],
@@ -242,9 +244,11 @@ def test_lists_of_records_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, 
     assert keys.hash_value(changed) != bulk
 
 
-@pytest.mark.parametrize("name", ["tuples", "dicts", "dicts with many keys", "ints and floats in one field"])
+@pytest.mark.parametrize(
+    "name", ["tuples", "dicts", "dicts with many keys", "ints and floats in one field", "records of 120 fields, a few per piece"]
+)
 def test_records_of_scalars_go_in_bulk(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Their one piece is framed by numpy and agrees with the walk on its first record, so it is fed as framed."""
+    """Their pieces are framed by numpy, the first agreeing with the walk on its first record (so fed as framed)."""
     from persist_to_disk import records
 
     rows = RECORD_LISTS[name]
@@ -252,7 +256,7 @@ def test_records_of_scalars_go_in_bulk(monkeypatch: pytest.MonkeyPatch, name: st
     real = records._piece_frames
     monkeypatch.setattr(records, "_piece_frames", lambda *args: framed.append(real(*args)) or framed[-1])
     keys.hash_value(rows)
-    assert len(framed) == 1 and framed[0] is not None
+    assert framed and all(frames is not None for frames in framed)
     first = records._walked(keys.CanonicalHasher(), rows[0])
     assert bytes(framed[0][: len(first)]) == first
 
