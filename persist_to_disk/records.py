@@ -106,14 +106,14 @@ def _piece_frames(piece: list | tuple, head: bytes, tail: bytes, fields: list, n
     return matrix[keep]  # (row by row, in order: the records one after another)
 
 
-def _column_frames(values: tuple, np: Any) -> tuple[Any, Any] | None:
+def _column_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     """One field of every record: each value's frame as a row of a padded matrix, and its length."""
     kinds = list(map(type, values))
     distinct = set(kinds)
     if not distinct <= _BUILDERS.keys():  # a nested or other value: walked
         return None
     if len(distinct) == 1:
-        return _BUILDERS[kinds[0]](list(values), np)
+        return _BUILDERS[kinds[0]](values, np)
     parts = []
     for kind in distinct:  # a field with None (or ints among floats): each kind built alone, then placed
         rows = [i for i, k in enumerate(kinds) if k is kind]
