@@ -330,27 +330,23 @@ def phase_j_store(ad, p):  # new process: the same tensor as a result, stored by
 
 
 def phase_k(ad, p):  # a dict of 1M str -> float as argument, next to pickle.dumps of it
+    out = _hashed_beside_pickle(ad, workloads.scores(), p["repeats"])
+    out["int_keys"] = _hashed_beside_pickle(ad, workloads.id_counts(), p["repeats"])  # {id: count}, not a target
+    return out
+
+
+def _hashed_beside_pickle(ad, d, repeats) -> dict:
+    """A dict as the argument of hits (each hashes it), and pickle.dumps of it, in this process."""
     import pickle
 
-    d = workloads.scores()
-    miss, hits = _hash_hits(ad.wrap(workloads.score_count), d, len(d), p["repeats"])
+    _, hits = _hash_hits(ad.wrap(workloads.score_count), d, len(d), repeats)
     pickles = []
-    for _ in range(p["repeats"]):
+    for _ in range(repeats):
         t0 = perf()
         pickle.dumps(d, protocol=5)
         pickles.append(perf() - t0)
     hit, pick = float(np.median(hits)), float(np.median(pickles))
-    out = {"items": len(d), "hit_s": hit, "pickle_s": pick, "hit_per_pickle": hit / pick}
-    counts = workloads.id_counts()  # the same with int keys and values: {id: count}
-    _, hits = _hash_hits(ad.wrap(workloads.score_count), counts, len(counts), p["repeats"])
-    pickles = []
-    for _ in range(p["repeats"]):
-        t0 = perf()
-        pickle.dumps(counts, protocol=5)
-        pickles.append(perf() - t0)
-    hit, pick = float(np.median(hits)), float(np.median(pickles))
-    out["int_keys"] = {"items": len(counts), "hit_s": hit, "pickle_s": pick, "hit_per_pickle": hit / pick}
-    return out
+    return {"items": len(d), "hit_s": hit, "pickle_s": pick, "hit_per_pickle": hit / pick}
 
 
 def phase_n_store(ad, p):  # a 500 MB array result, stored once; the same array saved by np.save beside
