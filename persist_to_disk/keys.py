@@ -155,11 +155,11 @@ class CanonicalHasher:
         elif all_str:
             scalarruns.feed_str_run(self, obj)
         else:
-            self._items_with_str_runs(obj)
+            self._items_in_runs(obj)
 
-    def _items_with_str_runs(self, obj: list | tuple) -> None:
-        """Each item as ``feed`` hashes it, runs of strings (a text column, a list of names) framed in bulk,
-        and a sequence of floats only in one numpy pass."""
+    def _items_in_runs(self, obj: list | tuple) -> None:
+        """Each item as ``feed`` hashes it, in bulk where numpy can frame them: runs of strings (a text
+        column, a list of names), a sequence of only floats or only ints, and records (rows of a query)."""
         kinds = list(map(type, obj))
         texts = kinds.count(str)
         if texts == len(obj):

@@ -1,16 +1,18 @@
-"""Lists of records (tuples, or dicts with the same str keys, of scalars) hashed in bulk by numpy.
+"""Lists of records (tuples, or dicts with the same ``str`` keys, of scalars) hashed in bulk by numpy.
 
 Rows from a database cursor, ``csv.reader`` or a JSON list of objects: a key walk pays ~2 µs of
 Python per row. Here each field's frames are built a column at a time, laid side by side in a
 padded matrix (one row per record, the constant head and tail of a record around them) and the
 padding dropped, so the bytes are exactly those of feeding each record on its own: keys do not
-depend on which way a list went. Each piece is checked against the walk on its first record; a
-piece with anything else (a nested value, an int past 64 bits, a long string) is walked record by
-record.
+depend on which way a list went. Only records of one shape go this way: tuples of one length, or
+dicts whose keys are all exactly ``str`` and the same, in one order. Each piece is checked against
+the walk on its first record; a piece with anything else (a nested value, an int past 64 bits, a
+long string) is walked record by record.
 """
 
 from __future__ import annotations
 
+import itertools
 import operator
 import struct
 import sys
@@ -26,7 +28,9 @@ __all__ = ["RECORDS_MIN", "feed_records"]
 
 RECORDS_MIN = 256  # lists of records from this many are fed in bulk
 ROWS_PER_PIECE = 1 << 14  # records framed per numpy pass, at most
-_PIECE_BYTES = 1 << 20  # about this much padded matrix per pass (records of many fields come fewer at a time)
+_PIECE_BYTES = 1 << 20  # records per pass: this over ~24 bytes a field (numbers' frames are 17 or 9 bytes wide;
+# text pads a field to its longest string, at most 129 bytes, so a pass of text holds up to ~5x this, three times:
+# the fields' frames, the record matrix and which of its bytes are kept)
 _FIELDS_MAX = 128  # wider records are walked: few fit a pass, and a row's own runs of ints or str go in bulk
 _WIDEST_STR = 120  # a text field with a string longer than this (UTF-8 bytes) is walked: padding would cost more
 
@@ -47,12 +51,13 @@ def feed_records(h: CanonicalHasher, rows: list | tuple) -> bool:
     for start in range(0, len(rows), step):
         piece = rows[start : start + step]
         frames = _piece_frames(piece, head, tail, fields, np)
-        walked = _walked(h, piece[0])
-        if frames is None or bytes(frames[: len(walked)]) != walked:
-            for row in piece:
-                h.feed(row)
-        else:
-            h.update(frames)
+        if frames is not None:  # (its records hold scalars only: the check's walk is short and cannot recurse)
+            walked = _walked(h, piece[0])
+            if bytes(frames[: len(walked)]) == walked:
+                h.update(frames)
+                continue
+        for row in piece:
+            h.feed(row)
     return True
 
 
@@ -69,7 +74,10 @@ def _shape(rows: list | tuple) -> tuple[bytes, bytes, list] | None:
         names = list(first)
         if not 0 < len(names) <= _FIELDS_MAX or any(type(name) is not str for name in names):
             return None
-        if any(type(row) is not dict or list(row) != names for row in rows):
+        if list(map(type, rows)).count(dict) != len(rows):
+            return None
+        keys = list(map(type, itertools.chain.from_iterable(rows)))  # (iterating a dict gives its keys)
+        if keys.count(str) != len(keys) or any(list(row) != names for row in rows):  # (str == str: exact)
             return None
         ordered = sorted(names)  # a str-keyed dict feeds its keys sorted, then its values in their order
         listed = b"".join(map(_str_frame, ordered))
@@ -156,13 +164,12 @@ def _none_frames(values: list, np: Any) -> tuple[Any, Any]:
     return frames, np.full(len(values), 9)
 
 
-
 def _text_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     """Each string's frame (``b"s" | length | UTF-8``) as a padded row, or None (a NUL or a long string)."""
     joined = scalarruns.str_frames(values, np)
     if joined is None:
         return None
-    frames, _, lengths = joined
+    frames, lengths = joined
     if lengths.size and int(lengths.max()) > _WIDEST_STR:
         return None
     used = lengths + 9
@@ -179,6 +186,7 @@ def _walked(h: CanonicalHasher, row: Any) -> bytes:
     """The bytes the walk feeds for one record (what the bulk frames are checked against)."""
     recorder = _Recorder()
     walker = type(h)(recorder, code_of=h.code_of)  # type: ignore[arg-type]
+    walker._active = h._active  # (the containers being walked: a back-reference is framed as the walk frames it)
     walker.feed(row)
     return b"".join(recorder.parts)
 

@@ -44,8 +44,8 @@ def feed_str_run(h: CanonicalHasher, texts: Any) -> None:
             h.update(framed[0])
 
 
-def str_frames(texts: Any, np: Any) -> tuple[Any, Any, Any] | None:
-    """(every string's frame one after another as uint8, where each starts, each string's UTF-8 length);
+def str_frames(texts: Any, np: Any) -> tuple[Any, Any] | None:
+    """(every string's frame one after another as uint8, each string's UTF-8 length);
     None when a string holds a NUL. The strings are joined with a 9-byte gap of NULs and encoded at once;
     the gaps, found by value, become the heads."""
     frames = np.frombuffer((GAP + GAP.join(texts)).encode("utf-8", "surrogatepass"), np.uint8).copy()
@@ -55,7 +55,7 @@ def str_frames(texts: Any, np: Any) -> tuple[Any, Any, Any] | None:
     starts = nuls[:: len(GAP)]
     lengths = np.diff(starts, append=frames.size) - len(GAP)
     write_heads(frames, starts, lengths, np)
-    return frames, starts, lengths
+    return frames, lengths
 
 
 def write_heads(frames: Any, starts: Any, lengths: Any, np: Any) -> None:
@@ -95,6 +95,10 @@ def str_order(texts: list[str]) -> list[int] | None:
     return np.lexsort(words.T[::-1]).tolist()
 
 
+# -- floats ----------------------------------------------------------------------------------------------
+FLOAT_ITEMS_MIN = 64  # lists and dicts of floats from this size are fed in one numpy pass
+_FLOAT_ITEM = [("key", "V16"), ("tag", "u1"), ("size", "<u8"), ("value", "<f8")]  # packed: 33 bytes
+
 
 def feed_float_run(h: CanonicalHasher, floats: Any) -> None:
     """A run of ``float`` (a list or tuple), hashed exactly as ``h.feed`` hashes each (``b"f" | 8 | value``,
@@ -110,8 +114,6 @@ def feed_float_run(h: CanonicalHasher, floats: Any) -> None:
 
 
 # -- mappings --------------------------------------------------------------------------------------------
-FLOAT_ITEMS_MIN = 64  # dicts of floats from this size are fed in one numpy pass
-_FLOAT_ITEM = [("key", "V16"), ("tag", "u1"), ("size", "<u8"), ("value", "<f8")]  # packed: 33 bytes
 
 
 def feed_float_items(h: CanonicalHasher, digests: list[bytes], values: list[float]) -> None:

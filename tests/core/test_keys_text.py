@@ -8,6 +8,7 @@ differ key apart, including the ones a careless join would merge.
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 import struct
@@ -215,6 +216,17 @@ def _rows(n: int) -> list[tuple]:
             for i in range(n)]
 
 
+class _Key(enum.StrEnum):
+    A = "a"
+
+
+class _EqualsAll:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+
 RECORD_LISTS = {
     "tuples": _rows(1000),
     "dicts": [dict(zip(["id", "name", "score", "flag", "maybe"], row)) for row in _rows(1000)],
@@ -230,6 +242,8 @@ RECORD_LISTS = {
     "tuples of two lengths": [(i, "v") for i in range(499)] + [(1, "v", 2)],
     "dicts with keys in another order": [{"a": i, "b": 1} for i in range(499)] + [{"b": 1, "a": 0}],
     "a list among tuples": [(i, "v") for i in range(499)] + [[1, "v"]],
+    "a later row's key a str subclass": [{"a": i} for i in range(1)] + [{_Key.A: 1}] + [{"a": i} for i in range(300)],
+    "a key equal to every name": [{"a": i} for i in range(1)] + [{_EqualsAll(): 1}] + [{"a": i} for i in range(300)],
 }
 
 
@@ -259,6 +273,16 @@ def test_records_of_scalars_go_in_bulk(monkeypatch: pytest.MonkeyPatch, name: st
     assert framed and all(frames is not None for frames in framed)
     first = records._walked(keys.CanonicalHasher(), rows[0])
     assert bytes(framed[0][: len(first)]) == first
+
+
+def test_records_that_lead_back_to_their_list_hash_as_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record holding its own list (or its parent) is a back-reference, as the walk frames it."""
+    rows: list = [(i,) for i in range(300)]
+    rows[0] = (rows,)
+    parent: dict = {}
+    parent["rows"] = [(parent, i) for i in range(300)]
+    for value in (rows, parent):
+        assert keys.hash_value(value) == _item_by_item(monkeypatch, value)
 
 
 def test_a_record_field_that_changes_type_changes_the_key() -> None:
