@@ -35,7 +35,6 @@ _FIELDS_MAX = 128  # wider records are walked: few fit a pass, and a row's own r
 _WIDEST_STR = 120  # a text field with a string longer than this (UTF-8 bytes) is walked: padding would cost more
 
 _pack_len = struct.Struct("<Q").pack
-_pack_float = struct.Struct("<d").pack
 _EMPTY = _pack_len(0)
 
 
@@ -72,9 +71,7 @@ def _shape(rows: list | tuple) -> tuple[bytes, bytes, list] | None:
         return b"t" + _EMPTY + _pack_len(size), b")", list(range(size))
     if type(first) is dict:
         names = list(first)
-        if not 0 < len(names) <= _FIELDS_MAX or any(type(name) is not str for name in names):
-            return None
-        if list(map(type, rows)).count(dict) != len(rows):
+        if not 0 < len(names) <= _FIELDS_MAX or list(map(type, rows)).count(dict) != len(rows):
             return None
         keys = list(map(type, itertools.chain.from_iterable(rows)))  # (iterating a dict gives its keys)
         if keys.count(str) != len(keys) or any(list(row) != names for row in rows):  # (str == str: exact)
@@ -143,13 +140,7 @@ def _int_frames(values: list, np: Any) -> tuple[Any, Any] | None:
 
 
 def _float_frames(values: list, np: Any) -> tuple[Any, Any]:
-    frames = np.zeros((len(values), 17), np.uint8)
-    frames[:, 0] = ord("f")
-    frames[:, 1] = 8
-    floats = np.array(values, np.float64)
-    floats[np.isnan(floats)] = np.nan  # one NaN, as for a lone float
-    frames[:, 9:] = floats.astype("<f8").view(np.uint8).reshape(-1, 8)
-    return frames, np.full(len(values), 17)
+    return scalarruns.float_frames(values, np), np.full(len(values), 17)
 
 
 def _flag_frames(values: list, np: Any) -> tuple[Any, Any]:

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from .keys import CanonicalHasher
 
 __all__ = ["FLOAT_ITEMS_MIN", "INT_ITEMS_MIN", "SORT_MIN", "STR_RUN_MIN", "feed_float_items", "feed_float_run",
-           "feed_int_items", "feed_int_run", "feed_str_run", "int64_or_none", "int_frames", "str_frames",
-           "str_order", "write_heads"]
+           "feed_int_items", "feed_int_run", "feed_str_run", "float_frames", "int64_or_none", "int_frames",
+           "str_frames", "str_order", "write_heads"]
 
 pack_len = struct.Struct("<Q").pack  # (as typefeeds frames lengths; it imports arrays, which imports this)
 
@@ -103,14 +103,18 @@ _FLOAT_ITEM = [("key", "V16"), ("tag", "u1"), ("size", "<u8"), ("value", "<f8")]
 def feed_float_run(h: CanonicalHasher, floats: Any) -> None:
     """A run of ``float`` (a list or tuple), hashed exactly as ``h.feed`` hashes each (``b"f" | 8 | value``,
     every NaN the same), built as one record array."""
-    np = sys.modules["numpy"]
+    h.update(float_frames(floats, sys.modules["numpy"]))
+
+
+def float_frames(floats: Any, np: Any) -> Any:
+    """Each float's frame as ``typefeeds.feed_float`` makes it, a row of 17 bytes each."""
     records = np.empty(len(floats), np.dtype(_FLOAT_ITEM[1:]))
     records["tag"] = ord("f")
     records["size"] = 8
     values = np.array(floats, np.float64)
     values[np.isnan(values)] = np.nan
     records["value"] = values
-    h.update(records)
+    return records.view(np.uint8).reshape(-1, 17)
 
 
 # -- mappings --------------------------------------------------------------------------------------------
