@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,14 +35,25 @@ def feed_str_run(h: CanonicalHasher, texts: Any) -> None:
     differ; other objects (None, NaN) are not strings and never take this path.
     """
     np = sys.modules["numpy"]
-    for start in range(0, len(texts), STR_CHUNK):
-        part = texts[start : start + STR_CHUNK]
-        framed = str_frames(part, np)
-        if framed is None:
-            for text in part:
-                h.feed(text)
+
+    def framed(part: Any) -> Any:
+        built = str_frames(part, np)
+        return None if built is None else built[0]
+
+    _feed_in_pieces(h, texts, STR_CHUNK, framed)
+
+
+def _feed_in_pieces(h: CanonicalHasher, items: Any, step: int, framed: Callable[[Any], Any]) -> None:
+    """``items`` fed ``step`` at a time, each piece as the bytes ``framed`` builds for it, or item by
+    item where it cannot (``None``: a string holding a NUL, an int past 64 bits)."""
+    for start in range(0, len(items), step):
+        part = items[start : start + step]
+        frames = framed(part)
+        if frames is None:
+            for item in part:
+                h.feed(item)
         else:
-            h.update(framed[0])
+            h.update(frames)
 
 
 def str_frames(texts: Any, np: Any) -> tuple[Any, Any] | None:
@@ -97,7 +109,7 @@ def str_order(texts: list[str]) -> list[int] | None:
 
 # -- floats ----------------------------------------------------------------------------------------------
 FLOAT_ITEMS_MIN = 64  # lists and dicts of floats from this size are fed in one numpy pass
-_FLOAT_ITEM = [("key", "V16"), ("tag", "u1"), ("size", "<u8"), ("value", "<f8")]  # packed: 33 bytes
+_FLOAT_FRAME = [("tag", "u1"), ("size", "<u8"), ("value", "<f8")]  # packed: 17 bytes
 
 
 def feed_float_run(h: CanonicalHasher, floats: Any) -> None:
@@ -108,7 +120,7 @@ def feed_float_run(h: CanonicalHasher, floats: Any) -> None:
 
 def float_frames(floats: Any, np: Any) -> Any:
     """Each float's frame as ``typefeeds.feed_float`` makes it, a row of 17 bytes each."""
-    records = np.empty(len(floats), np.dtype(_FLOAT_ITEM[1:]))
+    records = np.empty(len(floats), np.dtype(_FLOAT_FRAME))
     records["tag"] = ord("f")
     records["size"] = 8
     values = np.array(floats, np.float64)
@@ -118,24 +130,16 @@ def float_frames(floats: Any, np: Any) -> Any:
 
 
 # -- mappings --------------------------------------------------------------------------------------------
-
-
 def feed_float_items(h: CanonicalHasher, digests: list[bytes], values: list[float]) -> None:
     """A mapping's items whose values are all ``float``, as ``CanonicalHasher.mapping`` feeds them
-    (their count, then each key's digest and ``b"f" | 8 | value``, in the digests' order), built as one
-    record array."""
+    (their count, then each key's digest and ``b"f" | 8 | value``, in the digests' order)."""
     np = sys.modules["numpy"]
     h.update(pack_len(len(values)))
-    joined = b"".join(digests)
-    order = _digest_order(joined, np)
-    records = np.empty(len(digests), np.dtype(_FLOAT_ITEM))
-    records["key"] = np.frombuffer(joined, "V16")[order]
-    records["tag"] = ord("f")
-    records["size"] = 8
-    floats = np.array(values, np.float64)[order]
-    floats[np.isnan(floats)] = np.nan  # one NaN, as for a lone float
-    records["value"] = floats
-    h.update(records)
+    keyed, order = _keys_in_order(digests, np)
+    rows = np.empty((len(order), 16 + 17), np.uint8)
+    rows[:, :16] = keyed[order]
+    rows[:, 16:] = float_frames(np.array(values, np.float64)[order], np)
+    h.update(rows)
 
 
 def feed_int_items(h: CanonicalHasher, digests: list[bytes], values: list[int]) -> bool:
@@ -147,9 +151,7 @@ def feed_int_items(h: CanonicalHasher, digests: list[bytes], values: list[int]) 
     if numbers is None:
         return False
     h.update(pack_len(len(values)))
-    joined = b"".join(digests)
-    order = _digest_order(joined, np)
-    keyed = np.frombuffer(joined, np.uint8).reshape(-1, 16)
+    keyed, order = _keys_in_order(digests, np)
     for start in range(0, len(order), INT_CHUNK):
         part = order[start : start + INT_CHUNK]
         frames, widths = int_frames(numbers[part], np)
@@ -160,10 +162,12 @@ def feed_int_items(h: CanonicalHasher, digests: list[bytes], values: list[int]) 
     return True
 
 
-def _digest_order(joined: bytes, np: Any) -> Any:
-    """The order that sorts 16-byte digests (joined) as bytes: as ``sorted`` puts the mapping's items."""
+def _keys_in_order(digests: list[bytes], np: Any) -> tuple[Any, Any]:
+    """(the keys' 16-byte digests as rows of uint8, the order that sorts them as bytes: as ``sorted``
+    puts the mapping's items)."""
+    joined = b"".join(digests)
     halves = np.frombuffer(joined, ">u8").reshape(-1, 2)  # big-endian: sorts as the bytes do
-    return np.lexsort((halves[:, 1], halves[:, 0]))
+    return np.frombuffer(joined, np.uint8).reshape(-1, 16), np.lexsort((halves[:, 1], halves[:, 0]))
 
 
 # -- integers --------------------------------------------------------------------------------------------
@@ -178,15 +182,15 @@ def feed_int_run(h: CanonicalHasher, ints: Any) -> None:
     each: ``b"i" | n (u64) | the value in n bytes``, little-endian two's complement, ``n`` the
     ``(bit_length() + 8) // 8`` of ``typefeeds.feed_int``. Pieces with an int past 64 bits go one by one."""
     np = sys.modules["numpy"]
-    for start in range(0, len(ints), INT_CHUNK):
-        part = ints[start : start + INT_CHUNK]
+
+    def framed(part: Any) -> Any:
         numbers = int64_or_none(part, np)
         if numbers is None:
-            for number in part:
-                h.feed(number)
-            continue
+            return None
         frames, widths = int_frames(numbers, np)
-        h.update(frames[np.arange(_INT_FRAME) < widths[:, None]])
+        return frames[np.arange(_INT_FRAME) < widths[:, None]]
+
+    _feed_in_pieces(h, ints, INT_CHUNK, framed)
 
 
 def int64_or_none(ints: Any, np: Any) -> Any:
