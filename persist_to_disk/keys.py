@@ -159,7 +159,8 @@ class CanonicalHasher:
 
     def _items_in_runs(self, obj: list | tuple) -> None:
         """Each item as ``feed`` hashes it, in bulk where numpy can frame them: runs of strings (a text
-        column, a list of names), a sequence of only floats or only ints, and records (rows of a query)."""
+        column, a list of names), a sequence of only floats or only ints, records (rows of a query), and
+        scalars of mixed types (None among floats, flags, names with missing values)."""
         kinds = list(map(type, obj))
         texts = kinds.count(str)
         if texts == len(obj):
@@ -172,11 +173,19 @@ class CanonicalHasher:
             if len(obj) >= scalarruns.INT_ITEMS_MIN and kinds.count(int) == len(obj):  # ids, indices, counts
                 scalarruns.feed_int_run(self, obj)
                 return
-            if len(obj) >= records.RECORDS_MIN and kinds[0] in (tuple, dict) and records.feed_records(self, obj):
-                return  # rows of a query, a CSV, a JSON list of objects
+            if len(obj) >= records.RECORDS_MIN and kinds[0] in (tuple, list, dict) and records.feed_records(self, obj):
+                return  # rows of a query, a CSV, a JSON list of objects or arrays
+        if len(obj) >= records.SCALARS_MIN and set(kinds) <= records.SCALAR_TYPES:
+            records.feed_scalars(self, obj, self._items_between_str_runs)
+            return
+        if texts == 0:
             for item in obj:
                 self.feed(item)
             return
+        self._items_between_str_runs(obj)
+
+    def _items_between_str_runs(self, obj: list | tuple) -> None:
+        """Runs of strings in bulk, anything between them item by item."""
         run = 0  # where the current run of strings started
         for i, item in enumerate(obj):
             if type(item) is str:
@@ -210,6 +219,14 @@ class CanonicalHasher:
             return _xxh3_128_digest(b"i" + pack_len(size) + key.to_bytes(size, "little", signed=True))
         return self._sub_digest(key)
 
+    def _key_digests(self, names: list) -> list[bytes]:
+        """Each key's ``_key_digest``; tuple keys of scalars (``{(row, column): value}``) framed in bulk."""
+        if len(names) >= records.RECORDS_MIN and type(names[0]) is tuple and _numpy_for(len(names)):
+            digests = records.record_digests(self, names)
+            if digests is not None:
+                return digests
+        return list(map(self._key_digest, names))
+
     def mapping(self, tag: bytes, obj: Mapping) -> None:
         names = list(obj)
         if names and list(map(type, names)).count(str) == len(names):
@@ -217,7 +234,7 @@ class CanonicalHasher:
             return
 
         def items() -> None:
-            digests = list(map(self._key_digest, obj.keys()))
+            digests = self._key_digests(names)
             if len(digests) >= min(scalarruns.FLOAT_ITEMS_MIN, scalarruns.INT_ITEMS_MIN) and _numpy_for(len(digests)):
                 values = list(obj.values())
                 kinds = list(map(type, values))
@@ -227,7 +244,11 @@ class CanonicalHasher:
                 all_ints = len(values) >= scalarruns.INT_ITEMS_MIN and kinds.count(int) == len(values)  # {id: count}
                 if all_ints and scalarruns.feed_int_items(self, digests, values):
                     return  # (False: a value past 64 bits, nothing fed, so item by item below)
-            pairs = sorted(zip(digests, obj.values()), key=_first)
+            if len(digests) >= scalarruns.SORT_MIN and _numpy_for(len(digests)):
+                values = list(obj.values())
+                pairs = [(digests[i], values[i]) for i in scalarruns.digest_order(digests)]
+            else:
+                pairs = sorted(zip(digests, obj.values()), key=_first)
             self.h.update(pack_len(len(pairs)))
             for kd, v in pairs:
                 self.h.update(kd)
@@ -264,10 +285,12 @@ class CanonicalHasher:
 
     def feed_set(self, tag: bytes, obj: Any) -> None:
         def items() -> None:
-            digests = sorted(self._sub_digest(x) for x in obj)
+            digests = list(map(self._key_digest, obj))  # (the sub-hasher's digest; str and int without one)
             self.h.update(pack_len(len(digests)))
-            for d in digests:
-                self.h.update(d)
+            if len(digests) >= scalarruns.SORT_MIN and _numpy_for(len(digests)):
+                self.h.update(scalarruns.digests_in_order(digests))
+            else:
+                self.h.update(b"".join(sorted(digests)))
 
         self.container(tag, obj, items)
 

@@ -1,13 +1,15 @@
-"""Lists of records (tuples, or dicts with the same ``str`` keys, of scalars) hashed in bulk by numpy.
+"""Lists of records, and lists of mixed scalars, hashed in bulk by numpy.
 
-Rows from a database cursor, ``csv.reader`` or a JSON list of objects: a key walk pays ~2 µs of
-Python per row. Here each field's frames are built a column at a time, laid side by side in a
-padded matrix (one row per record, the constant head and tail of a record around them) and the
-padding dropped, so the bytes are exactly those of feeding each record on its own: keys do not
-depend on which way a list went. Only records of one shape go this way: tuples of one length, or
-dicts whose keys are all exactly ``str`` and the same, in one order. Each piece is checked against
-the walk on its first record; a piece with anything else (a nested value, an int past 64 bits, a
-long string) is walked record by record.
+Rows from a database cursor, ``csv.reader`` or a JSON list of objects or arrays: a key walk pays
+~2 µs of Python per row. Here each field's frames are built a column at a time, laid side by side
+in a padded matrix (one row per record, the constant head and tail of a record around them) and
+the padding dropped, so the bytes are exactly those of feeding each record on its own: keys do not
+depend on which way a list went. Only records of one shape go this way: tuples (or lists) of one
+length, or dicts whose keys are all exactly ``str`` and the same, in one order, with scalar fields
+(int, float, str, bool, None). A list of such scalars of mixed types (None among floats, flags,
+names with missing values) is one column of the same framing. Each piece is checked against the
+walk on its first item; a piece with anything else (a nested value, an int past 64 bits, a long
+string) is walked item by item.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ import itertools
 import operator
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+import xxhash
 
 from . import scalarruns
 
 if TYPE_CHECKING:
     from .keys import CanonicalHasher
 
-__all__ = ["RECORDS_MIN", "feed_records"]
+__all__ = ["RECORDS_MIN", "SCALARS_MIN", "SCALAR_TYPES", "feed_records", "feed_scalars", "record_digests"]
 
 RECORDS_MIN = 256  # lists of records from this many are fed in bulk
+SCALARS_MIN = 256  # lists of scalars of mixed types from this many are fed in bulk
 ROWS_PER_PIECE = 1 << 14  # records framed per numpy pass, at most
 _PIECE_BYTES = 1 << 20  # records per pass: this over ~24 bytes a field (numbers' frames are 17 or 9 bytes wide;
 # text pads a field to its longest string, at most 129 bytes, so a pass of text holds up to ~5x this, three times:
@@ -35,41 +40,111 @@ _FIELDS_MAX = 128  # wider records are walked: few fit a pass, and a row's own r
 _WIDEST_STR = 120  # a text field with a string longer than this (UTF-8 bytes) is walked: padding would cost more
 
 _pack_len = struct.Struct("<Q").pack
+_xxh3_128_digest = xxhash.xxh3_128_digest
 _EMPTY = _pack_len(0)
 
 
 def feed_records(h: CanonicalHasher, rows: list | tuple) -> bool:
-    """Feed ``rows`` (all tuples, or all dicts) as ``h.feed`` feeds each; ``False``, nothing fed, when
-    they are not records of one shape: tuples of one length, or dicts of the same str keys in one order."""
-    head_tail = _shape(rows)
-    if head_tail is None:
+    """Feed ``rows`` (all tuples, all lists, or all dicts) as ``h.feed`` feeds each; ``False``, nothing fed,
+    when they are not records of one shape: tuples or lists of one length, or dicts of the same str keys
+    in one order."""
+    shape = _shape(rows)
+    if shape is None:
         return False
-    head, tail, fields = head_tail
-    np = sys.modules["numpy"]
-    step = max(1, min(ROWS_PER_PIECE, _PIECE_BYTES // (len(head) + 24 * len(fields))))
-    for start in range(0, len(rows), step):
-        piece = rows[start : start + step]
-        frames = _piece_frames(piece, head, tail, fields, np)
-        if frames is not None:  # (its records hold scalars only: the check's walk is short and cannot recurse)
-            walked = _walked(h, piece[0])
-            if bytes(frames[: len(walked)]) == walked:
-                h.update(frames)
-                continue
+    head, tail, fields = shape
+
+    def walk(piece: list | tuple) -> None:
         for row in piece:
             h.feed(row)
+
+    _feed_pieces(h, rows, _rows_per_piece(shape), _columns_of(fields), head, tail, walk)
     return True
+
+
+def record_digests(h: CanonicalHasher, rows: list | tuple) -> list[bytes] | None:
+    """Each record's own digest, as ``h._sub_digest`` gives it (a mapping's keys, when they are tuples of
+    scalars: ``{(row, column): value}``), each record framed in bulk and only the xxh3 call made per
+    record; None when they are not records of one shape."""
+    shape = _shape(rows)
+    if shape is None:
+        return None
+    head, tail, fields = shape
+    digests: list[bytes] = []
+    for piece, framed in _framed_pieces(h, rows, _rows_per_piece(shape), _columns_of(fields), head, tail):
+        if framed is None:
+            digests.extend(map(h._key_digest, piece))
+            continue
+        built, frames = framed
+        ends = sys.modules["numpy"].cumsum(len(head) + len(tail) + sum(used for _, used in built)).tolist()
+        data = frames.tobytes()
+        digests.extend(map(_xxh3_128_digest, map(data.__getitem__, map(slice, [0, *ends[:-1]], ends))))
+    return digests
+
+
+def feed_scalars(h: CanonicalHasher, items: list | tuple, walk: Callable[[list | tuple], None]) -> None:
+    """Feed ``items``, each an int, float, str, bool or None (of several of these types), as ``h.feed``
+    feeds each; a piece holding what the framing cannot take (a long string, an int past 64 bits)
+    goes to ``walk``."""
+    _feed_pieces(h, items, ROWS_PER_PIECE, lambda piece: (piece,), b"", b"", walk)
+
+
+def _feed_pieces(
+    h: CanonicalHasher,
+    items: list | tuple,
+    step: int,
+    columns: Callable[[Any], Iterable[list]],
+    head: bytes,
+    tail: bytes,
+    walk: Callable[[Any], Any],
+) -> None:
+    for piece, framed in _framed_pieces(h, items, step, columns, head, tail):
+        if framed is None:
+            walk(piece)
+        else:
+            h.update(framed[1])
+
+
+def _framed_pieces(
+    h: CanonicalHasher, items: list | tuple, step: int, columns: Callable[[Any], Iterable[list]], head: bytes, tail: bytes
+) -> Iterator[tuple[Any, tuple[list[tuple[Any, Any]], Any] | None]]:
+    """(piece, (its fields' frames, its records' bytes)) for ``step`` items at a time; (piece, None) for a
+    piece that cannot be framed, or whose first item's bytes are not what the walk feeds for it."""
+    np = sys.modules["numpy"]
+    for start in range(0, len(items), step):
+        piece = items[start : start + step]
+        built = _built_columns(columns(piece), np)
+        if built is not None:  # (its items hold scalars only: the check's walk is short and cannot recurse)
+            frames = _laid_out(built, len(piece), head, tail, np)
+            walked = _walked(h, piece[0])
+            if bytes(frames[: len(walked)]) == walked:
+                yield piece, (built, frames)
+                continue
+        yield piece, None
+
+
+def _columns_of(fields: list) -> Callable[[list | tuple], Iterator[list]]:
+    """A piece of records -> each field's values, one field at a time."""
+    return lambda piece: (list(map(operator.itemgetter(field), piece)) for field in fields)
+
+
+def _rows_per_piece(shape: tuple[bytes, bytes, list]) -> int:
+    head, _, fields = shape
+    return max(1, min(ROWS_PER_PIECE, _PIECE_BYTES // (len(head) + 24 * len(fields))))
 
 
 def _shape(rows: list | tuple) -> tuple[bytes, bytes, list] | None:
     """(what each record's bytes start with, end with, its fields in the order they are fed: indices of a
-    tuple, names of a dict), or None."""
+    tuple or list, names of a dict), or None."""
     first = rows[0]
-    if type(first) is tuple:
+    kind = type(first)
+    if kind is tuple or kind is list:
         size = len(first)
-        if not 0 < size <= _FIELDS_MAX or any(type(row) is not tuple or len(row) != size for row in rows):
+        if not 0 < size <= _FIELDS_MAX or list(map(type, rows)).count(kind) != len(rows):
             return None
-        return b"t" + _EMPTY + _pack_len(size), b")", list(range(size))
-    if type(first) is dict:
+        if list(map(len, rows)).count(size) != len(rows):
+            return None
+        return (b"t" if kind is tuple else b"l") + _EMPTY + _pack_len(size), b")", list(range(size))
+    if kind is dict:
         names = list(first)
         if not 0 < len(names) <= _FIELDS_MAX or list(map(type, rows)).count(dict) != len(rows):
             return None
@@ -88,41 +163,52 @@ def _str_frame(text: str) -> bytes:
     return b"s" + _pack_len(len(data)) + data
 
 
-def _piece_frames(piece: list | tuple, head: bytes, tail: bytes, fields: list, np: Any) -> Any:
-    """The records' bytes, one after another, as a uint8 array; None if a field is not a scalar this handles."""
-    columns = []
-    for field in fields:
-        column = _column_frames(list(map(operator.itemgetter(field), piece)), np)
+def _built_columns(columns: Iterable[list], np: Any) -> list[tuple[Any, Any]] | None:
+    """Each field's frames (a padded matrix, and each row's length); None if a field holds a value
+    that is not a scalar this handles."""
+    built = []
+    for values in columns:
+        column = _column_frames(values, np)
         if column is None:
             return None
-        columns.append(column)
-    width = len(head) + sum(frames.shape[1] for frames, _ in columns) + len(tail)
-    matrix = np.empty((len(piece), width), np.uint8)  # a record a row, each field's frames padded to one width
-    keep = np.empty((len(piece), width), bool)  # which bytes are frames, not padding
+        built.append(column)
+    return built
+
+
+def _laid_out(built: list[tuple[Any, Any]], count: int, head: bytes, tail: bytes, np: Any) -> Any:
+    """The bytes of ``count`` records, one after another, as a uint8 array: each record's head, its
+    fields' frames (``built``), its tail."""
+    padded = [not bool((used == frames.shape[1]).all()) for frames, used in built]  # (floats, flags, None: never)
+    if not head and not tail and len(built) == 1 and not padded[0]:  # a list of scalars of one width
+        return built[0][0].reshape(-1)
+    width = len(head) + sum(frames.shape[1] for frames, _ in built) + len(tail)
+    matrix = np.empty((count, width), np.uint8)  # a record a row, each field's frames padded to one width
+    keep = np.ones((count, width), bool) if any(padded) else None  # which bytes are frames, not padding
     matrix[:, : len(head)] = np.frombuffer(head, np.uint8)
-    keep[:, : len(head)] = True
     at = len(head)
-    for frames, used in columns:
+    for (frames, used), ragged in zip(built, padded):
         matrix[:, at : at + frames.shape[1]] = frames
-        np.less(np.arange(frames.shape[1]), used[:, None], out=keep[:, at : at + frames.shape[1]])
+        if ragged and keep is not None:
+            np.less(np.arange(frames.shape[1]), used[:, None], out=keep[:, at : at + frames.shape[1]])
         at += frames.shape[1]
     matrix[:, at:] = np.frombuffer(tail, np.uint8)
-    keep[:, at:] = True
-    return matrix[keep]  # (row by row, in order: the records one after another)
+    return matrix.reshape(-1) if keep is None else matrix[keep]  # (row by row, in order: the records one after another)
 
 
 def _column_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     """One field of every record: each value's frame as a row of a padded matrix, and its length."""
     kinds = list(map(type, values))
     distinct = set(kinds)
-    if not distinct <= _BUILDERS.keys():  # a nested or other value: walked
+    if not distinct <= SCALAR_TYPES:  # a nested or other value: walked
         return None
     if len(distinct) == 1:
         return _BUILDERS[kinds[0]](values, np)
+    code = {kind: number for number, kind in enumerate(distinct)}
+    codes = np.fromiter(map(code.__getitem__, kinds), np.int8, len(kinds))
     parts = []
-    for kind in distinct:  # a field with None (or ints among floats): each kind built alone, then placed
-        rows = [i for i, k in enumerate(kinds) if k is kind]
-        built = _BUILDERS[kind]([values[i] for i in rows], np)
+    for kind, number in code.items():  # a field with None (or ints among floats): each kind built alone, then placed
+        rows = np.flatnonzero(codes == number)
+        built = _BUILDERS[kind](list(map(values.__getitem__, rows.tolist())), np)
         if built is None:
             return None
         parts.append((rows, *built))
@@ -171,6 +257,7 @@ def _text_frames(values: list, np: Any) -> tuple[Any, Any] | None:
 
 _BUILDERS: dict[type, Callable[[list, Any], tuple[Any, Any] | None]] = {
     int: _int_frames, float: _float_frames, str: _text_frames, bool: _flag_frames, type(None): _none_frames}
+SCALAR_TYPES = frozenset(_BUILDERS)  # what a field (or an item of a list of scalars) may be, exactly
 
 
 def _walked(h: CanonicalHasher, row: Any) -> bytes:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .keys import CanonicalHasher
 
-__all__ = ["FLOAT_ITEMS_MIN", "INT_ITEMS_MIN", "SORT_MIN", "STR_RUN_MIN", "feed_float_items", "feed_float_run",
-           "feed_int_items", "feed_int_run", "feed_str_run", "float_frames", "int64_or_none", "int_frames",
-           "str_frames", "str_order", "write_heads"]
+__all__ = ["FLOAT_ITEMS_MIN", "INT_ITEMS_MIN", "SORT_MIN", "STR_RUN_MIN", "digest_order", "digests_in_order",
+           "feed_float_items", "feed_float_run", "feed_int_items", "feed_int_run", "feed_str_run", "float_frames",
+           "int64_or_none", "int_frames", "str_frames", "str_order", "write_heads"]
 
 pack_len = struct.Struct("<Q").pack  # (as typefeeds frames lengths; it imports arrays, which imports this)
 
@@ -160,6 +160,17 @@ def feed_int_items(h: CanonicalHasher, digests: list[bytes], values: list[int]) 
         rows[:, 16:] = frames
         h.update(rows[np.arange(rows.shape[1]) < (16 + widths)[:, None]])
     return True
+
+
+def digests_in_order(digests: list[bytes]) -> Any:
+    """16-byte digests (a set's items) one after another as uint8, in the order ``sorted`` puts them."""
+    keyed, order = _keys_in_order(digests, sys.modules["numpy"])
+    return keyed[order]
+
+
+def digest_order(digests: list[bytes]) -> list[int]:
+    """The order that sorts 16-byte digests (a mapping's keys) as ``sorted`` does, ties kept in place."""
+    return _keys_in_order(digests, sys.modules["numpy"])[1].tolist()
 
 
 def _keys_in_order(digests: list[bytes], np: Any) -> tuple[Any, Any]:

@@ -242,6 +242,10 @@ RECORD_LISTS = {
     "tuples of two lengths": [(i, "v") for i in range(499)] + [(1, "v", 2)],
     "dicts with keys in another order": [{"a": i, "b": 1} for i in range(499)] + [{"b": 1, "a": 0}],
     "a list among tuples": [(i, "v") for i in range(499)] + [[1, "v"]],
+    "lists, as csv.reader gives rows": [[str(i), f"name {i}", "é" * (i % 4)] for i in range(1000)],
+    "lists of floats (points)": [[i / 3, -i / 7, math.nan if i % 9 == 0 else 0.5] for i in range(1000)],
+    "lists of two lengths": [[i, "v"] for i in range(499)] + [[1, "v", 2]],
+    "a tuple among lists": [[i, "v"] for i in range(499)] + [(1, "v")],
     "a later row's key a str subclass": [{"a": i} for i in range(1)] + [{_Key.A: 1}] + [{"a": i} for i in range(300)],
     "a key equal to every name": [{"a": i} for i in range(1)] + [{_EqualsAll(): 1}] + [{"a": i} for i in range(300)],
 }
@@ -259,20 +263,36 @@ def test_lists_of_records_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, 
 
 
 @pytest.mark.parametrize(
-    "name", ["tuples", "dicts", "dicts with many keys", "ints and floats in one field", "records of 120 fields, a few per piece"]
+    "name",
+    ["tuples", "dicts", "dicts with many keys", "ints and floats in one field", "records of 120 fields, a few per piece",
+     "lists, as csv.reader gives rows", "lists of floats (points)"],
 )
 def test_records_of_scalars_go_in_bulk(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Their pieces are framed by numpy, the first agreeing with the walk on its first record (so fed as framed)."""
     from persist_to_disk import records
 
     rows = RECORD_LISTS[name]
-    framed: list = []
-    real = records._piece_frames
-    monkeypatch.setattr(records, "_piece_frames", lambda *args: framed.append(real(*args)) or framed[-1])
-    keys.hash_value(rows)
+    framed = _framed_pieces_of(monkeypatch, rows)
     assert framed and all(frames is not None for frames in framed)
     first = records._walked(keys.CanonicalHasher(), rows[0])
     assert bytes(framed[0][: len(first)]) == first
+
+
+def _framed_pieces_of(monkeypatch: pytest.MonkeyPatch, value) -> list:
+    """Hash ``value``; return the bytes each piece that went to ``records`` was framed as (None: walked)."""
+    from persist_to_disk import records
+
+    framed: list = []
+    real = records._framed_pieces
+
+    def spy(*args):
+        for piece, built in real(*args):
+            framed.append(None if built is None else built[1])
+            yield piece, built
+
+    monkeypatch.setattr(records, "_framed_pieces", spy)
+    keys.hash_value(value)
+    return framed
 
 
 def test_records_that_lead_back_to_their_list_hash_as_walked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -318,3 +338,84 @@ def test_str_keyed_dicts_key_as_sorted_item_by_item(monkeypatch: pytest.MonkeyPa
     changed[names[len(names) // 2]] = "other"
     assert keys.hash_value(changed) != digest
     assert keys.hash_value({**forward, names[0] + "\x00": 0.0}) != digest
+
+
+MIXED_SCALARS = {
+    "flags": [i % 3 == 0 for i in range(1000)],
+    "None among floats": [None if i % 4 == 0 else i / 7 for i in range(1000)],
+    "ints among floats": [i if i % 2 else float(i) for i in range(1000)],
+    "flags among ints (True is not 1)": [True if i == 5 else 1 for i in range(300)] + [0.5],
+    "names with missing values": [None if i % 10 == 0 else math.nan if i % 10 == 1 else f"name {i}" for i in range(3000)],
+    "NaN, -0.0 and inf among None": [[math.nan, -math.nan, -0.0, 0.0, math.inf, None][i % 6] for i in range(600)],
+    "every scalar type": [[1, 2.5, "s", True, False, None, -(2**63) + 1, 2**63 - 1][i % 8] for i in range(800)],
+    "an int past 64 bits": [None if i % 2 else i for i in range(600)] + [2**64],
+    "a long string": [None if i % 2 else "x" * (i % 200) for i in range(600)],
+    "a string with a NUL": [None if i % 2 else "a\x00b" for i in range(600)],
+    "two pieces, the second walked": [None if i % 2 else float(i) for i in range(20_000)] + ["y" * 500],
+}
+
+
+@pytest.mark.parametrize("items", MIXED_SCALARS.values(), ids=MIXED_SCALARS.keys())
+def test_lists_of_mixed_scalars_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, items: list) -> None:
+    """Flags, None among numbers, names with missing values: framed in bulk, keyed as walked one by one."""
+    bulk = keys.hash_value(items)
+    assert _item_by_item(monkeypatch, items) == bulk
+    assert keys.hash_value(tuple(items)) != bulk
+    for at, other in ((len(items) // 2, "other"), (1, 0), (2, False), (3, 0.0), (4, None)):
+        if type(items[at]) is not type(other) or items[at] != other:
+            changed = list(items)
+            changed[at] = other
+            assert keys.hash_value(changed) != bulk, (at, other)
+
+
+@pytest.mark.parametrize("name", ["flags", "None among floats", "names with missing values", "every scalar type"])
+def test_lists_of_mixed_scalars_go_in_bulk(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    framed = _framed_pieces_of(monkeypatch, MIXED_SCALARS[name])
+    assert framed and all(frames is not None for frames in framed)
+
+
+SETS = {
+    "ints": set(range(-500, 3000, 3)),
+    "names": frozenset(f"name {i}" for i in range(2000)),
+    "mixed": {*range(700), *(f"s{i}" for i in range(700)), 2.5, None, (1, "a"), 2**70},
+    "small": {3, "a", None},
+}
+
+
+@pytest.mark.parametrize("items", SETS.values(), ids=SETS.keys())
+def test_sets_key_as_their_items_digests_sorted(monkeypatch: pytest.MonkeyPatch, items) -> None:
+    """A set's items go in as their own digests, in order: numpy's sort of them keys as ``sorted`` would."""
+    digest = keys.hash_value(items)
+    assert _item_by_item(monkeypatch, items) == digest
+    h = keys.CanonicalHasher()
+    by_hand = keys.CanonicalHasher(keys._value_hasher())  # where hash_value starts
+    by_hand.tag(b"z" if type(items) is frozenset else b"S")
+    by_hand.update(keys.pack_len(len(items)) + b"".join(sorted(h._sub_digest(item) for item in items)))
+    by_hand.update(b")")
+    assert by_hand.digest() == digest
+    assert keys.hash_value(type(items)([*items, "one more"])) != digest
+
+
+TUPLE_KEYED = {
+    "cells of a matrix": {(i // 40, i % 40): i / 3 for i in range(2000)},
+    "(name, year) -> count": {(f"n{i % 97}", 1990 + i // 97): i for i in range(1000)},
+    "values of any kind": {(i, i + 1): [i] if i % 2 else str(i) for i in range(1500)},
+    "a key past 64 bits": {**{(i, 0): 1.5 for i in range(400)}, (2**64, 0): 2.5},
+    "keys of two lengths": {**{(i, 0): 1.5 for i in range(400)}, (1, 0, 0): 2.5},
+    "a nested key": {**{(i, 0): 1.5 for i in range(400)}, ((1, 2), 0): 2.5},
+}
+
+
+@pytest.mark.parametrize("mapping", TUPLE_KEYED.values(), ids=TUPLE_KEYED.keys())
+def test_tuple_keyed_dicts_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, mapping: dict) -> None:
+    """{(row, column): value}: the tuple keys framed in bulk, each digested alone; in any insertion order."""
+    digest = keys.hash_value(mapping)
+    backward = dict(reversed(list(mapping.items())))
+    assert keys.hash_value(backward) == digest
+    assert _item_by_item(monkeypatch, backward) == digest
+    h = keys.CanonicalHasher()
+    names = list(mapping)
+    assert h._key_digests(names) == [h._sub_digest(name) for name in names]
+    first = names[0]
+    assert keys.hash_value({**mapping, first: "other"}) != digest
+    assert keys.hash_value({(*first[:-1], "changed") if k == first else k: v for k, v in mapping.items()}) != digest
