@@ -332,11 +332,13 @@ def phase_j_store(ad, p):  # new process: the same tensor as a result, stored by
 def phase_k(ad, p):  # a dict of 1M str -> float as argument, next to pickle.dumps of it
     out = _hashed_beside_pickle(ad, workloads.scores(), p["repeats"])
     out["int_keys"] = _hashed_beside_pickle(ad, workloads.id_counts(), p["repeats"])  # {id: count}, not a target
+    if ad.name == "ptd":  # (the report sets these beside pickle.dumps only)
+        out["real_data"] = {name: _hashed_beside_pickle(ad, value, p["repeats"]) for name, value in workloads.real_data().items()}
     return out
 
 
 def _hashed_beside_pickle(ad, d, repeats) -> dict:
-    """A dict as the argument of hits (each hashes it), and pickle.dumps of it, in this process."""
+    """A value as the argument of hits (each hashes it), and pickle.dumps of it, in this process."""
     import pickle
 
     _, hits = _hash_hits(ad.wrap(workloads.score_count), d, len(d), repeats)

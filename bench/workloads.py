@@ -141,6 +141,18 @@ def id_counts():
     return {i * 7919 % 10_000_019: i % 97 for i in range(DICT_ITEMS)}
 
 
+def real_data() -> dict:
+    """Scenario k, beside it (not targets): arguments shaped as people's data is, 200k items each."""
+    n = 200_000
+    return {
+        "csv rows": [[str(i), f"name {i % 5000}", f"{i * 0.37:.2f}", f"2024-01-{i % 28 + 1:02d}"] for i in range(n)],
+        "floats with missing": [None if i % 7 == 0 else i / 3 for i in range(n)],
+        "flags": [i % 3 == 0 for i in range(n)],
+        "cells (tuple keys)": {(i // 500, i % 500): i / 9 for i in range(n)},
+        "set of names": {f"user-{i * 7919 % 1_000_003}" for i in range(n)},
+    }
+
+
 def score_count(d):
     return len(d)
 
