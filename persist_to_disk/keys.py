@@ -54,7 +54,6 @@ __all__ = [
 KEY_FORMAT = b"ptd-key-3"
 
 _xxh3_128_digest = xxhash.xxh3_128_digest
-_first = operator.itemgetter(0)
 _LIST_HEAD = b"l" + pack_len(0)  # what tag(b"l") feeds
 
 
@@ -85,6 +84,15 @@ def _sorted_if_nearly(names: list[str]) -> list[str] | None:
         return None
     ordered = sorted(names)
     return names if ordered == names else ordered
+
+
+def _keys_and_values(obj: Mapping) -> tuple[list, list]:
+    """A mapping's keys and values, in matching order: a dict's own, any other's from ``items()``
+    (a subclass may override ``__iter__``, ``keys()`` or ``values()`` apart from each other)."""
+    if type(obj) is dict:
+        return list(obj), list(obj.values())
+    pairs = list(obj.items())
+    return [key for key, _ in pairs], [value for _, value in pairs]
 
 
 def _numpy_for(items: int) -> bool:
@@ -148,6 +156,8 @@ class CanonicalHasher:
 
     def _items(self, obj: list | tuple, all_str: bool = False) -> None:
         """``all_str``: the caller knows every item is a ``str`` (they are not checked again)."""
+        if type(obj) is not list and type(obj) is not tuple:  # a subclass: its items as iterating gives them,
+            obj = list(obj)  # whatever its own slicing does (the bulk paths slice)
         self.h.update(pack_len(len(obj)))
         if len(obj) < scalarruns.STR_RUN_MIN or not _numpy_for(len(obj)):
             for item in obj:
@@ -208,35 +218,38 @@ class CanonicalHasher:
         sub.feed(obj)
         return sub.h.digest()
 
-    def _key_digest(self, key: Any) -> bytes:
-        """``_sub_digest(key)``; for a ``str`` or an ``int`` (most keys) straight from its frame, without a sub-hasher."""
-        cls = type(key)
+    def _own_digest(self, obj: Any) -> bytes:
+        """``_sub_digest(obj)`` (a dict key's, a set item's); a ``str`` or an ``int`` straight from its frame."""
+        cls = type(obj)
         if cls is str:
-            data = key.encode("utf-8", "surrogatepass")
+            data = obj.encode("utf-8", "surrogatepass")
             return _xxh3_128_digest(b"s" + pack_len(len(data)) + data)
         if cls is int:  # as typefeeds.feed_int frames it
-            size = (key.bit_length() + 8) // 8
-            return _xxh3_128_digest(b"i" + pack_len(size) + key.to_bytes(size, "little", signed=True))
-        return self._sub_digest(key)
+            size = (obj.bit_length() + 8) // 8
+            return _xxh3_128_digest(b"i" + pack_len(size) + obj.to_bytes(size, "little", signed=True))
+        return self._sub_digest(obj)
 
-    def _key_digests(self, names: list) -> list[bytes]:
-        """Each key's ``_key_digest``; tuple keys of scalars (``{(row, column): value}``) framed in bulk."""
-        if len(names) >= records.RECORDS_MIN and type(names[0]) is tuple and _numpy_for(len(names)):
-            digests = records.record_digests(self, names)
-            if digests is not None:
-                return digests
-        return list(map(self._key_digest, names))
+    def _own_digests(self, objs: list) -> list[bytes]:
+        """Each one's ``_own_digest``; scalars and tuples of scalars (``{(row, column): value}``) framed in
+        bulk, then one xxh3 call each."""
+        if len(objs) >= records.RECORDS_MIN and _numpy_for(len(objs)):
+            if type(objs[0]) is tuple:
+                digests = records.record_digests(self, objs)
+                if digests is not None:
+                    return digests
+            elif set(map(type, objs)) <= records.SCALAR_TYPES:
+                return records.scalar_digests(self, objs)
+        return list(map(self._own_digest, objs))
 
     def mapping(self, tag: bytes, obj: Mapping) -> None:
-        names = list(obj)
+        names, values = _keys_and_values(obj)
         if names and list(map(type, names)).count(str) == len(names):
-            self.container(tag + b"s", obj, lambda: self._str_keyed_items(names, obj))
+            self.container(tag + b"s", obj, lambda: self._str_keyed_items(names, values, obj))
             return
 
         def items() -> None:
-            digests = self._key_digests(names)
+            digests = self._own_digests(names)
             if len(digests) >= min(scalarruns.FLOAT_ITEMS_MIN, scalarruns.INT_ITEMS_MIN) and _numpy_for(len(digests)):
-                values = list(obj.values())
                 kinds = list(map(type, values))
                 if len(values) >= scalarruns.FLOAT_ITEMS_MIN and kinds.count(float) == len(values):  # {id: score}
                     scalarruns.feed_float_items(self, digests, values)
@@ -245,39 +258,35 @@ class CanonicalHasher:
                 if all_ints and scalarruns.feed_int_items(self, digests, values):
                     return  # (False: a value past 64 bits, nothing fed, so item by item below)
             if len(digests) >= scalarruns.SORT_MIN and _numpy_for(len(digests)):
-                values = list(obj.values())
-                pairs = [(digests[i], values[i]) for i in scalarruns.digest_order(digests)]
+                order = scalarruns.digest_order(digests)
             else:
-                pairs = sorted(zip(digests, obj.values()), key=_first)
-            self.h.update(pack_len(len(pairs)))
-            for kd, v in pairs:
-                self.h.update(kd)
-                self.feed(v)
+                order = sorted(range(len(digests)), key=digests.__getitem__)
+            self.h.update(pack_len(len(order)))
+            for i in order:
+                self.h.update(digests[i])
+                self.feed(values[i])
 
         self.container(tag, obj, items)
 
-    def _str_keyed_items(self, names: list[str], obj: Mapping) -> None:
+    def _str_keyed_items(self, names: list[str], values: list, obj: Mapping) -> None:
         """A mapping whose keys are all ``str`` (kwargs, configs, {name: score}): its keys sorted, as one
         list, then its values in that order, as another: both then hash in bulk."""
         if len(names) < scalarruns.SORT_MIN or not _numpy_for(len(names)):
-            pairs = sorted(obj.items())  # the keys all differ: no value is ever compared
-            names, values = [k for k, _ in pairs], [v for _, v in pairs]
+            order: list[int] | None = sorted(range(len(names)), key=names.__getitem__)  # the keys all differ
         else:
             if type(obj) is dict:  # (a subclass's own __getitem__ may not give what values() does)
                 ordered = _sorted_if_nearly(names)
             else:
                 ordered = names if all(map(operator.le, names, names[1:])) else None
-            if ordered is names:  # big mappings often come in order already
-                values = list(obj.values())
-            elif ordered is not None:
+            order = None
+            if ordered is not None and ordered is not names:  # big mappings often come in order already
                 names, values = ordered, list(map(obj.__getitem__, ordered))
-            else:
-                values = list(obj.values())
+            elif ordered is None:
                 order = scalarruns.str_order(names)
                 if order is None:
                     order = sorted(range(len(names)), key=names.__getitem__)
-                take = operator.itemgetter(*order)
-                names, values = list(take(names)), list(take(values))
+        if order is not None:
+            names, values = [names[i] for i in order], [values[i] for i in order]
         for made_here, all_str in ((names, True), (values, False)):  # as sequence(b"l", ...) frames them
             self.h.update(_LIST_HEAD)  # (lists made here are in no cycle)
             self._items(made_here, all_str)
@@ -285,7 +294,7 @@ class CanonicalHasher:
 
     def feed_set(self, tag: bytes, obj: Any) -> None:
         def items() -> None:
-            digests = list(map(self._key_digest, obj))  # (the sub-hasher's digest; str and int without one)
+            digests = self._own_digests(list(obj))
             self.h.update(pack_len(len(digests)))
             if len(digests) >= scalarruns.SORT_MIN and _numpy_for(len(digests)):
                 self.h.update(scalarruns.digests_in_order(digests))

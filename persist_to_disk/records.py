@@ -28,7 +28,7 @@ from . import scalarruns
 if TYPE_CHECKING:
     from .keys import CanonicalHasher
 
-__all__ = ["RECORDS_MIN", "SCALARS_MIN", "SCALAR_TYPES", "feed_records", "feed_scalars", "record_digests"]
+__all__ = ["RECORDS_MIN", "SCALARS_MIN", "SCALAR_TYPES", "feed_records", "feed_scalars", "record_digests", "scalar_digests"]
 
 RECORDS_MIN = 256  # lists of records from this many are fed in bulk
 SCALARS_MIN = 256  # lists of scalars of mixed types from this many are fed in bulk
@@ -63,63 +63,80 @@ def feed_records(h: CanonicalHasher, rows: list | tuple) -> bool:
 
 def record_digests(h: CanonicalHasher, rows: list | tuple) -> list[bytes] | None:
     """Each record's own digest, as ``h._sub_digest`` gives it (a mapping's keys, when they are tuples of
-    scalars: ``{(row, column): value}``), each record framed in bulk and only the xxh3 call made per
-    record; None when they are not records of one shape."""
+    scalars: ``{(row, column): value}``); None when they are not records of one shape."""
     shape = _shape(rows)
     if shape is None:
         return None
     head, tail, fields = shape
-    digests: list[bytes] = []
-    for piece, framed in _framed_pieces(h, rows, _rows_per_piece(shape), _columns_of(fields), head, tail):
-        if framed is None:
-            digests.extend(map(h._key_digest, piece))
-            continue
-        built, frames = framed
-        ends = sys.modules["numpy"].cumsum(len(head) + len(tail) + sum(used for _, used in built)).tolist()
-        data = frames.tobytes()
-        digests.extend(map(_xxh3_128_digest, map(data.__getitem__, map(slice, [0, *ends[:-1]], ends))))
-    return digests
+    return _digests(h, rows, _rows_per_piece(shape), _columns_of(fields), head, tail)
+
+
+def scalar_digests(h: CanonicalHasher, items: list | tuple) -> list[bytes]:
+    """Each item's own digest, as ``h._sub_digest`` gives it, for items that are all int, float, str, bool
+    or None (a mapping's keys, a set's items)."""
+    return _digests(h, items, ROWS_PER_PIECE, _one_column, b"", b"")
 
 
 def feed_scalars(h: CanonicalHasher, items: list | tuple, walk: Callable[[list | tuple], None]) -> None:
     """Feed ``items``, each an int, float, str, bool or None (of several of these types), as ``h.feed``
     feeds each; a piece holding what the framing cannot take (a long string, an int past 64 bits)
     goes to ``walk``."""
-    _feed_pieces(h, items, ROWS_PER_PIECE, lambda piece: (piece,), b"", b"", walk)
+    _feed_pieces(h, items, ROWS_PER_PIECE, _one_column, b"", b"", walk)
 
 
 def _feed_pieces(
     h: CanonicalHasher,
     items: list | tuple,
     step: int,
-    columns: Callable[[Any], Iterable[list]],
+    columns: Callable[[Any], Iterable[Any]],
     head: bytes,
     tail: bytes,
     walk: Callable[[Any], Any],
 ) -> None:
-    for piece, framed in _framed_pieces(h, items, step, columns, head, tail):
-        if framed is None:
-            walk(piece)
-        else:
-            h.update(framed[1])
-
-
-def _framed_pieces(
-    h: CanonicalHasher, items: list | tuple, step: int, columns: Callable[[Any], Iterable[list]], head: bytes, tail: bytes
-) -> Iterator[tuple[Any, tuple[list[tuple[Any, Any]], Any] | None]]:
-    """(piece, (its fields' frames, its records' bytes)) for ``step`` items at a time; (piece, None) for a
-    piece that cannot be framed, or whose first item's bytes are not what the walk feeds for it."""
     np = sys.modules["numpy"]
+
+    def framed(piece: list | tuple) -> Any:
+        checked = _checked_frames(h, piece, columns, head, tail, np)
+        return None if checked is None else checked[1]
+
+    scalarruns.feed_in_pieces(h, items, step, framed, walk)
+
+
+def _digests(
+    h: CanonicalHasher, items: list | tuple, step: int, columns: Callable[[Any], Iterable[Any]], head: bytes, tail: bytes
+) -> list[bytes]:
+    """Each item framed in bulk (``step`` at a time), then digested alone: one xxh3 call an item."""
+    np = sys.modules["numpy"]
+    digests: list[bytes] = []
     for start in range(0, len(items), step):
         piece = items[start : start + step]
-        built = _built_columns(columns(piece), np)
-        if built is not None:  # (its items hold scalars only: the check's walk is short and cannot recurse)
-            frames = _laid_out(built, len(piece), head, tail, np)
-            walked = _walked(h, piece[0])
-            if bytes(frames[: len(walked)]) == walked:
-                yield piece, (built, frames)
-                continue
-        yield piece, None
+        checked = _checked_frames(h, piece, columns, head, tail, np)
+        if checked is None:
+            digests.extend(map(h._own_digest, piece))
+            continue
+        built, frames = checked
+        ends = np.cumsum(len(head) + len(tail) + sum(used for _, used in built)).tolist()
+        data = frames.tobytes()
+        digests.extend(map(_xxh3_128_digest, map(data.__getitem__, map(slice, [0, *ends[:-1]], ends))))
+    return digests
+
+
+def _checked_frames(
+    h: CanonicalHasher, piece: list | tuple, columns: Callable[[Any], Iterable[Any]], head: bytes, tail: bytes, np: Any
+) -> tuple[list[tuple[Any, Any]], Any] | None:
+    """(its fields' frames, its items' bytes one after another) for a piece; None if it cannot be framed,
+    or if its first item's bytes are not what the walk feeds for it."""
+    built = _built_columns(columns(piece), np)
+    if built is None:
+        return None
+    frames = _laid_out(built, len(piece), head, tail, np)
+    walked = _walked(h, piece[0])  # (its items hold scalars only: this walk is short and cannot recurse)
+    return (built, frames) if bytes(frames[: len(walked)]) == walked else None
+
+
+def _one_column(piece: list | tuple) -> tuple[list | tuple]:
+    """A piece of scalars as the one field of its items."""
+    return (piece,)
 
 
 def _columns_of(fields: list) -> Callable[[list | tuple], Iterator[list]]:
@@ -183,16 +200,21 @@ def _laid_out(built: list[tuple[Any, Any]], count: int, head: bytes, tail: bytes
         return built[0][0].reshape(-1)
     width = len(head) + sum(frames.shape[1] for frames, _ in built) + len(tail)
     matrix = np.empty((count, width), np.uint8)  # a record a row, each field's frames padded to one width
-    keep = np.ones((count, width), bool) if any(padded) else None  # which bytes are frames, not padding
     matrix[:, : len(head)] = np.frombuffer(head, np.uint8)
+    ragged = []  # (where, how wide, each row's length) of the fields with padding
     at = len(head)
-    for (frames, used), ragged in zip(built, padded):
+    for (frames, used), pads in zip(built, padded):
         matrix[:, at : at + frames.shape[1]] = frames
-        if ragged and keep is not None:
-            np.less(np.arange(frames.shape[1]), used[:, None], out=keep[:, at : at + frames.shape[1]])
+        if pads:
+            ragged.append((at, frames.shape[1], used))
         at += frames.shape[1]
     matrix[:, at:] = np.frombuffer(tail, np.uint8)
-    return matrix.reshape(-1) if keep is None else matrix[keep]  # (row by row, in order: the records one after another)
+    if not ragged:
+        return matrix.reshape(-1)
+    keep = np.ones((count, width), bool)  # which bytes are frames, not padding
+    for at, wide, used in ragged:
+        np.less(np.arange(wide), used[:, None], out=keep[:, at : at + wide])
+    return matrix[keep]  # (row by row, in order: the records one after another)
 
 
 def _column_frames(values: list, np: Any) -> tuple[Any, Any] | None:
@@ -203,7 +225,7 @@ def _column_frames(values: list, np: Any) -> tuple[Any, Any] | None:
         return None
     if len(distinct) == 1:
         return _BUILDERS[kinds[0]](values, np)
-    code = {kind: number for number, kind in enumerate(distinct)}
+    code = {kind: number for number, kind in enumerate(sorted(distinct, key=_REFUSES_FIRST.index))}
     codes = np.fromiter(map(code.__getitem__, kinds), np.int8, len(kinds))
     parts = []
     for kind, number in code.items():  # a field with None (or ints among floats): each kind built alone, then placed
@@ -243,6 +265,8 @@ def _none_frames(values: list, np: Any) -> tuple[Any, Any]:
 
 def _text_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     """Each string's frame (``b"s" | length | UTF-8``) as a padded row, or None (a NUL or a long string)."""
+    if max(map(len, values)) > _WIDEST_STR:  # (as many code points or more UTF-8 bytes: none encoded in vain)
+        return None
     joined = scalarruns.str_frames(values, np)
     if joined is None:
         return None
@@ -257,6 +281,8 @@ def _text_frames(values: list, np: Any) -> tuple[Any, Any] | None:
 
 _BUILDERS: dict[type, Callable[[list, Any], tuple[Any, Any] | None]] = {
     int: _int_frames, float: _float_frames, str: _text_frames, bool: _flag_frames, type(None): _none_frames}
+_REFUSES_FIRST = [str, int, float, bool, type(None)]  # a field's kinds are built in this order: those that may
+# refuse (a long string or a NUL, an int past 64 bits) before the others are built in vain
 SCALAR_TYPES = frozenset(_BUILDERS)  # what a field (or an item of a list of scalars) may be, exactly
 
 

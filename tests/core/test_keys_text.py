@@ -205,8 +205,11 @@ def test_int_keyed_dicts_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, i
 
 def test_an_int_key_digest_is_that_of_a_sub_hasher() -> None:
     h = keys.CanonicalHasher()
-    for number in [*EDGES, -(2**63), 2**64, -(2**200), 10**40]:
-        assert h._key_digest(number) == h._sub_digest(number), number
+    numbers = [*EDGES, -(2**63), 2**64, -(2**200), 10**40]
+    for number in numbers:
+        assert h._own_digest(number) == h._sub_digest(number), number
+    many = [*numbers, *range(-1000, 1000), 0.5, -0.0, math.nan, True, None, "é", "x" * 130, "a\x00"]
+    assert h._own_digests(many) == [h._sub_digest(item) for item in many]  # in bulk, or alone where they must
 
 
 def _rows(n: int) -> list[tuple]:
@@ -283,14 +286,14 @@ def _framed_pieces_of(monkeypatch: pytest.MonkeyPatch, value) -> list:
     from persist_to_disk import records
 
     framed: list = []
-    real = records._framed_pieces
+    real = records._checked_frames
 
     def spy(*args):
-        for piece, built in real(*args):
-            framed.append(None if built is None else built[1])
-            yield piece, built
+        checked = real(*args)
+        framed.append(None if checked is None else checked[1])
+        return checked
 
-    monkeypatch.setattr(records, "_framed_pieces", spy)
+    monkeypatch.setattr(records, "_checked_frames", spy)
     keys.hash_value(value)
     return framed
 
@@ -415,7 +418,42 @@ def test_tuple_keyed_dicts_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch,
     assert _item_by_item(monkeypatch, backward) == digest
     h = keys.CanonicalHasher()
     names = list(mapping)
-    assert h._key_digests(names) == [h._sub_digest(name) for name in names]
+    assert h._own_digests(names) == [h._sub_digest(name) for name in names]
     first = names[0]
     assert keys.hash_value({**mapping, first: "other"}) != digest
     assert keys.hash_value({(*first[:-1], "changed") if k == first else k: v for k, v in mapping.items()}) != digest
+
+
+class _SortedIteration(dict):
+    """Iterates its keys sorted, while keys(), values() and items() keep insertion order."""
+
+    def __iter__(self):
+        return iter(sorted(dict.keys(self), key=str))
+
+
+class _ReversedSlices(list):
+    """Slices come back reversed; iterating and indexing are a list's."""
+
+    def __getitem__(self, index):
+        got = list.__getitem__(self, index)
+        return got[::-1] if isinstance(index, slice) else got
+
+
+@pytest.mark.parametrize("names", [[2, 1], [f"k{i:04d}" for i in range(1500)][::-1]], ids=["int keys", "1,500 str keys"])
+def test_a_mapping_keys_each_value_with_its_own_key_whatever_its_iteration_order(names: list) -> None:
+    """Keys and values are read together (items()), so a subclass iterating in another order than values()
+    neither collides with a different mapping nor parts from an equal one."""
+    forward = _SortedIteration(zip(names, range(len(names))))
+    swapped = _SortedIteration(zip(names, reversed(range(len(names)))))
+    equal = _SortedIteration(zip(reversed(names), reversed(range(len(names)))))
+    assert forward != swapped and forward == equal
+    assert keys.hash_value(forward) != keys.hash_value(swapped)
+    assert keys.hash_value(forward) == keys.hash_value(equal)
+
+
+@pytest.mark.parametrize("items", [[None if i % 2 else float(i) for i in range(600)], [[i, "v"] for i in range(600)],
+                                   [f"name {i}" for i in range(600)]], ids=["mixed scalars", "rows", "names"])
+def test_a_list_subclass_keys_by_its_items_as_iterated(monkeypatch: pytest.MonkeyPatch, items: list) -> None:
+    """The bulk paths slice; a subclass whose slicing differs from iterating keys as the walk sees it."""
+    odd = _ReversedSlices(items)
+    assert keys.hash_value(odd) == _item_by_item(monkeypatch, odd)
