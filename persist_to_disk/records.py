@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["RECORDS_MIN", "SCALARS_MIN", "SCALAR_TYPES", "feed_records", "feed_scalars", "record_digests", "scalar_digests"]
 
 RECORDS_MIN = 256  # lists of records from this many are fed in bulk
-SCALARS_MIN = 256  # lists of scalars of mixed types from this many are fed in bulk
+SCALARS_MIN = 2048  # lists of scalars of mixed types from this many are fed in bulk (numpy's set-up costs more below)
 ROWS_PER_PIECE = 1 << 14  # records framed per numpy pass, at most
 _PIECE_BYTES = 1 << 20  # records per pass: this over ~24 bytes a field (numbers' frames are 17 or 9 bytes wide;
 # text pads a field to its longest string, at most 129 bytes, so a pass of text holds up to ~5x this, three times:
@@ -281,7 +281,7 @@ def _text_frames(values: list, np: Any) -> tuple[Any, Any] | None:
 
 _BUILDERS: dict[type, Callable[[list, Any], tuple[Any, Any] | None]] = {
     int: _int_frames, float: _float_frames, str: _text_frames, bool: _flag_frames, type(None): _none_frames}
-_REFUSES_FIRST = [str, int, float, bool, type(None)]  # a field's kinds are built in this order: those that may
+_REFUSES_FIRST = [int, str, float, bool, type(None)]  # a field's kinds are built in this order: those that may
 # refuse (a long string or a NUL, an int past 64 bits) before the others are built in vain
 SCALAR_TYPES = frozenset(_BUILDERS)  # what a field (or an item of a list of scalars) may be, exactly
 

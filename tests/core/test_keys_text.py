@@ -344,16 +344,16 @@ def test_str_keyed_dicts_key_as_sorted_item_by_item(monkeypatch: pytest.MonkeyPa
 
 
 MIXED_SCALARS = {
-    "flags": [i % 3 == 0 for i in range(1000)],
-    "None among floats": [None if i % 4 == 0 else i / 7 for i in range(1000)],
-    "ints among floats": [i if i % 2 else float(i) for i in range(1000)],
-    "flags among ints (True is not 1)": [True if i == 5 else 1 for i in range(300)] + [0.5],
+    "flags": [i % 3 == 0 for i in range(3000)],
+    "None among floats": [None if i % 4 == 0 else i / 7 for i in range(3000)],
+    "ints among floats": [i if i % 2 else float(i) for i in range(3000)],
+    "flags among ints (True is not 1)": [True if i == 5 else 1 for i in range(2500)] + [0.5],
     "names with missing values": [None if i % 10 == 0 else math.nan if i % 10 == 1 else f"name {i}" for i in range(3000)],
-    "NaN, -0.0 and inf among None": [[math.nan, -math.nan, -0.0, 0.0, math.inf, None][i % 6] for i in range(600)],
-    "every scalar type": [[1, 2.5, "s", True, False, None, -(2**63) + 1, 2**63 - 1][i % 8] for i in range(800)],
-    "an int past 64 bits": [None if i % 2 else i for i in range(600)] + [2**64],
-    "a long string": [None if i % 2 else "x" * (i % 200) for i in range(600)],
-    "a string with a NUL": [None if i % 2 else "a\x00b" for i in range(600)],
+    "NaN, -0.0 and inf among None": [[math.nan, -math.nan, -0.0, 0.0, math.inf, None][i % 6] for i in range(3000)],
+    "every scalar type": [[1, 2.5, "s", True, False, None, -(2**63) + 1, 2**63 - 1][i % 8] for i in range(3200)],
+    "an int past 64 bits": [None if i % 2 else i for i in range(3000)] + [2**64],
+    "a long string": [None if i % 2 else "x" * (i % 200) for i in range(3000)],
+    "a string with a NUL": [None if i % 2 else "a\x00b" for i in range(3000)],
     "two pieces, the second walked": [None if i % 2 else float(i) for i in range(20_000)] + ["y" * 500],
 }
 
@@ -451,7 +451,7 @@ def test_a_mapping_keys_each_value_with_its_own_key_whatever_its_iteration_order
     assert keys.hash_value(forward) == keys.hash_value(equal)
 
 
-@pytest.mark.parametrize("items", [[None if i % 2 else float(i) for i in range(600)], [[i, "v"] for i in range(600)],
+@pytest.mark.parametrize("items", [[None if i % 2 else float(i) for i in range(3000)], [[i, "v"] for i in range(600)],
                                    [f"name {i}" for i in range(600)]], ids=["mixed scalars", "rows", "names"])
 def test_a_list_subclass_keys_by_its_items_as_iterated(monkeypatch: pytest.MonkeyPatch, items: list) -> None:
     """The bulk paths slice; a subclass whose slicing differs from iterating keys as the walk sees it."""
