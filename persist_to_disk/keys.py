@@ -237,7 +237,7 @@ class CanonicalHasher:
                 digests = records.record_digests(self, objs)
                 if digests is not None:
                     return digests
-            elif set(map(type, objs)) <= records.SCALAR_TYPES:
+            elif len(objs) >= records.SCALARS_MIN and set(map(type, objs)) <= records.SCALAR_TYPES:
                 return records.scalar_digests(self, objs)
         return list(map(self._own_digest, objs))
 
@@ -262,6 +262,9 @@ class CanonicalHasher:
             else:
                 order = sorted(range(len(digests)), key=digests.__getitem__)
             self.h.update(pack_len(len(order)))
+            if len(values) >= records.SCALARS_MIN and _numpy_for(len(values)) and set(map(type, values)) <= records.SCALAR_TYPES:
+                records.feed_keyed_scalars(self, digests, values, order)  # {id: name}, labels with missing ones
+                return
             for i in order:
                 self.h.update(digests[i])
                 self.feed(values[i])

@@ -28,7 +28,8 @@ from . import scalarruns
 if TYPE_CHECKING:
     from .keys import CanonicalHasher
 
-__all__ = ["RECORDS_MIN", "SCALARS_MIN", "SCALAR_TYPES", "feed_records", "feed_scalars", "record_digests", "scalar_digests"]
+__all__ = ["RECORDS_MIN", "SCALARS_MIN", "SCALAR_TYPES", "feed_keyed_scalars", "feed_records", "feed_scalars", "record_digests",
+           "scalar_digests"]
 
 RECORDS_MIN = 256  # lists of records from this many are fed in bulk
 SCALARS_MIN = 2048  # lists of scalars of mixed types from this many are fed in bulk (numpy's set-up costs more below)
@@ -82,6 +83,28 @@ def feed_scalars(h: CanonicalHasher, items: list | tuple, walk: Callable[[list |
     feeds each; a piece holding what the framing cannot take (a long string, an int past 64 bits)
     goes to ``walk``."""
     _feed_pieces(h, items, ROWS_PER_PIECE, _one_column, b"", b"", walk)
+
+
+def feed_keyed_scalars(h: CanonicalHasher, digests: list[bytes], values: list, order: list[int]) -> None:
+    """A mapping's items, in ``order``, as ``CanonicalHasher.mapping`` feeds each (its key's digest, then
+    its value), for values that are all int, float, str, bool or None (``{id: name}``, labels with
+    missing ones): digest and value frame side by side in a padded matrix, a piece at a time."""
+    np = sys.modules["numpy"]
+    keyed = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 16)
+    whole = np.full(ROWS_PER_PIECE, 16)
+    for start in range(0, len(order), ROWS_PER_PIECE):
+        part = order[start : start + ROWS_PER_PIECE]
+        piece = [values[i] for i in part]
+        built = _built_columns((piece,), np)
+        if built is not None:
+            frames = _laid_out([(keyed[part], whole[: len(part)]), *built], len(part), b"", b"", np)
+            first = digests[part[0]] + _walked(h, piece[0])
+            if bytes(frames[: len(first)]) == first:
+                h.update(frames)
+                continue
+        for i in part:
+            h.update(digests[i])
+            h.feed(values[i])
 
 
 def _feed_pieces(

@@ -147,6 +147,7 @@ def _item_by_item(monkeypatch: pytest.MonkeyPatch, value) -> str:
 
     with monkeypatch.context() as patched:
         patched.setattr(records, "RECORDS_MIN", 10**9)
+        patched.setattr(records, "SCALARS_MIN", 10**9)
         patched.setattr(scalarruns, "STR_RUN_MIN", 10**9)
         patched.setattr(scalarruns, "FLOAT_ITEMS_MIN", 10**9)
         patched.setattr(scalarruns, "INT_ITEMS_MIN", 10**9)
@@ -457,3 +458,36 @@ def test_a_list_subclass_keys_by_its_items_as_iterated(monkeypatch: pytest.Monke
     """The bulk paths slice; a subclass whose slicing differs from iterating keys as the walk sees it."""
     odd = _ReversedSlices(items)
     assert keys.hash_value(odd) == _item_by_item(monkeypatch, odd)
+
+
+SCALAR_VALUED = {
+    "{id: name}": {i * 7919 % 100_003: f"name {i}" for i in range(3000)},
+    "{id: label or None}": {i: None if i % 5 == 0 else f"label {i % 7}" for i in range(3000)},
+    "{(row, col): any scalar}": {(i // 50, i % 50): [1, 2.5, "x", None, True][i % 5] for i in range(3000)},
+    "mixed keys, flags": {**{i: i % 2 == 0 for i in range(1500)}, **{2.5 * i: False for i in range(1500)}},
+    "a long string among them": {**{i: f"v{i}" for i in range(3000)}, -1: "z" * 300},
+    "an int past 64 bits among them": {**{i: f"v{i}" for i in range(3000)}, -1: 2**64},
+}
+
+
+@pytest.mark.parametrize("mapping", SCALAR_VALUED.values(), ids=SCALAR_VALUED.keys())
+def test_dicts_of_scalar_values_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, mapping: dict) -> None:
+    """Values that are scalars of any kind go beside their keys' digests in bulk, keyed as walked one by one."""
+    digest = keys.hash_value(mapping)
+    backward = dict(reversed(list(mapping.items())))
+    assert keys.hash_value(backward) == digest
+    assert _item_by_item(monkeypatch, backward) == digest
+    first = next(iter(mapping))
+    for other in ("other", None, 0, False):
+        if type(mapping[first]) is not type(other) or mapping[first] != other:
+            assert keys.hash_value({**mapping, first: other}) != digest, other
+
+
+@pytest.mark.parametrize("name", ["{id: name}", "{id: label or None}", "{(row, col): any scalar}", "mixed keys, flags"])
+def test_dicts_of_scalar_values_go_in_bulk(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Their values are not fed one by one (each piece's first is walked, to check the framing against)."""
+    fed = []
+    real = keys.CanonicalHasher.feed
+    monkeypatch.setattr(keys.CanonicalHasher, "feed", lambda self, obj: (fed.append(obj), real(self, obj))[1])
+    keys.hash_value(SCALAR_VALUED[name])
+    assert len(fed) < 10, len(fed)
