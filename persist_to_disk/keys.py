@@ -87,10 +87,8 @@ def _sorted_if_nearly(names: list[str]) -> list[str] | None:
 
 
 def _keys_and_values(obj: Mapping) -> tuple[list, list]:
-    """A mapping's keys and values, in matching order: a dict's own, any other's from ``items()``
-    (a subclass may override ``__iter__``, ``keys()`` or ``values()`` apart from each other)."""
-    if type(obj) is dict:
-        return list(obj), list(obj.values())
+    """A mapping's keys and values, in matching order, from ``items()``: a subclass of dict (or another
+    mapping) may override ``__iter__``, ``keys()`` or ``values()`` apart from each other."""
     pairs = list(obj.items())
     return [key for key, _ in pairs], [value for _, value in pairs]
 
@@ -156,9 +154,9 @@ class CanonicalHasher:
 
     def _items(self, obj: list | tuple, all_str: bool = False) -> None:
         """``all_str``: the caller knows every item is a ``str`` (they are not checked again)."""
+        self.h.update(pack_len(len(obj)))
         if type(obj) is not list and type(obj) is not tuple:  # a subclass: its items as iterating gives them,
             obj = list(obj)  # whatever its own slicing does (the bulk paths slice)
-        self.h.update(pack_len(len(obj)))
         if len(obj) < scalarruns.STR_RUN_MIN or not _numpy_for(len(obj)):
             for item in obj:
                 self.feed(item)
@@ -232,22 +230,27 @@ class CanonicalHasher:
     def _own_digests(self, objs: list) -> list[bytes]:
         """Each one's ``_own_digest``; scalars and tuples of scalars (``{(row, column): value}``) framed in
         bulk, then one xxh3 call each."""
-        if len(objs) >= records.RECORDS_MIN and _numpy_for(len(objs)):
-            if type(objs[0]) is tuple:
-                digests = records.record_digests(self, objs)
-                if digests is not None:
-                    return digests
-            elif len(objs) >= records.SCALARS_MIN and set(map(type, objs)) <= records.SCALAR_TYPES:
+        if len(objs) >= records.RECORDS_MIN and type(objs[0]) is tuple and _numpy_for(len(objs)):
+            digests = records.record_digests(self, objs)
+            if digests is not None:
+                return digests
+        elif len(objs) >= records.SCALARS_MIN and _numpy_for(len(objs)):
+            kinds = set(map(type, objs))
+            if kinds <= records.SCALAR_TYPES and kinds != {str}:  # (a str's own digest is quick already)
                 return records.scalar_digests(self, objs)
         return list(map(self._own_digest, objs))
 
     def mapping(self, tag: bytes, obj: Mapping) -> None:
-        names, values = _keys_and_values(obj)
+        if type(obj) is dict:
+            names, known = list(obj), None  # (its values are read as they are needed)
+        else:
+            names, known = _keys_and_values(obj)
         if names and list(map(type, names)).count(str) == len(names):
-            self.container(tag + b"s", obj, lambda: self._str_keyed_items(names, values, obj))
+            self.container(tag + b"s", obj, lambda: self._str_keyed_items(names, known, obj))
             return
 
         def items() -> None:
+            values = known if known is not None else list(obj.values())
             digests = self._own_digests(names)
             if len(digests) >= min(scalarruns.FLOAT_ITEMS_MIN, scalarruns.INT_ITEMS_MIN) and _numpy_for(len(digests)):
                 kinds = list(map(type, values))
@@ -271,25 +274,33 @@ class CanonicalHasher:
 
         self.container(tag, obj, items)
 
-    def _str_keyed_items(self, names: list[str], values: list, obj: Mapping) -> None:
+    def _str_keyed_items(self, names: list[str], values: list | None, obj: Mapping) -> None:
         """A mapping whose keys are all ``str`` (kwargs, configs, {name: score}): its keys sorted, as one
-        list, then its values in that order, as another: both then hash in bulk."""
+        list, then its values in that order, as another: both then hash in bulk. ``values``: None for a
+        ``dict``'s own (looked up in it), else read with the names from ``items()``."""
+        order: list[int] | None = None
         if len(names) < scalarruns.SORT_MIN or not _numpy_for(len(names)):
-            order: list[int] | None = sorted(range(len(names)), key=names.__getitem__)  # the keys all differ
+            if values is None:  # the usual small dict (kwargs, a config): its names sorted, each looked up
+                names = sorted(names)
+                values = list(map(obj.__getitem__, names))
+            else:
+                order = sorted(range(len(names)), key=names.__getitem__)  # the keys all differ
         else:
             if type(obj) is dict:  # (a subclass's own __getitem__ may not give what values() does)
                 ordered = _sorted_if_nearly(names)
             else:
                 ordered = names if all(map(operator.le, names, names[1:])) else None
-            order = None
             if ordered is not None and ordered is not names:  # big mappings often come in order already
                 names, values = ordered, list(map(obj.__getitem__, ordered))
-            elif ordered is None:
-                order = scalarruns.str_order(names)
-                if order is None:
-                    order = sorted(range(len(names)), key=names.__getitem__)
-        if order is not None:
-            names, values = [names[i] for i in order], [values[i] for i in order]
+            else:
+                values = values if values is not None else list(obj.values())
+                if ordered is None:
+                    order = scalarruns.str_order(names)
+                    if order is None:
+                        order = sorted(range(len(names)), key=names.__getitem__)
+        if order is not None and len(order) > 1:
+            take = operator.itemgetter(*order)  # (quicker than a comprehension: ~23 vs ~34 ms for 200k keys)
+            names, values = list(take(names)), list(take(values))
         for made_here, all_str in ((names, True), (values, False)):  # as sequence(b"l", ...) frames them
             self.h.update(_LIST_HEAD)  # (lists made here are in no cycle)
             self._items(made_here, all_str)

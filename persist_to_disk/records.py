@@ -1,4 +1,4 @@
-"""Lists of records, and lists of mixed scalars, hashed in bulk by numpy.
+"""Lists of records, lists of mixed scalars and dicts of scalars hashed in bulk by numpy.
 
 Rows from a database cursor, ``csv.reader`` or a JSON list of objects or arrays: a key walk pays
 ~2 µs of Python per row. Here each field's frames are built a column at a time, laid side by side
@@ -7,9 +7,10 @@ the padding dropped, so the bytes are exactly those of feeding each record on it
 depend on which way a list went. Only records of one shape go this way: tuples (or lists) of one
 length, or dicts whose keys are all exactly ``str`` and the same, in one order, with scalar fields
 (int, float, str, bool, None). A list of such scalars of mixed types (None among floats, flags,
-names with missing values) is one column of the same framing. Each piece is checked against the
-walk on its first item; a piece with anything else (a nested value, an int past 64 bits, a long
-string) is walked item by item.
+names with missing values) is one column of the same framing, and so are a dict's scalar values
+(each beside its key's digest) and its scalar or tuple keys (then digested one xxh3 call each).
+Each piece is checked against the walk on its first item; a piece with anything else (a nested
+value, an int past 64 bits, a long string or a NUL) is walked item by item.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["RECORDS_MIN", "SCALARS_MIN", "SCALAR_TYPES", "feed_keyed_scalars", "feed_records", "feed_scalars", "record_digests",
            "scalar_digests"]
 
-RECORDS_MIN = 256  # lists of records from this many are fed in bulk
-SCALARS_MIN = 2048  # lists of scalars of mixed types from this many are fed in bulk (numpy's set-up costs more below)
+RECORDS_MIN = 256  # lists of records, and dicts' tuple keys, from this many go in bulk
+SCALARS_MIN = 2048  # lists of mixed scalars, dicts' scalar keys and values, sets, from this many go in bulk
+# (numpy's set-up costs more than it saves below)
 ROWS_PER_PIECE = 1 << 14  # records framed per numpy pass, at most
 _PIECE_BYTES = 1 << 20  # records per pass: this over ~24 bytes a field (numbers' frames are 17 or 9 bytes wide;
 # text pads a field to its longest string, at most 129 bytes, so a pass of text holds up to ~5x this, three times:
@@ -80,8 +82,8 @@ def scalar_digests(h: CanonicalHasher, items: list | tuple) -> list[bytes]:
 
 def feed_scalars(h: CanonicalHasher, items: list | tuple, walk: Callable[[list | tuple], None]) -> None:
     """Feed ``items``, each an int, float, str, bool or None (of several of these types), as ``h.feed``
-    feeds each; a piece holding what the framing cannot take (a long string, an int past 64 bits)
-    goes to ``walk``."""
+    feeds each; a piece the framing cannot take (a long string, a NUL, an int past 64 bits, anything
+    else) goes to ``walk``."""
     _feed_pieces(h, items, ROWS_PER_PIECE, _one_column, b"", b"", walk)
 
 

@@ -47,7 +47,8 @@ def feed_in_pieces(
     h: CanonicalHasher, items: Any, step: int, framed: Callable[[Any], Any], walk: Callable[[Any], Any] | None = None
 ) -> None:
     """``items`` fed ``step`` at a time, each piece as the bytes ``framed`` builds for it, or where it
-    cannot (``None``: a string holding a NUL, an int past 64 bits) through ``walk`` (item by item)."""
+    cannot (``None``: a NUL, an int past 64 bits, whatever the framing refuses) through ``walk``
+    (by default item by item)."""
     for start in range(0, len(items), step):
         part = items[start : start + step]
         frames = framed(part)
