@@ -155,6 +155,15 @@ def _item_by_item(monkeypatch: pytest.MonkeyPatch, value) -> str:
         return keys.hash_value(value)
 
 
+def _keyed_alike_in_any_order(monkeypatch: pytest.MonkeyPatch, mapping: dict) -> str:
+    """The mapping's digest, after checking it in reverse insertion order, in bulk and item by item."""
+    digest = keys.hash_value(mapping)
+    backward = dict(reversed(list(mapping.items())))
+    assert keys.hash_value(backward) == digest
+    assert _item_by_item(monkeypatch, backward) == digest
+    return digest
+
+
 def test_a_dict_of_floats_hashes_as_item_by_item(monkeypatch: pytest.MonkeyPatch) -> None:
     scores = {f"run{i}": float(i) / 7 for i in range(500)}
     scores.update({"nan": math.nan, "negative nan": -math.nan, "zero": 0.0, "minus zero": -0.0, "inf": math.inf})
@@ -413,10 +422,7 @@ TUPLE_KEYED = {
 @pytest.mark.parametrize("mapping", TUPLE_KEYED.values(), ids=TUPLE_KEYED.keys())
 def test_tuple_keyed_dicts_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, mapping: dict) -> None:
     """{(row, column): value}: the tuple keys framed in bulk, each digested alone; in any insertion order."""
-    digest = keys.hash_value(mapping)
-    backward = dict(reversed(list(mapping.items())))
-    assert keys.hash_value(backward) == digest
-    assert _item_by_item(monkeypatch, backward) == digest
+    digest = _keyed_alike_in_any_order(monkeypatch, mapping)
     h = keys.CanonicalHasher()
     names = list(mapping)
     assert h._own_digests(names) == [h._sub_digest(name) for name in names]
@@ -473,10 +479,7 @@ SCALAR_VALUED = {
 @pytest.mark.parametrize("mapping", SCALAR_VALUED.values(), ids=SCALAR_VALUED.keys())
 def test_dicts_of_scalar_values_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, mapping: dict) -> None:
     """Values that are scalars of any kind go beside their keys' digests in bulk, keyed as walked one by one."""
-    digest = keys.hash_value(mapping)
-    backward = dict(reversed(list(mapping.items())))
-    assert keys.hash_value(backward) == digest
-    assert _item_by_item(monkeypatch, backward) == digest
+    digest = _keyed_alike_in_any_order(monkeypatch, mapping)
     first = next(iter(mapping))
     for other in ("other", None, 0, False):
         if type(mapping[first]) is not type(other) or mapping[first] != other:
