@@ -40,6 +40,7 @@ __all__ = [
     "feed_pandas",
     "feed_torch",
     "hashing_pool",
+    "holds_nan",
     "in_parallel",
     "qualified_name",
 ]
@@ -79,8 +80,12 @@ def feed_numpy(h: CanonicalHasher, obj: Any) -> bool:
     return False
 
 
-def feed_ndarray(h: CanonicalHasher, arr: Any) -> None:
-    """dtype, shape and the values in C order, straight from the buffer."""
+def feed_ndarray(h: CanonicalHasher, arr: Any, *, nans_checked_apart: bool = False) -> None:
+    """dtype, shape and the values in C order, straight from the buffer.
+
+    ``nans_checked_apart``: contiguous floats below TREE_MIN_BYTES are fed as they are, without a
+    look for NaNs; the caller has one running (:func:`holds_nan`) and, should it find a NaN,
+    rewinds and feeds the array again without this."""
     np = sys.modules["numpy"]
     if type(arr) is not np.ndarray:  # subclasses (matrix, masked) keep their class and state
         h.tag(b"X", qualified_name(type(arr)).encode())
@@ -94,6 +99,9 @@ def feed_ndarray(h: CanonicalHasher, arr: Any) -> None:
         h.sequence(b"l", arr.ravel(order="C").tolist())
         return
     if arr.size == 0:
+        return
+    if nans_checked_apart and arr.flags.c_contiguous and arr.nbytes < TREE_MIN_BYTES:
+        h.update(_bytes_of(arr.reshape(-1), np))
         return
     if arr.nbytes <= FLOAT_CHUNK_BYTES and arr.flags.c_contiguous:  # the usual small argument, in one piece
         h.update(_bytes_of(_nan_canonical(arr.reshape(-1), np), np))
@@ -122,7 +130,7 @@ def _feed_floats_overlapped(h: CanonicalHasher, flat: Any, np: Any) -> None:
     (in turns, as ``_c_order_chunks`` does them, it is ~1.3x xxh3 alone); in the rare array with a NaN the
     stream is rewound and the values fed with their NaNs made canonical."""
     try:
-        has_nan = hashing_pool().submit(_holds_nan, flat) if HASHING_THREADS > 1 else None
+        has_nan = hashing_pool().submit(holds_nan, flat) if HASHING_THREADS > 1 else None
     except RuntimeError:  # the interpreter is shutting down: no new threads
         has_nan = None
     if has_nan is not None:
@@ -135,7 +143,8 @@ def _feed_floats_overlapped(h: CanonicalHasher, flat: Any, np: Any) -> None:
         h.update(_bytes_of(_nan_canonical(chunk, np), np))
 
 
-def _holds_nan(flat: Any) -> bool:
+def holds_nan(flat: Any) -> bool:
+    """Whether a non-empty contiguous array of floats or complex numbers holds a NaN (one pass, no copy)."""
     np = sys.modules["numpy"]
     values = flat.view(flat.real.dtype) if flat.dtype.kind == "c" else flat
     return bool(np.isnan(np.minimum.reduce(values)))

@@ -274,3 +274,63 @@ def test_a_categorical_keys_as_counted_whether_its_ranks_are_all_found_or_not(
         assert out.returncode == 0, out.stderr
         counted = keys.hash_value(pl.Series("c", names, dtype=pl.Categorical))
         assert out.stdout.split() == [counted, f"[{found}]"], case
+
+
+def _wide_frame(rows: int = 50_000) -> dict[str, list]:
+    """Float columns past OVERLAP_MIN_BYTES in all, short text, a categorical, and columns with nulls."""
+    return {
+        "a": [i / 7 for i in range(rows)],
+        "b": [i / 11 for i in range(rows)],
+        "c": [i / 13 for i in range(rows)],
+        "name": [f"n{i % 997}" for i in range(rows)],
+        "kind": pl.Series([f"k{i % 31}" for i in range(rows)], dtype=pl.Categorical),
+        "note": [f"x{i}" if i % 9 else None for i in range(rows)],
+        "score": [i / 3 if i % 5 else None for i in range(rows)],
+        "d": [i / 17 for i in range(rows)],
+    }
+
+
+def test_a_wide_frame_keys_the_same_with_its_columns_looked_at_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large frame's float and short text columns are fed as they are while another thread looks for
+    a NaN or a long string (and works out a categorical's ranks); when it finds one, the stream goes back
+    to that column. The key is the one hashing each column the usual way gives, every NaN the same."""
+    import numpy as np
+
+    from persist_to_disk import arrays, polarsframes
+
+    base = _wide_frame()
+    nan_at = len(base["b"]) - 3
+    odd_nan = float(np.frombuffer(b"\x01\x00\x00\x00\x00\x00\xf8\xff", "<f8")[0])  # sign set, a payload
+    long_at = len(base["name"]) - 10  # past the sample the choice of way looks at
+    frames = {
+        "plain": base,
+        "a NaN in the second float column": {**base, "b": [*base["b"][:nan_at], float("nan"), *base["b"][nan_at + 1 :]]},
+        "another NaN there": {**base, "b": [*base["b"][:nan_at], odd_nan, *base["b"][nan_at + 1 :]]},
+        "a long string late": {**base, "name": [*base["name"][:long_at], "a string of 23 bytes...", *base["name"][long_at + 1 :]]},
+    }
+    frames["both"] = {**frames["a long string late"], "d": [float("nan"), *base["d"][1:]]}
+    built = {what: pl.DataFrame(columns) for what, columns in frames.items()}
+    assert sum(built["plain"][c].to_numpy().nbytes for c in "abcd") >= arrays.OVERLAP_MIN_BYTES
+
+    looks, usual = [], []
+    look_ahead, feed_column = polarsframes._look_ahead, polarsframes._feed_polars_column
+    monkeypatch.setattr(polarsframes, "_look_ahead", lambda jobs: looks.append(look_ahead(jobs)) or looks[-1])
+    monkeypatch.setattr(polarsframes, "_feed_polars_column", lambda h, c, pl: usual.append(c.name) or feed_column(h, c, pl))
+    ahead = {}
+    for what, frame in built.items():
+        ahead[what] = keys.hash_value(frame)
+        usual.append(what)
+    assert len(looks) == len(built) and None not in looks
+    back_to_b, back_to_name = ["b", "c", "name", "kind", "note", "score", "d"], ["name", "kind", "note", "score", "d"]
+    assert usual == [  # columns fed the usual way: those with nulls, then all from the first one looked at wrong
+        "note", "score", "plain",
+        "note", "score", *back_to_b, "a NaN in the second float column",
+        "note", "score", *back_to_b, "another NaN there",
+        "note", "score", *back_to_name, "a long string late",
+        "note", "score", *back_to_name, "both",
+    ]
+
+    monkeypatch.setattr(arrays, "HASHING_THREADS", 1)  # no thread to look ahead: each column the usual way
+    assert {what: keys.hash_value(frame) for what, frame in built.items()} == ahead
+    assert ahead["a NaN in the second float column"] == ahead["another NaN there"]
+    assert len(set(ahead.values())) == len(ahead) - 1
