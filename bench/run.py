@@ -54,6 +54,7 @@ P = {
     "g_small": 1000,
     "h_cost_s": 1.0,
     "i_repeats": 3,
+    "i_polars_repeats": 21,  # a polars hit takes milliseconds: more of them, each beside a pass of the floor
     "j_repeats": 3,
     "j_store_rounds": 5,  # j's stores: one process per peer per round, the peers interleaved (as e's)
     "k_repeats": 3,
@@ -494,7 +495,8 @@ def scen_single(*phases: str):
         try:
             out: dict = {}
             for phase in phases:
-                part = run_phase(peer, phase, s, {"repeats": P[f"{phases[0]}_repeats"]})
+                params = {"repeats": P[f"{phases[0]}_repeats"], "polars_repeats": P["i_polars_repeats"]}
+                part = run_phase(peer, phase, s, params)
                 if "failed" in part:
                     return part
                 out.update(part)

@@ -265,33 +265,54 @@ def phase_i(ad, p):  # a DataFrame with text columns as argument: hits dominated
     longer = text.with_columns(pl.col("name", "note").str.replace("item-", "a longer item name "))  # > 12 bytes
     frames = (("polars_text", text), ("polars_long_text", longer), ("polars_numbers", pl.from_pandas(df.iloc[:, :12])))
     for label, frame in frames:
-        _, hits = _hash_hits(fn, frame, workloads.polars_total(frame), p["repeats"])
-        floor, convert = _polars_buffer_floor(frame, p["repeats"])
-        size = frame.estimated_size() / MB
-        out[label] = {"mb": size, "hash_mb_s": size / float(np.median(hits)),
-                      "xxh3_mb_s": size / floor, "to_arrow_s": convert}
+        out[label] = _polars_hits(fn, frame, p.get("polars_repeats", p["repeats"]))
     return out
 
 
-def _polars_buffer_floor(frame, repeats) -> tuple[float, float]:
-    """(seconds to xxh3 every buffer of the frame's columns, seconds to convert its text to Arrow first):
-    polars keeps text as string views, so Arrow's offsets and bytes are the nearest contiguous buffers."""
+def _polars_hits(fn, frame, repeats) -> dict:
+    """Hits on a polars frame, each beside a pass of the floor (xxh3 over every buffer of its columns; which
+    goes first alternates, as the second finds the frame in the CPU cache), then the time to convert its
+    text to Arrow. polars keeps text as string views: Arrow's offsets and bytes are the nearest
+    contiguous buffers."""
     import xxhash
 
+    expect = workloads.polars_total(frame)
+    assert fn(frame) == expect  # the miss
     arrow = [column.to_arrow() for column in frame.get_columns()]
     buffers = [b for a in arrow for chunk in getattr(a, "chunks", [a]) for b in _arrow_buffers(chunk) if b]
-    hashes, converts = [], []
-    for _ in range(repeats):
+
+    def hit() -> float:
+        t0 = perf()
+        r = fn(frame)
+        took = perf() - t0
+        assert r == expect
+        return took
+
+    def floor() -> float:
         t0 = perf()
         for b in buffers:
             xxhash.xxh3_128(memoryview(b)).digest()
-        hashes.append(perf() - t0)
+        return perf() - t0
+
+    hits: list[float] = []
+    floors: list[float] = []
+    while len(hits) < repeats and not (len(hits) >= 3 and sum(hits) > 1.0):  # a slow peer: three will do
+        if len(hits) % 2:
+            floors.append(floor())
+            hits.append(hit())
+        else:
+            hits.append(hit())
+            floors.append(floor())
+    converts = []
+    for _ in range(3):
         t0 = perf()
         for column in frame.get_columns():
             if not column.dtype.is_numeric():
                 column.to_arrow()
         converts.append(perf() - t0)
-    return float(np.median(hashes)), float(np.median(converts))
+    size = frame.estimated_size() / MB
+    return {"mb": size, "hash_mb_s": size / float(np.median(hits)), "xxh3_mb_s": size / float(np.median(floors)),
+            "to_arrow_s": float(np.median(converts)), "repeats": len(hits)}
 
 
 def _arrow_buffers(chunk) -> list:
