@@ -6,7 +6,8 @@ in a padded matrix (one row per record, the constant head and tail of a record a
 the padding dropped, so the bytes are exactly those of feeding each record on its own: keys do not
 depend on which way a list went. Only records of one shape go this way: tuples (or lists) of one
 length, or dicts whose keys are all exactly ``str`` and the same, in one order, with scalar fields
-(int, float, str, bool, None). A list of such scalars of mixed types (None among floats, flags,
+(int, float, str, bool, None; a field may also be pandas Timestamps of one unit without a zone, framed
+by their reduction). A list of such scalars of mixed types (None among floats, flags,
 names with missing values) is one column of the same framing, and so are a dict's scalar values
 (each beside its key's digest) and its scalar or tuple keys (then digested one xxh3 call each).
 Each piece is checked against the walk on its first item; a piece with anything else (a nested
@@ -246,8 +247,8 @@ def _column_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     """One field of every record: each value's frame as a row of a padded matrix, and its length."""
     kinds = list(map(type, values))
     distinct = set(kinds)
-    if not distinct <= SCALAR_TYPES:  # a nested or other value: walked
-        return None
+    if not distinct <= SCALAR_TYPES:  # a nested or other value: walked, but for a column of pandas Timestamps
+        return _timestamp_frames(values, np) if len(distinct) == 1 and _is_timestamp(kinds[0]) else None
     if len(distinct) == 1:
         return _BUILDERS[kinds[0]](values, np)
     code = {kind: number for number, kind in enumerate(sorted(distinct, key=_REFUSES_FIRST.index))}
@@ -304,6 +305,49 @@ def _text_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     return matrix, used
 
 
+def _is_timestamp(kind: type) -> bool:
+    pd = sys.modules.get("pandas")
+    return pd is not None and kind is pd.Timestamp
+
+
+def _timestamp_frames(values: list, np: Any) -> tuple[Any, Any] | None:
+    """pandas Timestamps of one unit without a zone (a MultiIndex's dates, a groupby's keys) as the walk
+    feeds them, by their reduction: the same bytes before and after each one's value as an int. Those
+    bytes are taken from the walk of the first and checked on the walk of the last (None: walked)."""
+    first, last = values[0], values[-1]
+    unit = getattr(first, "unit", None)
+    try:
+        if unit is None or [v.unit for v in values].count(unit) != len(values):
+            return None
+        if [v.tzinfo for v in values].count(None) != len(values):
+            return None
+        numbers = np.fromiter([v._value for v in values], np.int64, len(values))  # (in the unit's ticks, as reduced)
+    except AttributeError:  # a pandas before 2.0
+        return None
+    frames, used = scalarruns.int_frames(numbers, np)
+    walked = _walked_alone(first)
+    value = bytes(frames[0, : used[0]])
+    at = walked.find(value)
+    if at < 0:
+        return None
+    head, tail = walked[:at], walked[at + len(value) :]
+    if head + bytes(frames[-1, : used[-1]]) + tail != _walked_alone(last):
+        return None
+    widest = int(used.max())
+    one_width = int(used.min()) == widest
+    if one_width:  # values of one width (dates of one era): no padding
+        frames = frames[:, :widest]
+    matrix = np.zeros((len(values), len(head) + frames.shape[1] + len(tail)), np.uint8)
+    matrix[:, : len(head)] = np.frombuffer(head, np.uint8)
+    matrix[:, len(head) : len(head) + frames.shape[1]] = frames
+    if one_width:
+        matrix[:, len(head) + widest :] = np.frombuffer(tail, np.uint8)
+    elif tail:  # right after each value's own bytes (the padding then follows it)
+        columns = len(head) + used[:, None] + np.arange(len(tail))
+        matrix[np.arange(len(values))[:, None], columns] = np.frombuffer(tail, np.uint8)
+    return matrix, len(head) + used + len(tail)
+
+
 _BUILDERS: dict[type, Callable[[list, Any], tuple[Any, Any] | None]] = {
     int: _int_frames, float: _float_frames, str: _text_frames, bool: _flag_frames, type(None): _none_frames}
 _REFUSES_FIRST = [int, str, float, bool, type(None)]  # a field's kinds are built in this order: those that may
@@ -317,6 +361,15 @@ def _walked(h: CanonicalHasher, row: Any) -> bytes:
     walker = type(h)(recorder, code_of=h.code_of)  # type: ignore[arg-type]
     walker._active = h._active  # (the containers being walked: a back-reference is framed as the walk frames it)
     walker.feed(row)
+    return b"".join(recorder.parts)
+
+
+def _walked_alone(value: Any) -> bytes:
+    """The bytes the walk feeds for a value that holds no container of the caller's (a Timestamp)."""
+    from .keys import CanonicalHasher  # (keys imports this module)
+
+    recorder = _Recorder()
+    CanonicalHasher(recorder).feed(value)  # type: ignore[arg-type]
     return b"".join(recorder.parts)
 
 

@@ -494,3 +494,41 @@ def test_dicts_of_scalar_values_go_in_bulk(monkeypatch: pytest.MonkeyPatch, name
     monkeypatch.setattr(keys.CanonicalHasher, "feed", lambda self, obj: (fed.append(obj), real(self, obj))[1])
     keys.hash_value(SCALAR_VALUED[name])
     assert len(fed) < 10, len(fed)
+
+
+def _stamped_values() -> dict:
+    """Values holding pandas Timestamps as a groupby or a MultiIndex gives them (and the kinds walked instead)."""
+    import pandas as pd
+
+    days = list(pd.date_range("2024-01-01", periods=400))
+    widths = [pd.Timestamp(v) for v in [3, -300, 2**40, -(2**62), 2**62, 70_000] * 60]  # frames of 2 to 8 bytes
+    seconds = [pd.Timestamp("2024-03-01").as_unit("s") + pd.Timedelta(i, "s") for i in range(400)]
+    return {
+        "a MultiIndex frame": pd.DataFrame({"x": range(400)}, index=pd.MultiIndex.from_arrays([days, [f"s{i % 9}" for i in range(400)]])),
+        "rows with a date": [(f"s{i % 9}", day, i / 3) for i, day in enumerate(days)],
+        "dates of many widths": [(stamp, i) for i, stamp in enumerate(widths)],
+        "a dict keyed by (date, id)": {(day, i): i for i, day in enumerate(days)},
+        "dates in seconds": [(stamp, "x") for stamp in seconds],
+        "units mixed (walked)": [(stamp.as_unit("ms") if i % 7 else stamp, "x") for i, stamp in enumerate(seconds)],
+        "zoned (walked)": [(stamp, "x") for stamp in pd.date_range("2024-01-01", periods=400, tz="Europe/Paris")],
+        "NaT among them (walked)": [(pd.NaT if i == 200 else day, i) for i, day in enumerate(days)],
+    }
+
+
+@pytest.mark.parametrize("name", list(_stamped_values()))
+def test_pandas_timestamps_in_records_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A date field (a MultiIndex's level, a groupby's key) is framed in bulk as its reduction would be
+    walked, ~20x faster; dates of several units, with a zone, or NaT among them are walked: the same key."""
+    value = _stamped_values()[name]
+    framed = _framed_pieces_of(monkeypatch, value)
+    assert framed and any(frames is None for frames in framed) == name.endswith("(walked)")
+    bulk = keys.hash_value(value)
+    assert _item_by_item(monkeypatch, value) == bulk
+    changed = _stamped_values()[name]
+    if isinstance(changed, dict):
+        changed[next(iter(changed))] = -1
+    elif isinstance(changed, list):
+        changed[-1] = (changed[-1][0], "other")
+    else:
+        changed.iloc[-1, 0] = -1
+    assert keys.hash_value(changed) != bulk
