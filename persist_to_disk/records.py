@@ -6,8 +6,8 @@ in a padded matrix (one row per record, the constant head and tail of a record a
 the padding dropped, so the bytes are exactly those of feeding each record on its own: keys do not
 depend on which way a list went. Only records of one shape go this way: tuples (or lists) of one
 length, or dicts whose keys are all exactly ``str`` and the same, in one order, with scalar fields
-(int, float, str, bool, None; a field may also be pandas Timestamps of one unit without a zone, framed
-by their reduction). A list of such scalars of mixed types (None among floats, flags,
+(int, float, str, bool, None, ``datetime.date``, zone-less ``datetime``; a field may also be pandas
+Timestamps of one unit without a zone, framed by their reduction). A list of such scalars of mixed types (None among floats, flags,
 names with missing values) is one column of the same framing, and so are a dict's scalar values
 (each beside its key's digest) and its scalar or tuple keys (then digested one xxh3 call each).
 Each piece is checked against the walk on its first item; a piece with anything else (a nested
@@ -16,6 +16,7 @@ value, an int past 64 bits, a long string or a NUL) is walked item by item.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import operator
 import struct
@@ -348,10 +349,31 @@ def _timestamp_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     return matrix, len(head) + used + len(tail)
 
 
+def _date_frames(values: list, np: Any) -> tuple[Any, Any] | None:
+    """``datetime.date``s as the walk frames them: ``b"a" | length | isoformat``, a str's frame but for its tag."""
+    return _tagged_text_frames([value.isoformat() for value in values], ord("a"), np)
+
+
+def _datetime_frames(values: list, np: Any) -> tuple[Any, Any] | None:
+    """``datetime.datetime``s without a zone as the walk frames them (``b"D" | length | isoformat``); None for
+    any with a zone (the walk adds it and its fold)."""
+    if [value.tzinfo for value in values].count(None) != len(values):
+        return None
+    return _tagged_text_frames([value.isoformat() for value in values], ord("D"), np)
+
+
+def _tagged_text_frames(texts: list[str], tag: int, np: Any) -> tuple[Any, Any] | None:
+    built = _text_frames(texts, np)
+    if built is not None:
+        built[0][:, 0] = tag
+    return built
+
+
 _BUILDERS: dict[type, Callable[[list, Any], tuple[Any, Any] | None]] = {
-    int: _int_frames, float: _float_frames, str: _text_frames, bool: _flag_frames, type(None): _none_frames}
-_REFUSES_FIRST = [int, str, float, bool, type(None)]  # a field's kinds are built in this order: those that may
-# refuse (a long string or a NUL, an int past 64 bits) before the others are built in vain
+    int: _int_frames, float: _float_frames, str: _text_frames, bool: _flag_frames, type(None): _none_frames,
+    dt.date: _date_frames, dt.datetime: _datetime_frames}
+_REFUSES_FIRST = [int, dt.datetime, str, dt.date, float, bool, type(None)]  # a field's kinds are built in this order:
+# those that may refuse (a zone, a long string or a NUL, an int past 64 bits) before the others are built in vain
 SCALAR_TYPES = frozenset(_BUILDERS)  # what a field (or an item of a list of scalars) may be, exactly
 
 

@@ -532,3 +532,48 @@ def test_pandas_timestamps_in_records_hash_as_item_by_item(monkeypatch: pytest.M
     else:
         changed.iloc[-1, 0] = -1
     assert keys.hash_value(changed) != bulk
+
+
+def _dated_values() -> dict:
+    """Dates and times as a database cursor or a parser gives them, and those walked instead."""
+    import datetime as dt
+
+    days = [dt.date(1999, 12, 31) + dt.timedelta(days=i * 37) for i in range(3000)]
+    moments = [dt.datetime(2024, 3, 1, 9) + dt.timedelta(seconds=i * 61, microseconds=i % 3) for i in range(3000)]
+    return {
+        "rows from a cursor": [(i, f"n{i % 7}", day, moment) for i, (day, moment) in enumerate(zip(days, moments))],
+        "dates with missing ones": [None if i % 10 == 0 else day for i, day in enumerate(days)],
+        "times, one of year 1": [dt.datetime(1, 1, 1), *moments[1:]],
+        "a dict keyed by date": {day: i for i, day in enumerate(days)},
+        "a dict valued by times": {i: moment for i, moment in enumerate(moments)},
+        "a set of times": set(moments),
+        "rows with a zoned time (walked)": [(i, moment.replace(tzinfo=dt.timezone.utc) if i == 2000 else moment)
+                                            for i, moment in enumerate(moments)],
+    }
+
+
+@pytest.mark.parametrize("name", list(_dated_values()))
+def test_dates_and_times_hash_as_item_by_item(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """``datetime.date`` and zone-less ``datetime`` values are framed in bulk as the walk frames them (their
+    isoformat under their own tag), ~3x faster for a cursor's rows; a piece with a zoned time is walked."""
+    import datetime as dt
+
+    from persist_to_disk import records
+
+    value = _dated_values()[name]
+    built: list = []
+    for kind in (dt.date, dt.datetime):
+        real = records._BUILDERS[kind]
+        monkeypatch.setitem(records._BUILDERS, kind, lambda values, np, real=real: built.append(real(values, np)) or built[-1])
+    bulk = keys.hash_value(value)
+    assert built and any(frames is None for frames in built) == name.endswith("(walked)")
+    monkeypatch.undo()
+    assert _item_by_item(monkeypatch, value) == bulk
+    changed = _dated_values()[name]
+    if isinstance(changed, dict):
+        changed[next(iter(changed))] = dt.date(2000, 1, 1)
+    elif isinstance(changed, set):
+        changed.add(dt.datetime(1970, 1, 1, 0, 0, 1))
+    else:
+        changed[len(changed) // 2] = dt.date(2000, 1, 2)
+    assert keys.hash_value(changed) != bulk
