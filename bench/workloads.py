@@ -7,6 +7,7 @@ a function's module and name are what joblib and cachier key on.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 
@@ -150,7 +151,23 @@ def real_data() -> dict:
         "flags": [i % 3 == 0 for i in range(n)],
         "cells (tuple keys)": {(i // 500, i % 500): i / 9 for i in range(n)},
         "set of names": {f"user-{i * 7919 % 1_000_003}" for i in range(n)},
+        "cursor rows with dates": [(i, f"name {i % 5000}", _DAY + dt.timedelta(days=i % 900), _DAY_START + dt.timedelta(seconds=i))
+                                   for i in range(n)],
+        "groupby by (date, store)": _sales_by_day_and_store(n),
     }
+
+
+_DAY = dt.date(2024, 1, 1)
+_DAY_START = dt.datetime(2024, 1, 1, 9)
+
+
+def _sales_by_day_and_store(n: int):
+    """A groupby's result: a frame indexed by (date, store), a MultiIndex with a datetime level."""
+    import pandas as pd
+
+    days, stores = pd.date_range("2024-01-01", periods=n // 500), [f"store {i}" for i in range(500)]
+    index = pd.MultiIndex.from_product([days, stores], names=["day", "store"])
+    return pd.DataFrame({"sales": np.arange(len(index)) / 7}, index=index)
 
 
 def score_count(d):
