@@ -83,9 +83,9 @@ def feed_numpy(h: CanonicalHasher, obj: Any) -> bool:
 def feed_ndarray(h: CanonicalHasher, arr: Any, *, nans_checked_apart: bool = False) -> None:
     """dtype, shape and the values in C order, straight from the buffer.
 
-    ``nans_checked_apart``: contiguous floats below TREE_MIN_BYTES are fed as they are, without a
-    look for NaNs; the caller has one running (:func:`holds_nan`) and, should it find a NaN,
-    rewinds and feeds the array again without this."""
+    ``nans_checked_apart``: a C-contiguous array below TREE_MIN_BYTES is fed as it is, without a
+    look for NaNs in its floats; the caller has one running (:func:`holds_nan`) and, should it find
+    a NaN, rewinds and feeds the array again without this."""
     np = sys.modules["numpy"]
     if type(arr) is not np.ndarray:  # subclasses (matrix, masked) keep their class and state
         h.tag(b"X", qualified_name(type(arr)).encode())

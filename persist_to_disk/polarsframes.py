@@ -8,7 +8,7 @@ them. Equal frames key equal whatever their chunking, in every process, on older
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import importlib.util
 import sys
 from concurrent.futures import Future
@@ -43,7 +43,7 @@ def feed_polars(h: CanonicalHasher, obj: Any) -> bool:
     if isinstance(obj, pl.Series) and _polars_supported(obj):
         h.tag(b"L", b"polars.Series")
         h.feed(obj.name)
-        _feed_polars_column(h, obj, pl)
+        _feed_polars_columns(h, [obj], pl)
         return True
     return False
 
@@ -66,40 +66,62 @@ def _importable(name: str) -> bool:
 
 
 def _feed_polars_columns(h: CanonicalHasher, columns: list[Any], pl: Any) -> None:
-    """A frame's columns, in order, with what can be worked out apart looked at on another thread ahead
-    of the hashing (:class:`_Ahead`): whether float columns hold a NaN and short text a long string,
-    while they are hashed as they are, and a categorical's ranks. One thread running ahead over the
-    columns brings their memory into the CPU cache for the hashing behind it: 12 float columns of 8 MB
-    hash at ~1.0x xxh3 alone, where each checked beside its own hashing costs ~1.3x. Should a look find
-    a NaN or a long string, the stream goes back to that column and feeds it and the rest again the
-    usual way: the same bytes either way."""
+    """Columns, in order, with what can be worked out apart looked at on another thread ahead of the
+    hashing (:class:`_Ahead`): whether float columns hold a NaN and short text a long string, while
+    they are hashed as they are, and a categorical's ranks. One thread running ahead over the columns
+    brings their memory into the CPU cache for the hashing behind it: 12 float columns of 7.6 MB hash
+    at ~1.0x xxh3 alone, where each checked beside its own hashing costs ~1.3x. A column its look
+    finds wrong (a NaN, a long string) is taken back with the columns fed after it, and they are fed
+    again the usual way (:func:`_settle`): the same bytes either way."""
     np = import_whole("numpy")
     jobs = {i: job for i, job in enumerate(_Ahead.of(column, pl, np) for column in columns) if job is not None}
-    looked = _look_ahead(list(jobs.values())) if sum(job.nbytes for job in jobs.values()) >= arrays.OVERLAP_MIN_BYTES else None
-    if looked is None:
+    enough = sum(job.nbytes for job in jobs.values()) >= arrays.OVERLAP_MIN_BYTES
+    looks = _look_ahead(list(jobs.values())) if enough else None
+    if looks is None:
         for column in columns:
             _feed_polars_column(h, column, pl)
         return
-    marks = []
+    unsettled: collections.deque[tuple[int, Any]] = collections.deque()  # (column, the stream before it) fed unchecked
     for i, column in enumerate(columns):
-        marks.append(h.mark())
         job = jobs.get(i)
         if job is None:
             _feed_polars_column(h, column, pl)
         else:
+            unsettled.append((i, h.mark()))
             _feed_head(h, column, nulls=False)
-            job.feed(h, looked[job])
-    wrong = [i for i, job in jobs.items() if not job.fed_right(looked[job].result())]
-    if wrong:
-        h.rewind(marks[wrong[0]])
-        for column in columns[wrong[0] :]:
-            _feed_polars_column(h, column, pl)
+            job.feed(h, looks[job])
+        _settle(h, columns, pl, jobs, looks, unsettled, upto=i, wait=False)
+    _settle(h, columns, pl, jobs, looks, unsettled, upto=len(columns) - 1, wait=True)
+
+
+def _settle(
+    h: CanonicalHasher,
+    columns: list[Any],
+    pl: Any,
+    jobs: dict[int, _Ahead],
+    looks: dict[_Ahead, Future[Any]],
+    unsettled: collections.deque[tuple[int, Any]],
+    upto: int,
+    wait: bool,
+) -> None:
+    """The looks of the columns fed unchecked, in order, as far as they are back (all of them when
+    ``wait``ing); at the first found wrong the stream goes back to that column, and it and the columns
+    after it, up to ``upto``, are fed the usual way. (A NaN early in a wide frame costs a column or two
+    fed twice; waiting for each look instead costs ~7% on every frame.)"""
+    while unsettled and (wait or looks[jobs[unsettled[0][0]]].done()):
+        i, before = unsettled.popleft()
+        if not jobs[i].fed_right(looks[jobs[i]].result()):
+            h.rewind(before)
+            for column in columns[i : upto + 1]:
+                _feed_polars_column(h, column, pl)
+            unsettled.clear()
 
 
 class _Ahead:
-    """A column without nulls whose values need a look (run on the look-ahead thread) before or after
-    they are fed: floats fed as they are, then whether any is NaN; short text fed as its string views,
-    then whether any string is longer than 12 bytes; a categorical's sorted categories and ranks."""
+    """A column without nulls whose values need a look (run on the look-ahead thread; it never waits
+    for another task of the pool) before or after they are fed: floats fed as they are, then whether
+    any is NaN; short text fed as its string views, then whether any string is longer than 12 bytes;
+    a categorical's sorted categories and ranks."""
 
     nbytes = 0  # the memory the look reads
 
@@ -108,7 +130,9 @@ class _Ahead:
         if not len(column) or column.null_count():
             return None
         dtype = column.dtype
-        if dtype.is_float():
+        if dtype.is_float():  # in one chunk: its memory as it is (a chunked column is copied when fed, alone)
+            if column.n_chunks() != 1:
+                return None
             values = column.to_numpy()
             return _Floats(values) if values.nbytes < arrays.TREE_MIN_BYTES else None  # (a tree runs in parallel)
         if dtype == pl.String:
@@ -118,13 +142,12 @@ class _Ahead:
         return None
 
     def look(self) -> Any:
-        """Run on a hashing thread: never waits for another task of the pool (no deadlock)."""
         raise NotImplementedError
 
-    def feed(self, h: CanonicalHasher, looked: Future[Any]) -> None:
+    def feed(self, h: CanonicalHasher, look: Future[Any]) -> None:
         raise NotImplementedError
 
-    def fed_right(self, looked: Any) -> bool:
+    def fed_right(self, found: Any) -> bool:
         return True
 
 
@@ -135,11 +158,11 @@ class _Floats(_Ahead):
     def look(self) -> bool:
         return arrays.holds_nan(self.values)
 
-    def feed(self, h: CanonicalHasher, looked: Future[Any]) -> None:
+    def feed(self, h: CanonicalHasher, look: Future[Any]) -> None:
         feed_ndarray(h, self.values, nans_checked_apart=True)
 
-    def fed_right(self, looked: bool) -> bool:
-        return not looked
+    def fed_right(self, found: bool) -> bool:
+        return not found  # (a NaN)
 
 
 class _ShortText(_Ahead):
@@ -160,13 +183,13 @@ class _ShortText(_Ahead):
     def look(self) -> int:
         return _longest_view(self.words)
 
-    def feed(self, h: CanonicalHasher, looked: Future[Any]) -> None:
+    def feed(self, h: CanonicalHasher, look: Future[Any]) -> None:
         h.tag(b"T", self.count.to_bytes(8, "little"))
         for part in self.words:
             h.update(part)
 
-    def fed_right(self, looked: int) -> bool:
-        return looked <= _INLINE_BYTES
+    def fed_right(self, found: int) -> bool:
+        return found <= _INLINE_BYTES  # (the longest string's length)
 
 
 class _Categorical(_Ahead):
@@ -176,31 +199,32 @@ class _Categorical(_Ahead):
     def look(self) -> tuple[Any, Any]:
         return _categorical_ranks(*_categories_and_codes(self.column, _arrow_kwargs(self.pl), self.np), self.np)
 
-    def feed(self, h: CanonicalHasher, looked: Future[Any]) -> None:
-        names, ranks = looked.result()
+    def feed(self, h: CanonicalHasher, look: Future[Any]) -> None:
+        names, ranks = look.result()
         _feed_ranked(h, names, ranks, self.np)
 
 
 def _look_ahead(jobs: list[_Ahead]) -> dict[_Ahead, Future[Any]] | None:
     """Each job's look, in column order, on one hashing thread from now (it runs ahead of the hashing,
-    which finds the memory it reads in the CPU cache); None when no thread is free. In order beats a
-    categorical's ranks first or on a thread of their own (measured: 0.64x xxh3 vs 0.59x, 0.57x)."""
+    which finds the memory it reads in the CPU cache); None with a single hashing thread, or when the
+    pool takes no new task (the interpreter is shutting down). In order beats a categorical's ranks
+    first or on a thread of their own (measured: 0.64x xxh3 vs 0.59x, 0.57x)."""
     if arrays.HASHING_THREADS == 1:
         return None
-    looked: dict[_Ahead, Future[Any]] = {job: Future() for job in jobs}
+    looks: dict[_Ahead, Future[Any]] = {job: Future() for job in jobs}
 
     def run() -> None:
-        for job, future in looked.items():
+        for job, look in looks.items():
             try:
-                future.set_result(job.look())
-            except Exception as exc:  # noqa: BLE001 (raised where the result is asked for)
-                future.set_exception(exc)
+                look.set_result(job.look())
+            except BaseException as exc:  # noqa: BLE001 (raised where the result is asked for: none waits for ever)
+                look.set_exception(exc)
 
     try:
         hashing_pool().submit(run)
-    except RuntimeError:  # the interpreter is shutting down: no new threads
+    except RuntimeError:
         return None
-    return looked
+    return looks
 
 
 def _arrow_kwargs(pl: Any) -> dict[str, Any]:
@@ -239,7 +263,7 @@ def _feed_polars_column(h: CanonicalHasher, column: Any, pl: Any) -> None:
 
 
 _INLINE_BYTES = 12  # Arrow string views hold a string of up to 12 UTF-8 bytes inline, zero-padded
-_VIEWS_SAMPLE = 256  # the first views of each chunk looked at before any is fed
+_VIEWS_SAMPLE = 256  # the first views of each chunk looked at before a column's are fed unchecked
 
 
 def _feed_text(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
@@ -249,11 +273,12 @@ def _feed_text(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
     Text that comes with offsets (an older polars) is framed as views when short: the same key."""
     count = sum(map(len, chunks)).to_bytes(8, "little")
     if sys.byteorder == "little" and all(str(chunk.type) == "string_view" for chunk in chunks):
-        before = h.mark()
-        h.tag(b"T", count)
-        if _feed_short_views(h, chunks, np):
+        words = _view_words(chunks, np)
+        if _longest_view(words) <= _INLINE_BYTES:
+            h.tag(b"T", count)
+            for part in words:
+                h.update(part)
             return
-        h.rewind(before)  # a long string: the views hold where its bytes are, not the bytes
     utf8 = _as_utf8_in_pieces(chunks)
     lengths = [_utf8_lengths(chunk, np) for chunk in utf8]
     if any(part.size and part.max() > _INLINE_BYTES for part in lengths):
@@ -262,23 +287,6 @@ def _feed_text(h: CanonicalHasher, chunks: list[Any], np: Any) -> None:
     h.tag(b"T", count)
     for chunk, part in zip(utf8, lengths):
         h.update(_views_of_short_utf8(chunk, part, np))
-
-
-def _feed_short_views(h: CanonicalHasher, chunks: list[Any], np: Any) -> bool:
-    """Feed every string view; False if a string is longer than 12 bytes (what was fed is then to be
-    taken back). From OVERLAP_MIN_BYTES on, the lengths are checked on another thread while hashed."""
-    words = _view_words(chunks, np)
-    if _longest_view([part[: 4 * _VIEWS_SAMPLE] for part in words]) > _INLINE_BYTES:
-        return False  # text with long strings has them early: no wasted pass (nothing fed yet)
-    longest = None
-    if sum(w.nbytes for w in words) >= arrays.OVERLAP_MIN_BYTES and arrays.HASHING_THREADS > 1:
-        with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: no new threads
-            longest = hashing_pool().submit(_longest_view, words)
-    if longest is None and _longest_view(words) > _INLINE_BYTES:
-        return False
-    for part in words:
-        h.update(part)
-    return longest is None or longest.result() <= _INLINE_BYTES
 
 
 def _view_words(chunks: list[Any], np: Any) -> list[Any]:
@@ -292,7 +300,7 @@ def _longest_view(words: list[Any]) -> int:
 
 
 def _views_of_short_utf8(chunk: Any, lengths: Any, np: Any) -> Any:
-    """Arrow strings with offsets, none longer than 12 bytes, framed as the views :func:`_feed_short_views` feeds."""
+    """Arrow strings with offsets, none longer than 12 bytes, framed as the views :func:`_feed_text` feeds."""
     views = np.zeros((len(chunk), 16), np.uint8)
     views[:, :4] = lengths.astype("<u4").view(np.uint8).reshape(-1, 4)
     if len(chunk):

@@ -6,9 +6,10 @@ in a padded matrix (one row per record, the constant head and tail of a record a
 the padding dropped, so the bytes are exactly those of feeding each record on its own: keys do not
 depend on which way a list went. Only records of one shape go this way: tuples (or lists) of one
 length, or dicts whose keys are all exactly ``str`` and the same, in one order, with scalar fields
-(int, float, str, bool, None, ``datetime.date``, zone-less ``datetime``; a field may also be pandas
-Timestamps of one unit without a zone, framed by their reduction). A list of such scalars of mixed types (None among floats, flags,
-names with missing values) is one column of the same framing, and so are a dict's scalar values
+(int, float, str, bool, None, ``datetime.date``, zone-less ``datetime``: the "scalars" below; a field
+may also be pandas Timestamps of one unit without a zone, framed by their reduction). A list of
+scalars of mixed types (None among floats, flags, names with missing values) is one column of the
+same framing, and so are a dict's scalar values
 (each beside its key's digest) and its scalar or tuple keys (then digested one xxh3 call each).
 Each piece is checked against the walk on its first item; a piece with anything else (a nested
 value, an int past 64 bits, a long string or a NUL) is walked item by item.
@@ -16,6 +17,7 @@ value, an int past 64 bits, a long string or a NUL) is walked item by item.
 
 from __future__ import annotations
 
+import copyreg
 import datetime as dt
 import itertools
 import operator
@@ -83,7 +85,7 @@ def scalar_digests(h: CanonicalHasher, items: list | tuple) -> list[bytes]:
 
 
 def feed_scalars(h: CanonicalHasher, items: list | tuple, walk: Callable[[list | tuple], None]) -> None:
-    """Feed ``items``, each an int, float, str, bool or None (of several of these types), as ``h.feed``
+    """Feed ``items``, each a scalar (``SCALAR_TYPES``, of several of these types), as ``h.feed``
     feeds each; a piece the framing cannot take (a long string, a NUL, an int past 64 bits, anything
     else) goes to ``walk``."""
     _feed_pieces(h, items, ROWS_PER_PIECE, _one_column, b"", b"", walk)
@@ -91,7 +93,7 @@ def feed_scalars(h: CanonicalHasher, items: list | tuple, walk: Callable[[list |
 
 def feed_keyed_scalars(h: CanonicalHasher, digests: list[bytes], values: list, order: list[int]) -> None:
     """A mapping's items, in ``order``, as ``CanonicalHasher.mapping`` feeds each (its key's digest, then
-    its value), for values that are all int, float, str, bool or None (``{id: name}``, labels with
+    its value), for values that are all scalars (``SCALAR_TYPES``: ``{id: name}``, labels with
     missing ones): digest and value frame side by side in a padded matrix, a piece at a time."""
     np = sys.modules["numpy"]
     keyed = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 16)
@@ -316,6 +318,8 @@ def _timestamp_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     feeds them, by their reduction: the same bytes before and after each one's value as an int. Those
     bytes are taken from the walk of the first and checked on the walk of the last (None: walked)."""
     first, last = values[0], values[-1]
+    if copyreg.dispatch_table.get(type(first)) is not None:  # a reducer of one's own: the walk uses it, and it
+        return None  # may feed more of each than its value (the reduction checked here is pandas' own)
     unit = getattr(first, "unit", None)
     try:
         if unit is None or [v.unit for v in values].count(unit) != len(values):
@@ -338,7 +342,7 @@ def _timestamp_frames(values: list, np: Any) -> tuple[Any, Any] | None:
     one_width = int(used.min()) == widest
     if one_width:  # values of one width (dates of one era): no padding
         frames = frames[:, :widest]
-    matrix = np.zeros((len(values), len(head) + frames.shape[1] + len(tail)), np.uint8)
+    matrix = np.empty((len(values), len(head) + frames.shape[1] + len(tail)), np.uint8)  # (padding: dropped)
     matrix[:, : len(head)] = np.frombuffer(head, np.uint8)
     matrix[:, len(head) : len(head) + frames.shape[1]] = frames
     if one_width:
@@ -372,8 +376,8 @@ def _tagged_text_frames(texts: list[str], tag: int, np: Any) -> tuple[Any, Any] 
 _BUILDERS: dict[type, Callable[[list, Any], tuple[Any, Any] | None]] = {
     int: _int_frames, float: _float_frames, str: _text_frames, bool: _flag_frames, type(None): _none_frames,
     dt.date: _date_frames, dt.datetime: _datetime_frames}
-_REFUSES_FIRST = [int, dt.datetime, str, dt.date, float, bool, type(None)]  # a field's kinds are built in this order:
-# those that may refuse (a zone, a long string or a NUL, an int past 64 bits) before the others are built in vain
+_REFUSES_FIRST = [int, dt.datetime, str, dt.date, float, bool, type(None)]  # a field's kinds are built in this
+# order: those that may refuse (an int past 64 bits, a zone, a long string or a NUL) before the others are built in vain
 SCALAR_TYPES = frozenset(_BUILDERS)  # what a field (or an item of a list of scalars) may be, exactly
 
 
@@ -390,9 +394,7 @@ def _walked_alone(value: Any) -> bytes:
     """The bytes the walk feeds for a value that holds no container of the caller's (a Timestamp)."""
     from .keys import CanonicalHasher  # (keys imports this module)
 
-    recorder = _Recorder()
-    CanonicalHasher(recorder).feed(value)  # type: ignore[arg-type]
-    return b"".join(recorder.parts)
+    return _walked(CanonicalHasher(), value)
 
 
 class _Recorder:

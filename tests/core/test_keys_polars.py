@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+from concurrent.futures import Future
 
 import polars as pl
 import pytest
@@ -290,10 +292,33 @@ def _wide_frame(rows: int = 50_000) -> dict[str, list]:
     }
 
 
-def test_a_wide_frame_keys_the_same_with_its_columns_looked_at_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+class _BackLate(Future):
+    """A look's result that says it is not back yet while its column is fed."""
+
+    def done(self) -> bool:
+        return False
+
+
+def _looks_run_now(future: type[Future]):
+    """``_look_ahead`` with every look run before any column is fed, its result in a ``future``."""
+
+    def look_ahead(jobs: list) -> dict:
+        looks = {}
+        for job in jobs:
+            looks[job] = future()
+            looks[job].set_result(job.look())
+        return looks
+
+    return look_ahead
+
+
+@pytest.mark.parametrize("back", ["before each column is fed", "after every column is fed"])
+def test_a_wide_frame_keys_the_same_with_its_columns_looked_at_ahead(monkeypatch: pytest.MonkeyPatch, back: str) -> None:
     """A large frame's float and short text columns are fed as they are while another thread looks for
-    a NaN or a long string (and works out a categorical's ranks); when it finds one, the stream goes back
-    to that column. The key is the one hashing each column the usual way gives, every NaN the same."""
+    a NaN or a long string (and works out a categorical's ranks). A column found wrong is fed again the
+    usual way: alone when its look was back as it was fed, else the stream goes back to it at the end
+    and feeds it and the rest again. The key is the one hashing each column the usual way gives, every
+    NaN the same."""
     import numpy as np
 
     from persist_to_disk import arrays, polarsframes
@@ -312,25 +337,55 @@ def test_a_wide_frame_keys_the_same_with_its_columns_looked_at_ahead(monkeypatch
     built = {what: pl.DataFrame(columns) for what, columns in frames.items()}
     assert sum(built["plain"][c].to_numpy().nbytes for c in "abcd") >= arrays.OVERLAP_MIN_BYTES
 
-    looks, usual = [], []
-    look_ahead, feed_column = polarsframes._look_ahead, polarsframes._feed_polars_column
-    monkeypatch.setattr(polarsframes, "_look_ahead", lambda jobs: looks.append(look_ahead(jobs)) or looks[-1])
+    usual: list[str] = []
+    feed_column = polarsframes._feed_polars_column
     monkeypatch.setattr(polarsframes, "_feed_polars_column", lambda h, c, pl: usual.append(c.name) or feed_column(h, c, pl))
+    monkeypatch.setattr(polarsframes, "_look_ahead", _looks_run_now(Future if back.startswith("before") else _BackLate))
     ahead = {}
     for what, frame in built.items():
         ahead[what] = keys.hash_value(frame)
         usual.append(what)
-    assert len(looks) == len(built) and None not in looks
-    back_to_b, back_to_name = ["b", "c", "name", "kind", "note", "score", "d"], ["name", "kind", "note", "score", "d"]
-    assert usual == [  # columns fed the usual way: those with nulls, then all from the first one looked at wrong
-        "note", "score", "plain",
-        "note", "score", *back_to_b, "a NaN in the second float column",
-        "note", "score", *back_to_b, "another NaN there",
-        "note", "score", *back_to_name, "a long string late",
-        "note", "score", *back_to_name, "both",
-    ]
+    if back.startswith("before"):  # each column found wrong fed again alone, right away
+        fed_again = {"plain": [], "a NaN in the second float column": ["b"], "another NaN there": ["b"],
+                     "a long string late": ["name"], "both": ["name", "d"]}
+    else:  # back to the first column found wrong, and all from there
+        from_b, from_name = ["b", "c", "name", "kind", "note", "score", "d"], ["name", "kind", "note", "score", "d"]
+        fed_again = {"plain": [], "a NaN in the second float column": from_b, "another NaN there": from_b,
+                     "a long string late": from_name, "both": from_name}
+    expected = []
+    for what, again in fed_again.items():  # those with nulls are always fed the usual way
+        expected += sorted(["note", "score", *again], key=list(base).index) if back.startswith("before") else ["note", "score", *again]
+        expected.append(what)
+    assert usual == expected
 
+    monkeypatch.undo()
     monkeypatch.setattr(arrays, "HASHING_THREADS", 1)  # no thread to look ahead: each column the usual way
     assert {what: keys.hash_value(frame) for what, frame in built.items()} == ahead
     assert ahead["a NaN in the second float column"] == ahead["another NaN there"]
     assert len(set(ahead.values())) == len(ahead) - 1
+
+
+def test_a_frame_looked_at_ahead_uses_the_look_ahead_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The looks really run on the hashing pool (the tests above run them in place), and an error in one
+    reaches the caller instead of leaving it waiting."""
+    from persist_to_disk import arrays, polarsframes
+
+    frame = pl.DataFrame(_wide_frame())
+    threads = []
+    real = polarsframes._Floats.look
+    monkeypatch.setattr(polarsframes._Floats, "look", lambda job: threads.append(threading.current_thread()) or real(job))
+    digest = keys.hash_value(frame)
+    assert threads and all(thread is not threading.main_thread() for thread in threads)
+
+    class Stop(BaseException):
+        pass
+
+    def fail(job):
+        raise Stop
+
+    monkeypatch.setattr(polarsframes._Floats, "look", fail)
+    with pytest.raises(Stop):
+        keys.hash_value(frame)
+    monkeypatch.undo()
+    monkeypatch.setattr(arrays, "HASHING_THREADS", 1)
+    assert keys.hash_value(frame) == digest
