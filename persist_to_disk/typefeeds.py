@@ -124,7 +124,22 @@ def _zone(moment: _dt.datetime | _dt.time) -> str:
     tz = moment.tzinfo
     if tz is None:
         return ""
-    return f"|{qualified_name(type(tz))}:{tz}|{moment.fold}"
+    kind = type(tz)
+    if kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__:  # a zone of one's own: its str is
+        return f"|{qualified_name(kind)}:{_zone_says(tz, moment)}|{moment.fold}"  # its address, so what it says
+    return f"|{qualified_name(kind)}:{tz}|{moment.fold}"
+
+
+def _zone_says(tz: _dt.tzinfo, moment: _dt.datetime | _dt.time) -> str:
+    """A zone's name, offset and daylight saving time at this moment (a ``time``'s zone is asked of no date)."""
+    at = moment if isinstance(moment, _dt.datetime) else None
+    said = []
+    for ask in (tz.tzname, tz.utcoffset, tz.dst):
+        try:
+            said.append(str(ask(at)))
+        except NotImplementedError:  # (tzinfo's own methods raise it)
+            said.append("-")
+    return ",".join(said)
 
 
 def feed_dataclass(h: CanonicalHasher, obj: Any) -> None:

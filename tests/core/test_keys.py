@@ -465,6 +465,29 @@ def test_a_zone_is_not_its_offset():
     assert H(dt.time(1, tzinfo=ZoneInfo("Europe/Paris"))) != H(dt.time(1, tzinfo=dt.timezone(dt.timedelta(hours=1))))
 
 
+class _HoursAhead(dt.tzinfo):
+    """A zone of one's own with no ``__repr__``: its ``str`` is where the object lives."""
+
+    def __init__(self, hours: int = 1) -> None:
+        self.hours = hours
+
+    def utcoffset(self, moment):
+        return dt.timedelta(hours=self.hours)
+
+    def dst(self, moment):
+        return None
+
+
+def test_a_zone_of_ones_own_keys_by_what_it_says_not_where_it_lives():
+    """Equal times in two such zone objects were keyed apart (and anew in every process)."""
+    assert H(dt.datetime(2020, 1, 1, tzinfo=_HoursAhead())) == H(dt.datetime(2020, 1, 1, tzinfo=_HoursAhead()))
+    assert H(dt.time(9, tzinfo=_HoursAhead())) == H(dt.time(9, tzinfo=_HoursAhead()))
+    moment = dt.datetime(2020, 1, 1, tzinfo=_HoursAhead())
+    assert H(moment) != H(moment.replace(tzinfo=_HoursAhead(2)))
+    assert H(moment) != H(moment.replace(tzinfo=dt.timezone(dt.timedelta(hours=1))))  # another class of zone
+    assert H(moment) != H(moment.replace(fold=1))
+
+
 def test_pure_and_concrete_paths_are_different_arguments():
     from pathlib import PosixPath, PurePosixPath
 
