@@ -72,7 +72,7 @@ def _feed_polars_columns(h: CanonicalHasher, columns: list[Any], pl: Any) -> Non
     brings their memory into the CPU cache for the hashing behind it: 12 float columns of 7.6 MB hash
     at ~1.0x xxh3 alone, where each checked beside its own hashing costs ~1.3x. A column its look
     finds wrong (a NaN, a long string) is taken back with the columns fed after it, and they are fed
-    again the usual way (:func:`_settle`): the same bytes either way."""
+    again the usual way (:class:`_Feeding`): the same bytes either way."""
     np = import_whole("numpy")
     jobs = {i: job for i, job in enumerate(_Ahead.of(column, pl, np) for column in columns) if job is not None}
     enough = sum(job.nbytes for job in jobs.values()) >= arrays.OVERLAP_MIN_BYTES
@@ -81,40 +81,42 @@ def _feed_polars_columns(h: CanonicalHasher, columns: list[Any], pl: Any) -> Non
         for column in columns:
             _feed_polars_column(h, column, pl)
         return
-    unsettled: collections.deque[tuple[int, Any]] = collections.deque()  # (column, the stream before it) fed unchecked
-    for i, column in enumerate(columns):
-        job = jobs.get(i)
-        if job is None:
-            _feed_polars_column(h, column, pl)
-        else:
-            unsettled.append((i, h.mark()))
-            _feed_head(h, column, nulls=False)
-            job.feed(h, looks[job])
-        _settle(h, columns, pl, jobs, looks, unsettled, upto=i, wait=False)
-    _settle(h, columns, pl, jobs, looks, unsettled, upto=len(columns) - 1, wait=True)
+    _Feeding(h, columns, pl, jobs, looks).feed()
 
 
-def _settle(
-    h: CanonicalHasher,
-    columns: list[Any],
-    pl: Any,
-    jobs: dict[int, _Ahead],
-    looks: dict[_Ahead, Future[Any]],
-    unsettled: collections.deque[tuple[int, Any]],
-    upto: int,
-    wait: bool,
-) -> None:
-    """The looks of the columns fed unchecked, in order, as far as they are back (all of them when
-    ``wait``ing); at the first found wrong the stream goes back to that column, and it and the columns
-    after it, up to ``upto``, are fed the usual way. (A NaN early in a wide frame costs a column or two
-    fed twice; waiting for each look instead costs ~7% on every frame.)"""
-    while unsettled and (wait or looks[jobs[unsettled[0][0]]].done()):
-        i, before = unsettled.popleft()
-        if not jobs[i].fed_right(looks[jobs[i]].result()):
-            h.rewind(before)
-            for column in columns[i : upto + 1]:
-                _feed_polars_column(h, column, pl)
-            unsettled.clear()
+class _Feeding:
+    """A frame's columns fed in order while their looks run ahead: those with a job fed unchecked, then
+    settled in order as their looks come back. At the first found wrong the stream goes back to that
+    column, and it and the columns fed after it are fed again the usual way. (A NaN early in a wide
+    frame then costs a column or two fed twice; waiting for each look instead costs ~7% on every frame.)"""
+
+    def __init__(self, h: CanonicalHasher, columns: list[Any], pl: Any, jobs: dict[int, _Ahead],
+                 looks: dict[_Ahead, Future[Any]]):
+        self.h, self.columns, self.pl, self.jobs, self.looks = h, columns, pl, jobs, looks
+        self.unsettled: collections.deque[tuple[int, Any]] = collections.deque()  # (column, the stream before it)
+
+    def feed(self) -> None:
+        for i, column in enumerate(self.columns):
+            job = self.jobs.get(i)
+            if job is None:
+                _feed_polars_column(self.h, column, self.pl)
+            else:
+                self.unsettled.append((i, self.h.mark()))
+                _feed_head(self.h, column, nulls=False)
+                job.feed(self.h, self.looks[job])
+            self._settle(upto=i, wait=False)
+        self._settle(upto=len(self.columns) - 1, wait=True)
+
+    def _settle(self, upto: int, wait: bool) -> None:
+        """Check the looks back so far (all of them when ``wait``ing); ``upto``: the last column fed."""
+        while self.unsettled and (wait or self.looks[self.jobs[self.unsettled[0][0]]].done()):
+            i, before = self.unsettled.popleft()
+            job = self.jobs[i]
+            if not job.fed_right(self.looks[job].result()):
+                self.h.rewind(before)
+                for column in self.columns[i : upto + 1]:
+                    _feed_polars_column(self.h, column, self.pl)
+                self.unsettled.clear()
 
 
 class _Ahead:
